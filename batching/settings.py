@@ -80,6 +80,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ACTIVITY_RETRY_ATTEMPTS", "attempts of an activity on transient errors", "5"),
     Setting("ACTIVITY_RETRY_SECONDS", "first wait between activity attempts", "5"),
     Setting("RECONCILE_SCHEDULE", "NCRONTAB of the missed-event reconciliation", "0 */10 * * * *"),
+    Setting("RECONCILE_GRACE_SECONDS", "age before an unstarted input counts as missed", "300"),
     Setting("MODEL_PRICES", "JSON {model: {input, output}} USD per 1M tokens at standard prices"),
     Setting("BATCH_DISCOUNT", "fraction of the standard price batch requests cost", "0.5"),
 )
@@ -141,6 +142,7 @@ class Settings:
     resubmit_rounds: int
     activity_retry_attempts: int
     activity_retry_seconds: int
+    reconcile_grace_seconds: int
     model_prices: dict[str, dict[str, float]] = field(default_factory=dict)
     batch_discount: float = 0.5
 
@@ -197,6 +199,7 @@ class Settings:
             resubmit_rounds=r.integer("RESUBMIT_ROUNDS", minimum=0),
             activity_retry_attempts=r.integer("ACTIVITY_RETRY_ATTEMPTS", minimum=1),
             activity_retry_seconds=r.integer("ACTIVITY_RETRY_SECONDS", minimum=1),
+            reconcile_grace_seconds=r.integer("RECONCILE_GRACE_SECONDS", minimum=0),
             model_prices=prices,
             batch_discount=r.fraction("BATCH_DISCOUNT"),
         )

@@ -1,0 +1,174 @@
+"""The end of a run: the run folder's files, then cleanup.
+
+Outputs are written (each by its own activity, in parallel) before anything is deleted: the
+Azure OpenAI files and the work area go only once results.jsonl, errors.jsonl, table.csv and
+metadata.json exist, and the input moves last into the run folder (or, when the run failed,
+into the error container beside a report), so it never triggers again and is never lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+from batching import aoai, storage
+from batching.cost import estimate_cost
+from batching.intake import SKIPPED
+from batching.layout import RunLayout
+from batching.settings import Settings
+from batching.storage import BlobRef
+from batching.tables import write_table as _write_table
+
+
+def _parts(settings: Settings, chunks: list[dict[str, Any]], kind: str) -> Iterator[Iterator[bytes]]:
+    for c in chunks:
+        for part in c["parts"]:
+            yield storage.read_blocks(storage.blob(settings.storage, BlobRef.from_dict(part[kind])))
+
+
+def _skipped(settings: Settings, layout: RunLayout, summary: dict[str, Any]) -> list[Iterator[bytes]]:
+    if not summary.get("skipped"):
+        return []
+    return [storage.read_blocks(storage.blob(settings.storage, layout.work(SKIPPED)))]
+
+
+def _concat(settings: Settings, sources: Any, dest: BlobRef, content_type: str) -> int:
+    with storage.BlobWriter(storage.blob(settings.storage, dest), content_type) as out:
+        for blocks in sources:
+            for block in blocks:
+                out.write(block)
+    return out.bytes_written
+
+
+def write_results(
+    settings: Settings, run_id: str, source: dict[str, Any], chunks: list[dict[str, Any]]
+) -> dict[str, Any]:
+    layout = RunLayout.of(settings, source["path"], run_id)
+    dest = layout.output("results.jsonl")
+    size = _concat(settings, _parts(settings, chunks, "results"), dest, "application/jsonl")
+    return {"results": dest.to_dict(), "bytes": size}
+
+
+def write_errors(
+    settings: Settings, run_id: str, source: dict[str, Any], chunks: list[dict[str, Any]],
+    summary: dict[str, Any],
+) -> dict[str, Any]:
+    """errors.jsonl, only when something failed: final failures and skipped invalid lines."""
+    layout = RunLayout.of(settings, source["path"], run_id)
+    failed = sum(c["failed"] for c in chunks) + int(summary.get("skipped") or 0)
+    if not failed:
+        return {"errors": None}
+    dest = layout.output("errors.jsonl")
+    sources = [*_parts(settings, chunks, "failures"), *_skipped(settings, layout, summary)]
+    _concat(settings, sources, dest, "application/jsonl")
+    return {"errors": dest.to_dict()}
+
+
+def write_table(
+    settings: Settings, run_id: str, source: dict[str, Any], chunks: list[dict[str, Any]],
+    columns: list[str],
+) -> dict[str, Any]:
+    layout = RunLayout.of(settings, source["path"], run_id)
+    dest = layout.output("table.csv")
+    with storage.BlobWriter(storage.blob(settings.storage, dest), "text/csv") as out:
+        rows = _write_table(
+            columns, _parts(settings, chunks, "results"), _parts(settings, chunks, "failures"), out
+        )
+    return {"table": dest.to_dict(), "rows": rows}
+
+
+def build_metadata(
+    settings: Settings, run_id: str, source: dict[str, Any], chunks: list[dict[str, Any]],
+    summary: dict[str, Any], status: str, received_at: str | None, finished_at: str,
+) -> dict[str, Any]:
+    """metadata.json: what ran, how it ended, what it used and cost, where the outputs are."""
+    layout = RunLayout.of(settings, source["path"], run_id)
+    skipped = int(summary.get("skipped") or 0)
+    succeeded = sum(c["succeeded"] for c in chunks)
+    failed = sum(c["failed"] for c in chunks) + skipped
+    usage = {"prompt": 0, "completion": 0, "total": 0}
+    model = None
+    batches = []
+    for c in chunks:
+        for b in c["batches"]:
+            u = b["outcome"]["usage"]
+            for k in usage:
+                usage[k] += int(u.get(k) or 0)
+            model = model or u.get("model")
+            batches.append({
+                "id": b["id"], "status": b["status"], "chunk": c["index"], "round": b["round"],
+                "input_file_id": b["input_file_id"], "output_file_id": b["output_file_id"],
+                "error_file_id": b["error_file_id"], "request_counts": b["request_counts"],
+                "errors": b.get("errors") or [],
+            })
+    reasons = [f"chunk {c['index']}: {c['reason']}" for c in chunks if c.get("reason")]
+    return {
+        "status": status,
+        "all_succeeded": failed == 0 and succeeded == summary["requests"] + skipped,
+        "source": f"{source['container']}/{source['path']}",
+        "etag": source.get("etag"),
+        "instance_id": run_id,
+        "run_id": run_id,
+        "requests": {"total": summary["requests"] + skipped, "succeeded": succeeded,
+                     "failed": failed, "skipped_invalid": skipped},
+        "batches": batches,
+        "chunks": [{"index": c["index"], "requests": c["requests"], "rounds": c["round"] + 1,
+                    "status": c.get("end"), "reason": c.get("reason")} for c in chunks],
+        "tokens": {"estimated": summary.get("tokens"), "usage": usage},
+        "cost": estimate_cost(settings, model, usage),
+        "deployment": summary.get("deployment"),
+        "endpoint": summary.get("endpoint"),
+        "reason": "; ".join(reasons) or None,
+        "timestamps": {"received": received_at, "finished": finished_at},
+        "outputs": {"folder": layout.output_folder_url_path()},
+    }
+
+
+def write_metadata(
+    settings: Settings, run_id: str, source: dict[str, Any], metadata: dict[str, Any]
+) -> dict[str, Any]:
+    layout = RunLayout.of(settings, source["path"], run_id)
+    dest = layout.output("metadata.json")
+    storage.write_bytes(
+        storage.blob(settings.storage, dest),
+        orjson.dumps(metadata, option=orjson.OPT_INDENT_2), "application/json",
+    )
+    return {"metadata": dest.to_dict()}
+
+
+def cleanup_run(
+    settings: Settings, run_id: str, source: dict[str, Any], chunks: list[dict[str, Any]],
+    status: str, reason: str | None,
+) -> dict[str, Any]:
+    """Move the input, delete the Azure OpenAI files and the work area. Safe to repeat."""
+    layout = RunLayout.of(settings, source["path"], run_id)
+    if status == "failed":
+        dest = layout.error("input.jsonl")
+        report = {"run_id": run_id, "status": status, "reason": reason,
+                  "source": f"{source['container']}/{source['path']}",
+                  "outputs": layout.output_folder_url_path()}
+        storage.write_bytes(
+            storage.blob(settings.storage, layout.error("report.json")),
+            orjson.dumps(report, option=orjson.OPT_INDENT_2), "application/json",
+        )
+    else:
+        dest = layout.output("input.jsonl")
+    moved: dict[str, str] | None = dest.to_dict()
+    try:
+        storage.move_blob(settings.storage, layout.source, dest, source.get("etag"))
+    except (ResourceNotFoundError, ResourceModifiedError):
+        moved = None  # deleted or replaced by the user meanwhile; a replacement runs on its own
+    c = aoai.client(settings)
+    deleted = 0
+    for chunk in chunks:
+        for b in chunk["batches"]:
+            for file_id in (b["input_file_id"], b["output_file_id"], b["error_file_id"]):
+                if file_id:
+                    aoai.delete_file(c, file_id)
+                    deleted += 1
+    work = storage.blob_service(settings.storage).get_container_client(settings.work_container)
+    storage.delete_prefix(work, layout.work_prefix)
+    return {"input": moved, "deleted_files": deleted}

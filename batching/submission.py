@@ -1,0 +1,99 @@
+"""Submitting a chunk as a batch, and watching it: each step safe to run again after a crash.
+
+An upload is named after its run, chunk and round, and found again by that name; a batch
+carries a key (run, chunk, round, attempt) in its metadata and is found again by it. So an
+activity re-run after its result was lost reuses what it created instead of paying twice.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+import openai
+
+from batching import aoai, storage
+from batching.admission import release
+from batching.settings import Settings
+from batching.storage import BlobRef
+
+FILE_WAIT_SECONDS = 20.0
+
+
+def upload_name(key: str) -> str:
+    """`run/c0/r0` -> `run-c0-r0.jsonl`: unique per upload, so it can be looked up."""
+    return key.replace("/", "-") + ".jsonl"
+
+
+def submit_batch(
+    settings: Settings, run_id: str, source: dict[str, Any], key: str, attempt: int,
+    input_ref: dict[str, Any], endpoint: str, tokens: int, etag: str | None = None,
+) -> dict[str, Any]:
+    """Upload (once) and create the batch (once per attempt).
+
+    Returns {"status": "created", "batch"} | {"status": "pending"} (file still processing) |
+    {"status": "quota", "message"} | {"status": "error", "message"} (will not work if retried).
+    """
+    c = aoai.client(settings)
+    batch_key = f"{key}/a{attempt}"
+    existing = aoai.find_batch(c, batch_key)
+    if existing:
+        return {"status": "created", "batch": existing}
+    name = upload_name(key)
+    uploaded = aoai.find_file(c, name)
+    if uploaded is None:
+        ref = BlobRef.from_dict(input_ref)
+        client = storage.blob(settings.storage, ref)
+        size = int(client.get_blob_properties().size)
+        try:
+            uploaded = aoai.upload(
+                c, name, storage.BlobReader(client, size, etag), settings.file_expiry_seconds
+            )
+        except openai.BadRequestError as e:
+            return {"status": "error", "message": f"upload refused: {_message(e)}"}
+    if uploaded["status"] == "error":
+        return {"status": "error", "message": f"upload failed: {uploaded.get('status_details')}"}
+    if uploaded["status"] != "processed":
+        uploaded = aoai.get_file(c, uploaded["id"])
+        if uploaded["status"] != "processed":
+            return {"status": "pending"}
+    metadata = {
+        "key": batch_key, "run_id": run_id[:512],
+        "source": posixpath.join(source["container"], source["path"])[-512:],
+        "tokens": str(tokens),
+    }
+    try:
+        batch = aoai.create_batch(
+            c, uploaded["id"], endpoint, metadata, settings.file_expiry_seconds
+        )
+    except aoai.QuotaExceeded as e:
+        release(settings, key)
+        return {"status": "quota", "message": str(e)}
+    except openai.BadRequestError as e:
+        return {"status": "error", "message": f"batch refused: {_message(e)}"}
+    return {"status": "created", "batch": batch}
+
+
+def check_batch(settings: Settings, batch_id: str, key: str | None = None) -> dict[str, Any]:
+    """The batch's state; a terminal batch frees its admission slot."""
+    batch = aoai.get_batch(aoai.client(settings), batch_id)
+    return _terminal(settings, batch, key)
+
+
+def cancel_batch(settings: Settings, batch_id: str, key: str | None = None) -> dict[str, Any]:
+    batch = aoai.cancel_batch(aoai.client(settings), batch_id)
+    return _terminal(settings, batch, key)
+
+
+def _terminal(settings: Settings, batch: dict[str, Any], key: str | None) -> dict[str, Any]:
+    if batch["status"] in aoai.TERMINAL:
+        batch["quota_message"] = aoai.quota_failure(batch)
+        if key:
+            release(settings, key)
+    return batch
+
+
+def _message(e: openai.APIStatusError) -> str:
+    body = e.body if isinstance(e.body, dict) else {}
+    err = body.get("error", body) if isinstance(body, dict) else {}
+    return str(err.get("message") or e.message) if isinstance(err, dict) else e.message

@@ -1,0 +1,78 @@
+"""table.csv: structured outputs flattened to one row per request.
+
+When requests ask for a json_schema response, each answer is a JSON object with the schema's
+properties; the table has `custom_id` and one column per property, which is what people build
+by hand from the seeds' notebooks. Requests that failed get a row with empty cells.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from batching.jsonlines import iter_lines
+from batching.results import Sink
+
+
+def answer_text(body: Any) -> str | None:
+    """The model's text in a chat.completion or a Responses API object."""
+    if not isinstance(body, dict):
+        return None
+    choices = body.get("choices")
+    if isinstance(choices, list) and choices:
+        content = (choices[0].get("message") or {}).get("content")
+        return content if isinstance(content, str) else None
+    for item in body.get("output") or []:
+        for part in item.get("content") or [] if isinstance(item, dict) else []:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                return str(part["text"])
+    return None
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()
+
+
+def write_table(
+    columns: list[str], results: Iterable[Iterable[bytes]], failures: Iterable[Iterable[bytes]],
+    out: Sink,
+) -> int:
+    """Write the CSV (header, then a row per request); returns the number of rows."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+
+    def emit(row: list[str]) -> None:
+        writer.writerow(row)
+        out.write(buffer.getvalue().encode())
+        buffer.seek(0)
+        buffer.truncate()
+
+    emit(["custom_id", *columns])
+    rows = 0
+    for blocks in results:
+        for _, raw in iter_lines(blocks):
+            if not raw.strip():
+                continue
+            line = orjson.loads(raw)
+            text = answer_text((line.get("response") or {}).get("body"))
+            try:
+                parsed = orjson.loads(text) if text else {}
+            except orjson.JSONDecodeError:
+                parsed = {}
+            values = parsed if isinstance(parsed, dict) else {}
+            emit([str(line.get("custom_id")), *(_cell(values.get(c)) for c in columns)])
+            rows += 1
+    for blocks in failures:
+        for _, raw in iter_lines(blocks):
+            if raw.strip():
+                emit([str(orjson.loads(raw).get("custom_id")), *([""] * len(columns))])
+                rows += 1
+    return rows

@@ -1,0 +1,104 @@
+"""Event Grid, locally: watch the input container and post BlobCreated events to a host.
+
+Azurite does not emit events, so this polls the container listing and, for every JSONL blob
+version (name + ETag) not seen before, posts an Event Grid-schema BlobCreated event to the
+Functions webhook, the same URL `func start` exposes. Delivery is at-least-once, as in Azure:
+after a restart every blob still present is posted again, which the app must (and does) absorb.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from azure.storage.blob import BlobProperties, ContainerClient
+
+log = logging.getLogger("devstack.watcher")
+
+TOPIC = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/local/providers/Microsoft.Storage/storageAccounts/devstoreaccount1"
+
+
+def blob_created_event(container: ContainerClient, blob: BlobProperties) -> dict[str, Any]:
+    """An event shaped like the one Event Grid delivers for a new block blob."""
+    etag = str(blob.etag).strip('"')
+    return {
+        "id": str(uuid.uuid4()),
+        "topic": TOPIC,
+        "subject": f"/blobServices/default/containers/{container.container_name}/blobs/{blob.name}",
+        "eventType": "Microsoft.Storage.BlobCreated",
+        "eventTime": (blob.last_modified or datetime.now(UTC)).isoformat(),
+        "dataVersion": "",
+        "metadataVersion": "1",
+        "data": {
+            "api": "PutBlockList",
+            "clientRequestId": str(uuid.uuid4()),
+            "requestId": str(uuid.uuid4()),
+            "eTag": etag,
+            "contentType": (blob.content_settings.content_type if blob.content_settings else None)
+            or "application/octet-stream",
+            "contentLength": blob.size,
+            "blobType": "BlockBlob",
+            "url": f"{container.url}/{blob.name}",
+            "sequencer": etag,
+            "storageDiagnostics": {"batchId": str(uuid.uuid4())},
+        },
+    }
+
+
+class Watcher:
+    """Polls `container` every `interval` seconds and posts new blobs' events to `webhook`."""
+
+    def __init__(
+        self, container: ContainerClient, webhook: str, interval: float = 1.0, suffix: str = ".jsonl"
+    ) -> None:
+        self._container = container
+        self._webhook = webhook
+        self._interval = interval
+        self._suffix = suffix
+        self._seen: set[tuple[str, str]] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.delivered = 0
+
+    def poll_once(self) -> int:
+        """Post an event for each new blob version; returns how many were delivered."""
+        events = []
+        for blob in self._container.list_blobs():
+            key = (blob.name, str(blob.etag))
+            if key in self._seen or not blob.name.lower().endswith(self._suffix):
+                continue
+            events.append((key, blob_created_event(self._container, blob)))
+        posted = 0
+        for key, event in events:
+            try:
+                response = httpx.post(self._webhook, json=[event], timeout=30.0,
+                                      headers={"aeg-event-type": "Notification"})
+                response.raise_for_status()
+            except httpx.HTTPError as e:
+                log.warning("event delivery failed, will retry: %s", e)
+                continue  # not marked seen: retried on the next poll, as Event Grid retries
+            self._seen.add(key)
+            posted += 1
+        self.delivered += posted
+        return posted
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                log.exception("watcher poll failed")
+            self._stop.wait(self._interval)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="blob-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
