@@ -1,0 +1,28 @@
+// Deployed into the resource group (and subscription) of the Azure OpenAI account, new or existing:
+// Cognitive Services OpenAI User for the app identity on that account only, and its endpoint.
+// File-upload batch mode needs nothing from the account's own identity.
+@description('Name of the Azure OpenAI account in this resource group.')
+param accountName string
+
+@description('Principal id of the function app\'s user-assigned identity.')
+param principalId string
+
+// Cognitive Services OpenAI User: inference, files and batches on the data plane; no keys, no management.
+var cognitiveServicesOpenAiUser = '5e0bd9bd-7b93-4f28-af87-19fc36ad61bd'
+
+resource account 'Microsoft.CognitiveServices/accounts@2024-10-01' existing = {
+  name: accountName
+}
+
+resource openAiUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(account.id, principalId, cognitiveServicesOpenAiUser)
+  scope: account
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', cognitiveServicesOpenAiUser)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// https://<subdomain>.openai.azure.com/ (the app strips the trailing slash).
+output endpoint string = account.properties.endpoint
