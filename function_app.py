@@ -4,7 +4,7 @@ import azure.durable_functions as df
 
 from activities import batches, intake, outputs
 from orchestrators import run_file
-from triggers import blob_created, health, reconcile
+from triggers import blob_created, dashboard, health, reconcile, runs_api
 
 app = df.DFApp()
 
@@ -12,6 +12,8 @@ for blueprint in (
     blob_created.bp,
     reconcile.bp,
     health.bp,
+    runs_api.bp,
+    dashboard.bp,
     run_file.bp,
     intake.bp,
     batches.bp,

@@ -136,7 +136,8 @@ def write_metadata(
         storage.blob(settings.storage, dest),
         orjson.dumps(metadata, option=orjson.OPT_INDENT_2), "application/json",
     )
-    return {"metadata": dest.to_dict()}
+    return {"metadata": dest.to_dict(), "tokens": metadata["tokens"]["usage"],
+            "cost": metadata["cost"]}
 
 
 def cleanup_run(

@@ -63,6 +63,13 @@ def run_file(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
             "chunks": len(state.get("chunks") or []),
             "batches": sum(len(c["batches"]) for c in state.get("chunks") or []),
             "round": max((c["round"] for c in state.get("chunks") or []), default=0),
+            "chunk_states": [
+                {"index": c["index"], "state": c["state"], "round": c["round"],
+                 "batch_id": (c.get("batch") or {}).get("id"),
+                 "batch_status": (c.get("batch") or {}).get("status"),
+                 "request_counts": (c.get("batch") or {}).get("request_counts")}
+                for c in state.get("chunks") or []
+            ],
             **extra,
         })
 
@@ -123,7 +130,7 @@ def run_file(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
     cleaned = yield call("cleanup_run", {
         "chunks": chunks, "status": run_status, "reason": reasons or None})
     finished["input"] = cleaned["input"]
-    status("done", status=run_status)
+    status("done", status=run_status, tokens=finished.get("tokens"), cost=finished.get("cost"))
     return {"status": run_status, "run_id": state["run_id"], **finished}
 
 

@@ -1,0 +1,99 @@
+"""Runs as people see them: durable instance status shaped into summaries and details.
+
+The orchestration's custom status carries the live phase and counts; its output carries how it
+ended; metadata.json (read from storage) has the full detail of a finished run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from azure.core.exceptions import ResourceNotFoundError
+
+from batching import storage
+from batching.settings import Settings
+from batching.storage import BlobRef
+
+ACTIVE = ("Running", "Pending", "ContinuedAsNew")
+
+
+def _status_name(raw: Any) -> str:
+    """`OrchestrationRuntimeStatus.Running` or `Running` -> `Running`."""
+    return str(raw or "").rsplit(".", 1)[-1]
+
+
+def run_status(instance: dict[str, Any]) -> str:
+    """One word: running | completed | failed | expired | cancelled | invalid | error | terminated."""
+    runtime = _status_name(instance.get("runtimeStatus"))
+    output = instance.get("output")
+    if runtime == "Completed" and isinstance(output, dict):
+        return str(output.get("status") or "completed")
+    if runtime in ACTIVE:
+        return "running"
+    if runtime == "Failed":
+        return "error"
+    return runtime.lower() or "unknown"
+
+
+def summary(instance: dict[str, Any]) -> dict[str, Any]:
+    custom = instance.get("customStatus") or {}
+    if not isinstance(custom, dict):
+        custom = {}
+    output = instance.get("output") if isinstance(instance.get("output"), dict) else {}
+    source = custom.get("source") or ((instance.get("input") or {}) if isinstance(instance.get("input"), dict) else {}).get("source", {}).get("path")
+    requests = custom.get("requests") or {"total": 0, "succeeded": 0, "failed": 0, "pending": 0}
+    total = int(requests.get("total") or 0)
+    done = int(requests.get("succeeded") or 0) + int(requests.get("failed") or 0)
+    return {
+        "id": instance.get("instanceId"),
+        "source": source,
+        "phase": custom.get("phase") or ("pending" if _status_name(instance.get("runtimeStatus")) == "Pending" else None),
+        "status": run_status(instance),
+        "runtime_status": _status_name(instance.get("runtimeStatus")),
+        "requests": requests,
+        "progress": round(done / total, 4) if total else (1.0 if run_status(instance) != "running" else 0.0),
+        "tokens": custom.get("tokens"),
+        "cost": custom.get("cost"),
+        "waiting": custom.get("waiting"),
+        "created": instance.get("createdTime"),
+        "updated": instance.get("lastUpdatedTime"),
+        "outputs": {k: v for k, v in (output or {}).items() if k in ("results", "errors", "table", "metadata", "report", "input")},
+        "error": (instance.get("output") if run_status(instance) == "error" else None),
+    }
+
+
+def detail(settings: Settings, instance: dict[str, Any]) -> dict[str, Any]:
+    """The summary plus chunks, batches, rounds and, once written, metadata.json's content."""
+    result = summary(instance)
+    custom = instance.get("customStatus") if isinstance(instance.get("customStatus"), dict) else {}
+    result["chunks"] = (custom or {}).get("chunk_states") or []
+    meta_ref = (result["outputs"] or {}).get("metadata")
+    if meta_ref:
+        try:
+            raw = storage.blob(settings.storage, BlobRef.from_dict(meta_ref)).download_blob().readall()
+            result["metadata"] = orjson.loads(raw)
+        except ResourceNotFoundError:
+            result["metadata"] = None
+    report_ref = (result["outputs"] or {}).get("report")
+    if report_ref:
+        try:
+            raw = storage.blob(settings.storage, BlobRef.from_dict(report_ref)).download_blob().readall()
+            result["report"] = orjson.loads(raw)
+        except ResourceNotFoundError:
+            result["report"] = None
+    return result
+
+
+def matches(run: dict[str, Any], status: str | None, prefix: str | None) -> bool:
+    if status and run["status"] != status:
+        return False
+    return not (prefix and not str(run.get("source") or "").startswith(prefix))
+
+
+def page(runs: list[dict[str, Any]], limit: int, cursor: int) -> dict[str, Any]:
+    """Newest first, `limit` at a time; `next` is the cursor of the following page."""
+    ordered = sorted(runs, key=lambda r: str(r.get("created") or ""), reverse=True)
+    chunk = ordered[cursor: cursor + limit]
+    nxt = cursor + limit if cursor + limit < len(ordered) else None
+    return {"runs": chunk, "total": len(ordered), "next": nxt}

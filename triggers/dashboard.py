@@ -1,0 +1,26 @@
+"""GET /api/dashboard: the runs page. Static HTML that calls the runs API; no build step.
+
+The page itself holds no data, so it is anonymous; in Azure open it with `?code=<function key>`
+and it passes the key on to the API calls it makes.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import azure.durable_functions as df
+import azure.functions as func
+
+bp = df.Blueprint()
+
+
+@functools.cache
+def _page() -> bytes:
+    return (Path(__file__).parent / "dashboard.html").read_bytes()
+
+
+@bp.function_name("dashboard")
+@bp.route(route="dashboard", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def dashboard(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(_page(), mimetype="text/html", headers={"Cache-Control": "no-cache"})
