@@ -1,0 +1,115 @@
+"""Submitting and watching batches against the emulator, through the real openai SDK.
+
+Each step is run twice where a crash could repeat it: the second run must find what the first
+created (one upload, one batch), never pay twice.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from batching import aoai, collection, submission
+from batching.settings import Settings
+from batching.storage import BlobRef
+
+SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "samples"
+
+
+@pytest.fixture
+def env(azurite, blob_service, fresh_emulator):
+    container = f"sub-{os.urandom(4).hex()}"
+    blob_service.create_container(container)
+    settings = Settings.from_env({
+        "AZURE_OPENAI_ENDPOINT": fresh_emulator.endpoint, "AZURE_OPENAI_API_KEY": "k",
+        "BATCH_STORAGE": azurite.connection_string, "INPUT_CONTAINER": container,
+        "WORK_CONTAINER": container, "OUTPUT_CONTAINER": container,
+    })
+    return settings, blob_service.get_container_client(container), fresh_emulator
+
+
+def _state(em):
+    return httpx.get(f"{em.endpoint}/_emulator/state").json()
+
+
+def _submit(settings, ref, key="run-1/c0/r0", attempt=0):
+    for _ in range(100):
+        out = submission.submit_batch(settings, "run-1", {"container": ref.container, "path": ref.path},
+                                      key, attempt, ref.to_dict(), "/chat/completions", 100)
+        if out["status"] != "pending":
+            return out
+        time.sleep(0.1)
+    raise AssertionError("file never processed")
+
+
+def _wait_terminal(settings, batch_id, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        b = submission.check_batch(settings, batch_id)
+        if b["status"] in aoai.TERMINAL:
+            return b
+        time.sleep(0.2)
+    raise AssertionError("batch did not end")
+
+
+def test_submit_is_idempotent_and_streams_from_blob(env):
+    settings, container, em = env
+    container.upload_blob("q/quickstart.jsonl", (SAMPLES / "quickstart.jsonl").read_bytes())
+    ref = BlobRef(container.container_name, "q/quickstart.jsonl")
+    first = _submit(settings, ref)
+    again = _submit(settings, ref)  # a crash after create: the re-run finds the batch
+    assert first["status"] == again["status"] == "created"
+    assert first["batch"]["id"] == again["batch"]["id"]
+    state = _state(em)
+    assert state["files"] == 1
+    assert sum(state["batches"].values()) == 1
+    assert first["batch"]["metadata"]["key"] == "run-1/c0/r0/a0"
+
+    batch = _wait_terminal(settings, first["batch"]["id"])
+    assert batch["status"] == "completed"
+    chunk = {"index": 0, "round": 0, "input": ref.to_dict(), "etag": None}
+    out = collection.collect_batch(settings, "run-1", {"container": ref.container, "path": "q/quickstart.jsonl"},
+                                   chunk, batch, resubmit=True)
+    lines = container.get_blob_client(out["parts"]["results"]["path"]).download_blob().readall().splitlines()
+    assert out["counts"]["succeeded"] == len(lines) == len((SAMPLES / "quickstart.jsonl").read_bytes().splitlines())
+    assert out["retry_input"] is None
+    assert out["counts"]["usage"]["total"] > 0
+
+
+def test_upload_of_a_file_processed_earlier_is_reused(env):
+    settings, container, em = env
+    container.upload_blob("a.jsonl", (SAMPLES / "quickstart.jsonl").read_bytes())
+    ref = BlobRef(container.container_name, "a.jsonl")
+    _submit(settings, ref, attempt=0)
+    _submit(settings, ref, attempt=1)  # a new attempt (after quota) reuses the upload
+    state = _state(em)
+    assert state["files"] == 1 and sum(state["batches"].values()) == 2
+
+
+def test_quota_fail_fast_and_in_validation_are_both_recognised(env):
+    settings, container, em = env
+    container.upload_blob("b.jsonl", (SAMPLES / "quickstart.jsonl").read_bytes())
+    ref = BlobRef(container.container_name, "b.jsonl")
+    httpx.post(f"{em.endpoint}/_emulator/scenario",
+               json={"next_batches": ["token_limit_fail_fast", "token_limit_failed"]}).raise_for_status()
+    fast = _submit(settings, ref, attempt=0)
+    assert fast["status"] == "quota" and "token_limit_exceeded" in fast["message"]
+    slow = _submit(settings, ref, attempt=1)
+    assert slow["status"] == "created"
+    ended = _wait_terminal(settings, slow["batch"]["id"])
+    assert ended["status"] == "failed" and ended["quota_message"]
+
+
+def test_cancel_keeps_finished_requests(env):
+    settings, container, em = env
+    lines = (SAMPLES / "quickstart.jsonl").read_bytes().splitlines()
+    container.upload_blob("c.jsonl", b"\n".join(lines * 1) + b"\n")
+    ref = BlobRef(container.container_name, "c.jsonl")
+    created = _submit(settings, ref)
+    cancelled = submission.cancel_batch(settings, created["batch"]["id"])
+    assert cancelled["status"] in ("cancelling", "cancelled")
+    assert _wait_terminal(settings, created["batch"]["id"])["status"] == "cancelled"
