@@ -49,7 +49,7 @@ def validate_input(settings: Settings, run_id: str, source: dict[str, Any]) -> d
         orjson.dumps(full, option=orjson.OPT_INDENT_2), "application/json",
     )
     summary = {k: v for k, v in full.items() if k != "problems"}
-    summary["skipped"] = sum(full.get("problem_counts", {}).values()) if report.valid else 0
+    summary["skipped"] = report.invalid_lines if report.valid else 0
     if not report.valid:
         counts = ", ".join(f"{n} {code}" for code, n in sorted(full["problem_counts"].items()))
         summary["reason"] = f"validation failed: {counts}"

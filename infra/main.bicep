@@ -279,6 +279,8 @@ var baseAppSettings = {
   WORK_CONTAINER: workContainerName
   POLL_INITIAL_SECONDS: '60'
   POLL_MAX_SECONDS: '600'
+  // The reconciliation timer's schedule is a binding expression (%RECONCILE_SCHEDULE%): it must exist.
+  RECONCILE_SCHEDULE: '0 */10 * * * *'
   MAX_ACTIVE_BATCHES: string(maxActiveBatches)
   MAX_ENQUEUED_TOKENS: string(maxEnqueuedTokens)
 }
