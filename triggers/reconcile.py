@@ -45,6 +45,6 @@ async def reconcile_inputs(client: df.DurableOrchestrationClient, settings: Sett
     arg_name="timer", schedule="%RECONCILE_SCHEDULE%", run_on_startup=False, use_monitor=True
 )
 @bp.durable_client_input(client_name="client")
-async def reconcile(timer: func.TimerRequest, client: str) -> None:
+async def reconcile(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
     """The schedule is the app setting RECONCILE_SCHEDULE, which must exist (Bicep sets it)."""
-    await reconcile_inputs(df.DurableOrchestrationClient(client), Settings.from_env())
+    await reconcile_inputs(client, Settings.from_env())

@@ -31,8 +31,8 @@ def _error(status: int, message: str) -> func.HttpResponse:
     return _json({"error": message}, status)
 
 
-async def _instance(dc: df.DurableOrchestrationClient, run_id: str) -> dict[str, Any] | None:
-    status = await dc.get_status(run_id, show_input=True)
+async def _instance(client: df.DurableOrchestrationClient, run_id: str) -> dict[str, Any] | None:
+    status = await client.get_status(run_id, show_input=True)
     if status is None or status.runtime_status is None:
         return None
     data: dict[str, Any] = status.to_json()
@@ -42,15 +42,14 @@ async def _instance(dc: df.DurableOrchestrationClient, run_id: str) -> dict[str,
 @bp.function_name("runs_list")
 @bp.route(route="runs", methods=["GET"], auth_level=AUTH)
 @bp.durable_client_input(client_name="client")
-async def runs_list(req: func.HttpRequest, client: str) -> func.HttpResponse:
+async def runs_list(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """GET /api/runs?status=&prefix=&limit=&cursor=: newest first."""
     try:
         limit = max(1, min(200, int(req.params.get("limit", "50"))))
         cursor = max(0, int(req.params.get("cursor", "0")))
     except ValueError:
         return _error(400, "limit and cursor must be whole numbers")
-    dc = df.DurableOrchestrationClient(client)
-    instances = [s.to_json() for s in await dc.get_status_all() if s.name == ORCHESTRATOR]
+    instances = [s.to_json() for s in await client.get_status_all() if s.name == ORCHESTRATOR]
     found = [runs.summary(i) for i in instances]
     found = [r for r in found if runs.matches(r, req.params.get("status"), req.params.get("prefix"))]
     return _json(runs.page(found, limit, cursor))
@@ -59,7 +58,7 @@ async def runs_list(req: func.HttpRequest, client: str) -> func.HttpResponse:
 @bp.function_name("runs_start")
 @bp.route(route="runs", methods=["POST"], auth_level=AUTH)
 @bp.durable_client_input(client_name="client")
-async def runs_start(req: func.HttpRequest, client: str) -> func.HttpResponse:
+async def runs_start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """POST /api/runs {"path": "dir/file.jsonl"}: run a file already in the input container."""
     try:
         path = str(req.get_json()["path"]).lstrip("/")
@@ -74,16 +73,16 @@ async def runs_start(req: func.HttpRequest, client: str) -> func.HttpResponse:
     except ResourceNotFoundError:
         return _error(404, f"{settings.input_container}/{path} does not exist")
     source = source_of(settings.input_container, path, str(props.etag), props.size)
-    run_id, started = await start_run(df.DurableOrchestrationClient(client), settings, source)
+    run_id, started = await start_run(client, settings, source)
     return _json({"id": run_id, "started": started}, 202 if started else 200)
 
 
 @bp.function_name("runs_get")
 @bp.route(route="runs/{id}", methods=["GET"], auth_level=AUTH)
 @bp.durable_client_input(client_name="client")
-async def runs_get(req: func.HttpRequest, client: str) -> func.HttpResponse:
+async def runs_get(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     run_id = req.route_params["id"]
-    instance = await _instance(df.DurableOrchestrationClient(client), run_id)
+    instance = await _instance(client, run_id)
     if instance is None:
         return _error(404, f"no run {run_id}")
     return _json(runs.detail(Settings.from_env(), instance))
@@ -92,27 +91,25 @@ async def runs_get(req: func.HttpRequest, client: str) -> func.HttpResponse:
 @bp.function_name("runs_cancel")
 @bp.route(route="runs/{id}/cancel", methods=["POST"], auth_level=AUTH)
 @bp.durable_client_input(client_name="client")
-async def runs_cancel(req: func.HttpRequest, client: str) -> func.HttpResponse:
+async def runs_cancel(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """Cancel the run's batches; it ends as `cancelled` with its partial results written."""
     run_id = req.route_params["id"]
-    dc = df.DurableOrchestrationClient(client)
-    instance = await _instance(dc, run_id)
+    instance = await _instance(client, run_id)
     if instance is None:
         return _error(404, f"no run {run_id}")
     if runs.run_status(instance) != "running":
         return _error(409, f"run {run_id} is {runs.run_status(instance)}, not running")
-    await dc.raise_event(run_id, CANCEL_EVENT, {"by": "api"})
+    await client.raise_event(run_id, CANCEL_EVENT, {"by": "api"})
     return _json({"id": run_id, "cancelling": True}, 202)
 
 
 @bp.function_name("runs_retry")
 @bp.route(route="runs/{id}/retry", methods=["POST"], auth_level=AUTH)
 @bp.durable_client_input(client_name="client")
-async def runs_retry(req: func.HttpRequest, client: str) -> func.HttpResponse:
+async def runs_retry(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """Reprocess a failed or rejected run: its kept input goes back to the input container."""
     run_id = req.route_params["id"]
-    dc = df.DurableOrchestrationClient(client)
-    instance = await _instance(dc, run_id)
+    instance = await _instance(client, run_id)
     if instance is None:
         return _error(404, f"no run {run_id}")
     status = runs.run_status(instance)
@@ -130,5 +127,5 @@ async def runs_retry(req: func.HttpRequest, client: str) -> func.HttpResponse:
                           storage.blob(settings.storage, layout.source))
     props = storage.blob(settings.storage, layout.source).get_blob_properties()
     new_source = source_of(settings.input_container, source["path"], str(props.etag), props.size)
-    new_id, _ = await start_run(dc, settings, new_source, attempt=0 if origin != layout.source else 1)
+    new_id, _ = await start_run(client, settings, new_source, attempt=0 if origin != layout.source else 1)
     return _json({"id": new_id, "retry_of": run_id}, 202)

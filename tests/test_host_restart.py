@@ -1,0 +1,54 @@
+"""A host process killed with SIGKILL mid-run resumes its instances when restarted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def host_process(state: Path, markers: Path) -> list[str]:
+    return [sys.executable, "-m", "tests.toyapp.run_host", str(state), "crash-1", "6"]
+
+
+def test_killed_host_resumes_and_reruns_unfinished_activities(tmp_path: Path) -> None:
+    state, markers = tmp_path / "state", tmp_path / "markers"
+    env = {**os.environ, "TOYAPP_MARKERS": str(markers), "PYTHONPATH": str(ROOT)}
+    first = subprocess.Popen(
+        host_process(state, markers), cwd=ROOT, env=env, stdout=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 30
+        # Kill once the fan-out has begun: its activities are then still sleeping, unreported.
+        while len(list(markers.glob("*"))) < 3:
+            assert time.monotonic() < deadline, "the first host never got going"
+            assert first.poll() is None, "the first host exited early"
+            time.sleep(0.01)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+
+    second = subprocess.run(
+        host_process(state, markers),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode == 0, second.stderr
+    report = json.loads(second.stdout.strip().splitlines()[-1])
+    assert report["status"]["runtimeStatus"] == "Completed"
+    assert report["status"]["output"] == [0, 10, 20, 30, 40, 50]
+
+    runs = Counter(int(p.name.split("-")[0]) for p in markers.iterdir())
+    assert set(runs) == set(range(6))  # none lost
+    assert max(runs.values()) >= 2  # work in flight at the kill ran again

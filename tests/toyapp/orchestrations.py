@@ -1,0 +1,197 @@
+"""Orchestrators and activities of the toy app: one small function per Durable feature."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import azure.durable_functions as df
+
+bp = df.Blueprint()
+
+# What activities observed, for assertions (the host runs in the test process).
+observed: Counter[str] = Counter()
+_lock = threading.Lock()
+_running = [0, 0]  # [now, max] concurrent slow_square executions
+
+
+def reset() -> None:
+    with _lock:
+        observed.clear()
+        _running[:] = [0, 0]
+
+
+def max_concurrency() -> int:
+    return _running[1]
+
+
+# --- activities -------------------------------------------------------------------------------
+
+
+@bp.activity_trigger(input_name="name")
+def hello(name: str) -> str:
+    return f"Hello {name}"
+
+
+@bp.activity_trigger(input_name="x")
+def square(x: int) -> int:
+    return x * x
+
+
+@bp.activity_trigger(input_name="x")
+def slow_square(x: int) -> int:
+    with _lock:
+        _running[0] += 1
+        _running[1] = max(_running)
+    time.sleep(0.2)
+    with _lock:
+        _running[0] -= 1
+    return x * x
+
+
+@bp.activity_trigger(input_name="payload")
+def flaky(payload: dict[str, Any]) -> str:
+    """Fails until it has been called `succeed_on` times for `key`."""
+    with _lock:
+        observed[payload["key"]] += 1
+        calls = observed[payload["key"]]
+    if calls < payload["succeed_on"]:
+        raise RuntimeError(f"flaky failure {calls}")
+    return f"ok after {calls}"
+
+
+@bp.activity_trigger(input_name="message")
+def boom(message: str) -> None:
+    raise ValueError(message)
+
+
+@bp.activity_trigger(input_name="item")
+def record(item: int) -> int:
+    """Leaves a marker file per execution (crash tests count them), then takes a little while."""
+    folder = Path(os.environ["TOYAPP_MARKERS"])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{item}-{uuid.uuid4().hex}").touch()
+    time.sleep(0.3)
+    return item * 10
+
+
+@bp.activity_trigger(input_name="value")
+async def async_echo(value: Any) -> Any:
+    return {"echo": value}
+
+
+# --- orchestrators ----------------------------------------------------------------------------
+
+
+@bp.orchestration_trigger(context_name="context")
+def chain(context: df.DurableOrchestrationContext) -> Any:
+    first = yield context.call_activity("hello", "a")
+    second = yield context.call_activity(hello, "b")
+    echoed = yield context.call_activity("async_echo", context.get_input())
+    return [first, second, echoed]
+
+
+@bp.orchestration_trigger(context_name="context")
+def fan_out(context: df.DurableOrchestrationContext) -> Any:
+    count = context.get_input()
+    results = yield context.task_all(
+        [context.call_activity("slow_square", i) for i in range(count)]
+    )
+    return sum(results)
+
+
+@bp.orchestration_trigger(context_name="context")
+def first_of(context: df.DurableOrchestrationContext) -> Any:
+    winner = yield context.task_any(
+        [context.call_activity("square", 3), context.call_activity("slow_square", 4)]
+    )
+    return winner.result
+
+
+@bp.orchestration_trigger(context_name="context")
+def retrying(context: df.DurableOrchestrationContext) -> Any:
+    settings = context.get_input()
+    options = df.RetryOptions(
+        first_retry_interval_in_milliseconds=5000, max_number_of_attempts=settings["attempts"]
+    )
+    try:
+        return (yield context.call_activity_with_retry("flaky", options, settings))
+    except Exception as exc:
+        return {"error": str(exc)}
+
+
+@bp.orchestration_trigger(context_name="context")
+def sleepy(context: df.DurableOrchestrationContext) -> Any:
+    hours = context.get_input()
+    started = context.current_utc_datetime
+    yield context.create_timer(started + timedelta(hours=hours))
+    return [started.isoformat(), context.current_utc_datetime.isoformat()]
+
+
+@bp.orchestration_trigger(context_name="context")
+def parent(context: df.DurableOrchestrationContext) -> Any:
+    first = yield context.call_sub_orchestrator("child", 3)
+    second = yield context.call_sub_orchestrator("child", 4, f"{context.instance_id}-kid")
+    looped = yield context.call_sub_orchestrator("polling", {"i": 0, "limit": 3})
+    return [first, second, looped]
+
+
+@bp.orchestration_trigger(context_name="context")
+def child(context: df.DurableOrchestrationContext) -> Any:
+    return (yield context.call_activity("square", context.get_input()))
+
+
+@bp.orchestration_trigger(context_name="context")
+def polling(context: df.DurableOrchestrationContext) -> Any:
+    """A polling loop that keeps its history short with continue_as_new."""
+    state = context.get_input()
+    context.set_custom_status({"i": state["i"]})
+    yield context.call_activity("square", state["i"])
+    yield context.create_timer(context.current_utc_datetime + timedelta(minutes=10))
+    if state["i"] + 1 < state["limit"]:
+        context.continue_as_new({"i": state["i"] + 1, "limit": state["limit"]})
+        return None
+    return state["i"] + 1
+
+
+@bp.orchestration_trigger(context_name="context")
+def approval(context: df.DurableOrchestrationContext) -> Any:
+    context.set_custom_status("waiting for approval")
+    deadline = context.create_timer(context.current_utc_datetime + timedelta(days=2))
+    decision = context.wait_for_external_event("approve")
+    winner = yield context.task_any([decision, deadline])
+    if winner == deadline:
+        return "timed out"
+    deadline.cancel()
+    context.set_custom_status("approved")
+    return {"decision": decision.result}
+
+
+@bp.orchestration_trigger(context_name="context")
+def failing(context: df.DurableOrchestrationContext) -> Any:
+    yield context.call_activity("boom", "kaput")
+
+
+@bp.orchestration_trigger(context_name="context")
+def nondeterministic(context: df.DurableOrchestrationContext) -> Any:
+    yield context.call_activity("hello", uuid.uuid4().hex)  # a new input on every replay
+    yield context.call_activity("hello", "second")
+
+
+@bp.orchestration_trigger(context_name="context")
+def calls_missing(context: df.DurableOrchestrationContext) -> Any:
+    yield context.call_activity("no_such_activity", 1)
+
+
+@bp.orchestration_trigger(context_name="context")
+def slow_chain(context: df.DurableOrchestrationContext) -> Any:
+    count = context.get_input()
+    first = yield context.call_activity("record", 0)
+    rest = yield context.task_all([context.call_activity("record", i) for i in range(1, count)])
+    return [first, *rest]
