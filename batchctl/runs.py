@@ -25,7 +25,9 @@ from batching.tables import answer_text
 def add_target_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api", help="runs API base URL (BATCHCTL_API; default the local stack)")
     p.add_argument("--key", help="function key for the API in Azure (BATCHCTL_KEY)")
-    p.add_argument("--account-url", help="storage blob URL, signed in with az login (BATCHCTL_ACCOUNT_URL)")
+    p.add_argument(
+        "--account-url", help="storage blob URL, signed in with az login (BATCHCTL_ACCOUNT_URL)"
+    )
     p.add_argument("--storage-connection", help="storage connection string (BATCHCTL_STORAGE)")
     p.add_argument("--input-container", default="batch-input")
     p.add_argument("--output-container", default="batch-output")
@@ -34,7 +36,8 @@ def add_target_options(p: argparse.ArgumentParser) -> None:
 def _command(sub: Any, name: str, helptext: str, func: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(name, help=helptext)
     add_target_options(p)
-    p.set_defaults(func=func)
+    # `run` is what batchctl's main dispatches; it reports API errors as exit status 1.
+    p.set_defaults(func=func, run=lambda args: run_command(args.func, args))
     return p
 
 
@@ -67,8 +70,8 @@ def submit(args: argparse.Namespace, console: Console) -> int:
             return 2
         name = posixpath.join(prefix, path.name) if prefix else path.name
         with path.open("rb") as f:
-            blob = container.upload_blob(name, f, overwrite=True)
-        run_id = run_id_for(target.input_container, name, str(blob["etag"]))
+            uploaded = container.get_blob_client(name).upload_blob(f, overwrite=True)
+        run_id = run_id_for(target.input_container, name, str(uploaded["etag"]))
         console.print(f"uploaded {target.input_container}/{name}  run [bold]{run_id}[/bold]")
     return 0
 
@@ -82,24 +85,40 @@ def _bar(run: dict[str, Any]) -> ProgressBar:
 
 def _table(data: dict[str, Any]) -> Table:
     table = Table(title=f"{data['total']} runs", expand=True)
-    for col in ("run", "source", "status", "phase", "progress", "ok/failed/total", "tokens", "cost"):
+    for col in (
+        "run",
+        "source",
+        "status",
+        "phase",
+        "progress",
+        "ok/failed/total",
+        "tokens",
+        "cost",
+    ):
         table.add_column(col, overflow="fold")
     for r in data["runs"]:
         q = r.get("requests") or {}
         cost = (r.get("cost") or {}).get("total")
         table.add_row(
-            r["id"], str(r.get("source") or ""), r["status"], str(r.get("phase") or ""), _bar(r),
+            r["id"],
+            str(r.get("source") or ""),
+            r["status"],
+            str(r.get("phase") or ""),
+            _bar(r),
             f"{q.get('succeeded', 0)}/{q.get('failed', 0)}/{q.get('total', 0)}",
-            str((r.get("tokens") or {}).get("total") or "–"),
-            f"${cost:.4f}" if isinstance(cost, int | float) else "–",
+            str((r.get("tokens") or {}).get("total") or "-"),
+            f"${cost:.4f}" if isinstance(cost, int | float) else "-",
         )
     return table
 
 
 def list_runs(args: argparse.Namespace, console: Console) -> int:
     target = Target.from_args(args)
-    params = {k: v for k, v in {"status": args.status, "prefix": args.prefix,
-                                "limit": str(args.limit)}.items() if v}
+    params = {
+        k: v
+        for k, v in {"status": args.status, "prefix": args.prefix, "limit": str(args.limit)}.items()
+        if v
+    }
     if not args.watch:
         console.print(_table(target.call("GET", "runs", params=params)))
         return 0
@@ -146,7 +165,9 @@ def results(args: argparse.Namespace, console: Console) -> int:
     detail = target.call("GET", f"runs/{args.run}")
     ref = (detail.get("outputs") or {}).get("results")
     if not ref:
-        console.print(f"[yellow]run {args.run} is {detail['status']}: no results written yet[/yellow]")
+        console.print(
+            f"[yellow]run {args.run} is {detail['status']}: no results written yet[/yellow]"
+        )
         return 1
     out: IO[bytes] = args.output.open("wb") if args.output else sys.stdout.buffer
     try:
@@ -174,7 +195,9 @@ def _write_csv(target: Target, detail: dict[str, Any], ref: dict[str, str], out:
     writer.writerow(["custom_id", "content"])
     for line in _blob_lines(target, ref):
         parsed = orjson.loads(line)
-        writer.writerow([parsed.get("custom_id"), answer_text((parsed.get("response") or {}).get("body")) or ""])
+        writer.writerow(
+            [parsed.get("custom_id"), answer_text((parsed.get("response") or {}).get("body")) or ""]
+        )
         out.write(buffer.getvalue().encode())
         buffer.seek(0)
         buffer.truncate()
@@ -182,10 +205,16 @@ def _write_csv(target: Target, detail: dict[str, Any], ref: dict[str, str], out:
 
 
 def run_command(func: Any, args: argparse.Namespace) -> int:
+    from azure.core.exceptions import AzureError
+
     console = Console()
     try:
         code: int = func(args, console)
         return code
     except ApiError as e:
         console.print(f"[red]{e}[/red]")
+        return 1
+    except AzureError as e:  # storage: a missing container or blob, a refused credential
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        console.print(f"[red]storage: {first}[/red]")
         return 1

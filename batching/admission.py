@@ -8,6 +8,7 @@ a batch can live are dropped, so a run that vanished cannot hold a slot forever.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -34,10 +35,8 @@ def _ledger_blob(settings: Settings) -> BlobClient:
 def _locked(settings: Settings, change: Callable[[dict[str, Any]], Any]) -> Any:
     """Apply `change` to the ledger under a lease and write it back."""
     client = _ledger_blob(settings)
-    try:
+    with contextlib.suppress(ResourceExistsError):
         client.upload_blob(b'{"active": {}, "queue": []}', overwrite=False)
-    except ResourceExistsError:
-        pass
     deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
     while True:
         try:
@@ -57,15 +56,17 @@ def _locked(settings: Settings, change: Callable[[dict[str, Any]], Any]) -> Any:
         client.upload_blob(orjson.dumps(ledger), overwrite=True, lease=lease)
         return result
     finally:
-        try:
+        with contextlib.suppress(ResourceNotFoundError):
             lease.release()
-        except ResourceNotFoundError:
-            pass
 
 
 def admit(
-    settings: Settings, key: str, deployment: str | None, tokens: int,
-    max_active: int, max_tokens: int,
+    settings: Settings,
+    key: str,
+    deployment: str | None,
+    tokens: int,
+    max_active: int,
+    max_tokens: int,
 ) -> dict[str, Any]:
     """Queue `key` if new; grant queued entries in order while they fit. Idempotent."""
 
@@ -94,7 +95,9 @@ def _fits(active: dict[str, Any], entry: dict[str, Any], max_active: int, max_to
         return False
     same = [a for a in active.values() if a["deployment"] == entry["deployment"]]
     # A chunk larger than the whole budget still runs, alone, rather than wait forever.
-    return not (max_tokens and same and sum(a["tokens"] for a in same) + entry["tokens"] > max_tokens)
+    return not (
+        max_tokens and same and sum(a["tokens"] for a in same) + entry["tokens"] > max_tokens
+    )
 
 
 def release(settings: Settings, key: str) -> None:

@@ -8,6 +8,7 @@ null counts, null errors).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Iterator
 from typing import IO, Any, cast
@@ -31,7 +32,9 @@ def is_quota_error(text: str) -> bool:
 
 
 @functools.lru_cache(maxsize=4)
-def _client(endpoint: str, api_key: str | None, api_version: str, client_id: str | None) -> AzureOpenAI:
+def _client(
+    endpoint: str, api_key: str | None, api_version: str, client_id: str | None
+) -> AzureOpenAI:
     if api_key:
         return AzureOpenAI(
             azure_endpoint=endpoint, api_key=api_key, api_version=api_version, max_retries=5
@@ -136,10 +139,8 @@ def file_content(c: AzureOpenAI, file_id: str) -> Iterator[bytes]:
 
 
 def delete_file(c: AzureOpenAI, file_id: str) -> None:
-    try:
+    with contextlib.suppress(openai.NotFoundError):
         c.files.delete(file_id)
-    except openai.NotFoundError:
-        pass
 
 
 def normalize_batch(raw: dict[str, Any]) -> dict[str, Any]:

@@ -18,15 +18,22 @@ from batching.storage import BlobRef
 
 
 def collect_batch(
-    settings: Settings, run_id: str, source: dict[str, Any], chunk: dict[str, Any],
-    batch: dict[str, Any], resubmit: bool,
+    settings: Settings,
+    run_id: str,
+    source: dict[str, Any],
+    chunk: dict[str, Any],
+    batch: dict[str, Any],
+    resubmit: bool,
 ) -> dict[str, Any]:
     """Sort the batch's lines into results, failures and (when `resubmit`) a retry input."""
     layout = RunLayout.of(settings, source["path"], run_id)
     prefix = f"c{chunk['index']:04d}/r{chunk['round']}"
-    refs = {name: layout.work(f"{prefix}/{name}.jsonl") for name in ("results", "failures", "retry")}
-    writers = {name: storage.BlobWriter(storage.blob(settings.storage, ref))
-               for name, ref in refs.items()}
+    refs = {
+        name: layout.work(f"{prefix}/{name}.jsonl") for name in ("results", "failures", "retry")
+    }
+    writers = {
+        name: storage.BlobWriter(storage.blob(settings.storage, ref)) for name, ref in refs.items()
+    }
     client = aoai.client(settings) if batch.get("id") else None
     files = [f for f in (batch.get("output_file_id"), batch.get("error_file_id")) if f]
     outputs: Iterable[Iterator[bytes]] = (
@@ -36,8 +43,14 @@ def collect_batch(
         storage.blob(settings.storage, BlobRef.from_dict(chunk["input"])), chunk.get("etag")
     )
     outcome = collect(
-        outputs, chunk_input, writers["results"], writers["failures"], writers["retry"],
-        round_no=chunk["round"], batch_id=str(batch.get("id")), resubmit=resubmit,
+        outputs,
+        chunk_input,
+        writers["results"],
+        writers["failures"],
+        writers["retry"],
+        round_no=chunk["round"],
+        batch_id=str(batch.get("id")),
+        resubmit=resubmit,
     )
     for w in writers.values():
         w.close()

@@ -9,7 +9,9 @@ from batching.settings import Settings
 PER_TOKENS = 1_000_000
 
 
-def price_for(prices: dict[str, dict[str, float]], model: str | None) -> tuple[str, dict[str, float]] | None:
+def price_for(
+    prices: dict[str, dict[str, float]], model: str | None
+) -> tuple[str, dict[str, float]] | None:
     """The price entry for a model name such as `gpt-4o-2024-08-06`: the longest matching prefix."""
     if not model:
         return None
@@ -24,12 +26,22 @@ def estimate_cost(settings: Settings, model: str | None, usage: dict[str, int]) 
     """USD for the tokens used; `None` amounts when the model has no price (set MODEL_PRICES)."""
     found = price_for(settings.model_prices, model)
     if found is None:
-        return {"model": model, "currency": "USD", "total": None,
-                "note": "no price for this model: add it to MODEL_PRICES"}
+        return {
+            "model": model,
+            "currency": "USD",
+            "total": None,
+            "note": "no price for this model: add it to MODEL_PRICES",
+        }
     name, price = found
     discount = settings.batch_discount
     prompt = usage.get("prompt", 0) * price["input"] * discount / PER_TOKENS
     completion = usage.get("completion", 0) * price["output"] * discount / PER_TOKENS
-    return {"model": model, "price_model": name, "currency": "USD", "batch_discount": discount,
-            "prompt": round(prompt, 6), "completion": round(completion, 6),
-            "total": round(prompt + completion, 6)}
+    return {
+        "model": model,
+        "price_model": name,
+        "currency": "USD",
+        "batch_discount": discount,
+        "prompt": round(prompt, 6),
+        "completion": round(completion, 6),
+        "total": round(prompt + completion, 6),
+    }

@@ -53,9 +53,13 @@ def rename(cfg: StorageConfig, source: BlobRef, dest: BlobRef, etag: str | None)
     service = datalake_service(cfg)
     parent = posixpath.dirname(dest.path)
     if parent:
-        service.get_file_system_client(dest.container).get_directory_client(parent).create_directory()
+        service.get_file_system_client(dest.container).get_directory_client(
+            parent
+        ).create_directory()
     kwargs: dict[str, Any] = {}
     if etag:
-        kwargs.update(source_etag=quote_etag(etag), source_match_condition=MatchConditions.IfNotModified)
+        kwargs.update(
+            source_etag=quote_etag(etag), source_match_condition=MatchConditions.IfNotModified
+        )
     file_client = service.get_file_system_client(source.container).get_file_client(source.path)
     file_client.rename_file(f"{dest.container}/{dest.path}", **kwargs)

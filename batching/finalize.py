@@ -23,13 +23,17 @@ from batching.storage import BlobRef
 from batching.tables import write_table as _write_table
 
 
-def _parts(settings: Settings, chunks: list[dict[str, Any]], kind: str) -> Iterator[Iterator[bytes]]:
+def _parts(
+    settings: Settings, chunks: list[dict[str, Any]], kind: str
+) -> Iterator[Iterator[bytes]]:
     for c in chunks:
         for part in c["parts"]:
             yield storage.read_blocks(storage.blob(settings.storage, BlobRef.from_dict(part[kind])))
 
 
-def _skipped(settings: Settings, layout: RunLayout, summary: dict[str, Any]) -> list[Iterator[bytes]]:
+def _skipped(
+    settings: Settings, layout: RunLayout, summary: dict[str, Any]
+) -> list[Iterator[bytes]]:
     if not summary.get("skipped"):
         return []
     return [storage.read_blocks(storage.blob(settings.storage, layout.work(SKIPPED)))]
@@ -53,7 +57,10 @@ def write_results(
 
 
 def write_errors(
-    settings: Settings, run_id: str, source: dict[str, Any], chunks: list[dict[str, Any]],
+    settings: Settings,
+    run_id: str,
+    source: dict[str, Any],
+    chunks: list[dict[str, Any]],
     summary: dict[str, Any],
 ) -> dict[str, Any]:
     """errors.jsonl, only when something failed: final failures and skipped invalid lines."""
@@ -68,7 +75,10 @@ def write_errors(
 
 
 def write_table(
-    settings: Settings, run_id: str, source: dict[str, Any], chunks: list[dict[str, Any]],
+    settings: Settings,
+    run_id: str,
+    source: dict[str, Any],
+    chunks: list[dict[str, Any]],
     columns: list[str],
 ) -> dict[str, Any]:
     layout = RunLayout.of(settings, source["path"], run_id)
@@ -81,8 +91,14 @@ def write_table(
 
 
 def build_metadata(
-    settings: Settings, run_id: str, source: dict[str, Any], chunks: list[dict[str, Any]],
-    summary: dict[str, Any], status: str, received_at: str | None, finished_at: str,
+    settings: Settings,
+    run_id: str,
+    source: dict[str, Any],
+    chunks: list[dict[str, Any]],
+    summary: dict[str, Any],
+    status: str,
+    received_at: str | None,
+    finished_at: str,
 ) -> dict[str, Any]:
     """metadata.json: what ran, how it ended, what it used and cost, where the outputs are."""
     layout = RunLayout.of(settings, source["path"], run_id)
@@ -98,12 +114,19 @@ def build_metadata(
             for k in usage:
                 usage[k] += int(u.get(k) or 0)
             model = model or u.get("model")
-            batches.append({
-                "id": b["id"], "status": b["status"], "chunk": c["index"], "round": b["round"],
-                "input_file_id": b["input_file_id"], "output_file_id": b["output_file_id"],
-                "error_file_id": b["error_file_id"], "request_counts": b["request_counts"],
-                "errors": b.get("errors") or [],
-            })
+            batches.append(
+                {
+                    "id": b["id"],
+                    "status": b["status"],
+                    "chunk": c["index"],
+                    "round": b["round"],
+                    "input_file_id": b["input_file_id"],
+                    "output_file_id": b["output_file_id"],
+                    "error_file_id": b["error_file_id"],
+                    "request_counts": b["request_counts"],
+                    "errors": b.get("errors") or [],
+                }
+            )
     reasons = [f"chunk {c['index']}: {c['reason']}" for c in chunks if c.get("reason")]
     return {
         "status": status,
@@ -112,11 +135,23 @@ def build_metadata(
         "etag": source.get("etag"),
         "instance_id": run_id,
         "run_id": run_id,
-        "requests": {"total": summary["requests"] + skipped, "succeeded": succeeded,
-                     "failed": failed, "skipped_invalid": skipped},
+        "requests": {
+            "total": summary["requests"] + skipped,
+            "succeeded": succeeded,
+            "failed": failed,
+            "skipped_invalid": skipped,
+        },
         "batches": batches,
-        "chunks": [{"index": c["index"], "requests": c["requests"], "rounds": c["round"] + 1,
-                    "status": c.get("end"), "reason": c.get("reason")} for c in chunks],
+        "chunks": [
+            {
+                "index": c["index"],
+                "requests": c["requests"],
+                "rounds": c["round"] + 1,
+                "status": c.get("end"),
+                "reason": c.get("reason"),
+            }
+            for c in chunks
+        ],
         "tokens": {"estimated": summary.get("tokens"), "usage": usage},
         "cost": estimate_cost(settings, model, usage),
         "deployment": summary.get("deployment"),
@@ -134,26 +169,39 @@ def write_metadata(
     dest = layout.output("metadata.json")
     storage.write_bytes(
         storage.blob(settings.storage, dest),
-        orjson.dumps(metadata, option=orjson.OPT_INDENT_2), "application/json",
+        orjson.dumps(metadata, option=orjson.OPT_INDENT_2),
+        "application/json",
     )
-    return {"metadata": dest.to_dict(), "tokens": metadata["tokens"]["usage"],
-            "cost": metadata["cost"]}
+    return {
+        "metadata": dest.to_dict(),
+        "tokens": metadata["tokens"]["usage"],
+        "cost": metadata["cost"],
+    }
 
 
 def cleanup_run(
-    settings: Settings, run_id: str, source: dict[str, Any], chunks: list[dict[str, Any]],
-    status: str, reason: str | None,
+    settings: Settings,
+    run_id: str,
+    source: dict[str, Any],
+    chunks: list[dict[str, Any]],
+    status: str,
+    reason: str | None,
 ) -> dict[str, Any]:
     """Move the input, delete the Azure OpenAI files and the work area. Safe to repeat."""
     layout = RunLayout.of(settings, source["path"], run_id)
     if status == "failed":
         dest = layout.error("input.jsonl")
-        report = {"run_id": run_id, "status": status, "reason": reason,
-                  "source": f"{source['container']}/{source['path']}",
-                  "outputs": layout.output_folder_url_path()}
+        report = {
+            "run_id": run_id,
+            "status": status,
+            "reason": reason,
+            "source": f"{source['container']}/{source['path']}",
+            "outputs": layout.output_folder_url_path(),
+        }
         storage.write_bytes(
             storage.blob(settings.storage, layout.error("report.json")),
-            orjson.dumps(report, option=orjson.OPT_INDENT_2), "application/json",
+            orjson.dumps(report, option=orjson.OPT_INDENT_2),
+            "application/json",
         )
     else:
         dest = layout.output("input.jsonl")

@@ -39,14 +39,19 @@ def validate_input(settings: Settings, run_id: str, source: dict[str, Any]) -> d
         report = validate(storage.read_blocks(client, source.get("etag")), _options(settings))
     except (ResourceNotFoundError, ResourceModifiedError):
         return {
-            "valid": False, "gone": True, "requests": 0, "bytes": 0, "problem_counts": {},
+            "valid": False,
+            "gone": True,
+            "requests": 0,
+            "bytes": 0,
+            "problem_counts": {},
             "reason": "the input was deleted or replaced before it could be validated; "
             "a replacement upload runs on its own",
         }
     full = report.to_dict()
     storage.write_bytes(
         storage.blob(settings.storage, layout.work(REPORT)),
-        orjson.dumps(full, option=orjson.OPT_INDENT_2), "application/json",
+        orjson.dumps(full, option=orjson.OPT_INDENT_2),
+        "application/json",
     )
     summary = {k: v for k, v in full.items() if k != "problems"}
     summary["skipped"] = report.invalid_lines if report.valid else 0
@@ -66,17 +71,25 @@ def reject_input(
     report: dict[str, Any] = (
         orjson.loads(work_report.download_blob().readall()) if storage.exists(work_report) else {}
     )
-    report.update({"source": f"{source['container']}/{source['path']}", "run_id": run_id,
-                   "reason": summary.get("reason"), "status": "invalid"})
+    report.update(
+        {
+            "source": f"{source['container']}/{source['path']}",
+            "run_id": run_id,
+            "reason": summary.get("reason"),
+            "status": "invalid",
+        }
+    )
     storage.write_bytes(
         storage.blob(settings.storage, report_ref),
-        orjson.dumps(report, option=orjson.OPT_INDENT_2), "application/json",
+        orjson.dumps(report, option=orjson.OPT_INDENT_2),
+        "application/json",
     )
     moved = None
     if not summary.get("gone"):
         try:
-            storage.move_blob(settings.storage, layout.source, layout.error("input.jsonl"),
-                              source.get("etag"))
+            storage.move_blob(
+                settings.storage, layout.source, layout.error("input.jsonl"), source.get("etag")
+            )
             moved = layout.error("input.jsonl").to_dict()
         except (ResourceNotFoundError, ResourceModifiedError):
             moved = None  # replaced meanwhile: the new upload has a run of its own
@@ -97,24 +110,40 @@ def prepare_chunks(
     layout = RunLayout.of(settings, source["path"], run_id)
     plan = summary["split"]
     if len(plan) == 1 and not summary.get("skipped"):
-        return [{"index": 0, "input": layout.source.to_dict(), "etag": source.get("etag"),
-                 "requests": summary["requests"], "bytes": summary["bytes"],
-                 "tokens": summary["tokens"]["total"]}]
+        return [
+            {
+                "index": 0,
+                "input": layout.source.to_dict(),
+                "etag": source.get("etag"),
+                "requests": summary["requests"],
+                "bytes": summary["bytes"],
+                "tokens": summary["tokens"]["total"],
+            }
+        ]
     report = _report(settings, layout)
     refs = [layout.work(f"chunks/c{i:04d}.jsonl") for i in range(len(plan))]
     writers = [storage.BlobWriter(storage.blob(settings.storage, r)) for r in refs]
     skipped = storage.BlobWriter(storage.blob(settings.storage, layout.work(SKIPPED)))
     write_chunks(
         storage.read_blocks(storage.blob(settings.storage, layout.source), source.get("etag")),
-        report, writers.__getitem__, (lambda: skipped) if summary.get("skipped") else None,
+        report,
+        writers.__getitem__,
+        (lambda: skipped) if summary.get("skipped") else None,
     )
     total_tokens = summary["tokens"]["total"]
     chunks = []
     for i, (ref, spec) in enumerate(zip(refs, plan, strict=True)):
         share = spec["requests"] / max(1, summary["requests"])
-        chunks.append({"index": i, "input": ref.to_dict(), "etag": None,
-                       "requests": spec["requests"], "bytes": spec["bytes"],
-                       "tokens": int(total_tokens * share)})
+        chunks.append(
+            {
+                "index": i,
+                "input": ref.to_dict(),
+                "etag": None,
+                "requests": spec["requests"],
+                "bytes": spec["bytes"],
+                "tokens": int(total_tokens * share),
+            }
+        )
     return chunks
 
 

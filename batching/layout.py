@@ -62,7 +62,11 @@ class RunLayout:
     @property
     def _folder(self) -> str:
         """`<dir>/<name>/<run-id>` for the input `<dir>/<name>.jsonl`."""
-        stem = self.source_path[: -len(INPUT_SUFFIX)] if is_input(self.source_path) else self.source_path
+        stem = (
+            self.source_path[: -len(INPUT_SUFFIX)]
+            if is_input(self.source_path)
+            else self.source_path
+        )
         return f"{stem}/{self.run_id}"
 
     @property

@@ -17,8 +17,16 @@ import orjson
 from batching.jsonlines import iter_lines
 
 RETRYABLE_CODES = frozenset(
-    {"batch_expired", "batch_cancelled", "timeout", "server_error", "rate_limit_exceeded",
-     "internal_error", "not_run", "service_unavailable"}
+    {
+        "batch_expired",
+        "batch_cancelled",
+        "timeout",
+        "server_error",
+        "rate_limit_exceeded",
+        "internal_error",
+        "not_run",
+        "service_unavailable",
+    }
 )
 
 
@@ -45,8 +53,12 @@ class Usage:
         self.completion += int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"prompt": self.prompt, "completion": self.completion,
-                "total": self.prompt + self.completion, "model": self.model}
+        return {
+            "prompt": self.prompt,
+            "completion": self.completion,
+            "total": self.prompt + self.completion,
+            "model": self.model,
+        }
 
 
 @dataclass
@@ -60,8 +72,13 @@ class Outcome:
     failure_codes: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"succeeded": self.succeeded, "failed": self.failed, "retry": self.retry,
-                "usage": self.usage.to_dict(), "failure_codes": self.failure_codes}
+        return {
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "retry": self.retry,
+            "usage": self.usage.to_dict(),
+            "failure_codes": self.failure_codes,
+        }
 
 
 def _failure(line: dict[str, Any]) -> tuple[int | None, str, str]:
@@ -71,8 +88,12 @@ def _failure(line: dict[str, Any]) -> tuple[int | None, str, str]:
     body = response.get("body") if isinstance(response, dict) else None
     body_error = (body or {}).get("error") if isinstance(body, dict) else None
     status = response.get("status_code") if isinstance(response, dict) else None
-    detail = body_error if isinstance(body_error, dict) else error if isinstance(error, dict) else {}
-    code = str(detail.get("code") or detail.get("type") or (f"http_{status}" if status else "error"))
+    detail = (
+        body_error if isinstance(body_error, dict) else error if isinstance(error, dict) else {}
+    )
+    code = str(
+        detail.get("code") or detail.get("type") or (f"http_{status}" if status else "error")
+    )
     message = str(detail.get("message") or "request failed")
     return (int(status) if status is not None else None), code, message
 
@@ -115,9 +136,17 @@ def collect(
 
     def fail(custom_id: str, status: int | None, code: str, message: str) -> None:
         failures.write(
-            orjson.dumps({"custom_id": custom_id, "round": round_no, "batch_id": batch_id,
-                          "status_code": status, "code": code, "reason": message,
-                          "retryable": is_retryable(status, code)})
+            orjson.dumps(
+                {
+                    "custom_id": custom_id,
+                    "round": round_no,
+                    "batch_id": batch_id,
+                    "status_code": status,
+                    "code": code,
+                    "reason": message,
+                    "retryable": is_retryable(status, code),
+                }
+            )
             + b"\n"
         )
         outcome.failed += 1

@@ -24,7 +24,7 @@ def _status_name(raw: Any) -> str:
 
 
 def run_status(instance: dict[str, Any]) -> str:
-    """One word: running | completed | failed | expired | cancelled | invalid | error | terminated."""
+    """running | completed | failed | expired | cancelled | invalid | error | terminated."""
     runtime = _status_name(instance.get("runtimeStatus"))
     output = instance.get("output")
     if runtime == "Completed" and isinstance(output, dict):
@@ -36,29 +36,47 @@ def run_status(instance: dict[str, Any]) -> str:
     return runtime.lower() or "unknown"
 
 
+def run_input(instance: dict[str, Any]) -> dict[str, Any]:
+    """The orchestration's input: the status carries it as JSON text (as Azure does), or parsed."""
+    raw = instance.get("input")
+    if isinstance(raw, str | bytes):
+        try:
+            raw = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return {}
+    return raw if isinstance(raw, dict) else {}
+
+
 def summary(instance: dict[str, Any]) -> dict[str, Any]:
     custom = instance.get("customStatus") or {}
     if not isinstance(custom, dict):
         custom = {}
     output = instance.get("output") if isinstance(instance.get("output"), dict) else {}
-    source = custom.get("source") or ((instance.get("input") or {}) if isinstance(instance.get("input"), dict) else {}).get("source", {}).get("path")
+    source = custom.get("source") or (run_input(instance).get("source") or {}).get("path")
     requests = custom.get("requests") or {"total": 0, "succeeded": 0, "failed": 0, "pending": 0}
     total = int(requests.get("total") or 0)
     done = int(requests.get("succeeded") or 0) + int(requests.get("failed") or 0)
     return {
         "id": instance.get("instanceId"),
         "source": source,
-        "phase": custom.get("phase") or ("pending" if _status_name(instance.get("runtimeStatus")) == "Pending" else None),
+        "phase": custom.get("phase")
+        or ("pending" if _status_name(instance.get("runtimeStatus")) == "Pending" else None),
         "status": run_status(instance),
         "runtime_status": _status_name(instance.get("runtimeStatus")),
         "requests": requests,
-        "progress": round(done / total, 4) if total else (1.0 if run_status(instance) != "running" else 0.0),
+        "progress": round(done / total, 4)
+        if total
+        else (1.0 if run_status(instance) != "running" else 0.0),
         "tokens": custom.get("tokens"),
         "cost": custom.get("cost"),
         "waiting": custom.get("waiting"),
         "created": instance.get("createdTime"),
         "updated": instance.get("lastUpdatedTime"),
-        "outputs": {k: v for k, v in (output or {}).items() if k in ("results", "errors", "table", "metadata", "report", "input")},
+        "outputs": {
+            k: v
+            for k, v in (output or {}).items()
+            if k in ("results", "errors", "table", "metadata", "report", "input")
+        },
         "error": (instance.get("output") if run_status(instance) == "error" else None),
     }
 
@@ -71,14 +89,22 @@ def detail(settings: Settings, instance: dict[str, Any]) -> dict[str, Any]:
     meta_ref = (result["outputs"] or {}).get("metadata")
     if meta_ref:
         try:
-            raw = storage.blob(settings.storage, BlobRef.from_dict(meta_ref)).download_blob().readall()
+            raw = (
+                storage.blob(settings.storage, BlobRef.from_dict(meta_ref))
+                .download_blob()
+                .readall()
+            )
             result["metadata"] = orjson.loads(raw)
         except ResourceNotFoundError:
             result["metadata"] = None
     report_ref = (result["outputs"] or {}).get("report")
     if report_ref:
         try:
-            raw = storage.blob(settings.storage, BlobRef.from_dict(report_ref)).download_blob().readall()
+            raw = (
+                storage.blob(settings.storage, BlobRef.from_dict(report_ref))
+                .download_blob()
+                .readall()
+            )
             result["report"] = orjson.loads(raw)
         except ResourceNotFoundError:
             result["report"] = None
@@ -94,6 +120,6 @@ def matches(run: dict[str, Any], status: str | None, prefix: str | None) -> bool
 def page(runs: list[dict[str, Any]], limit: int, cursor: int) -> dict[str, Any]:
     """Newest first, `limit` at a time; `next` is the cursor of the following page."""
     ordered = sorted(runs, key=lambda r: str(r.get("created") or ""), reverse=True)
-    chunk = ordered[cursor: cursor + limit]
+    chunk = ordered[cursor : cursor + limit]
     nxt = cursor + limit if cursor + limit < len(ordered) else None
     return {"runs": chunk, "total": len(ordered), "next": nxt}

@@ -8,6 +8,7 @@ half a file behind and re-running a write simply replaces it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import io
 import os
@@ -64,10 +65,8 @@ def ensure_containers(cfg: StorageConfig, names: Iterable[str]) -> None:
     """Create the containers that do not exist yet (local stack and first start)."""
     service = blob_service(cfg)
     for name in names:
-        try:
+        with contextlib.suppress(ResourceExistsError):
             service.create_container(name)
-        except ResourceExistsError:
-            pass
 
 
 def read_blocks(client: BlobClient, etag: str | None = None) -> Iterator[bytes]:
@@ -201,20 +200,16 @@ def delete_if_exists(client: BlobClient, etag: str | None = None) -> None:
     kwargs: dict[str, Any] = {"delete_snapshots": "include"}
     if etag:
         kwargs.update(etag=quote_etag(etag), match_condition=MatchConditions.IfNotModified)
-    try:
+    with contextlib.suppress(ResourceNotFoundError):
         client.delete_blob(**kwargs)
-    except ResourceNotFoundError:
-        pass
 
 
 def delete_prefix(container: ContainerClient, prefix: str) -> int:
     """Delete every blob under `prefix`; returns how many were deleted."""
     names = [b.name for b in container.list_blobs(name_starts_with=prefix)]
     for name in names:
-        try:
+        with contextlib.suppress(ResourceNotFoundError):
             container.delete_blob(name, delete_snapshots="include")
-        except ResourceNotFoundError:
-            pass
     return len(names)
 
 
@@ -234,7 +229,9 @@ def copy_blob(source: BlobClient, dest: BlobClient, source_etag: str | None = No
         if status == "success" or status is None:
             return
         if status in ("failed", "aborted"):
-            raise RuntimeError(f"copy of {source.blob_name} failed: {props.copy.status_description}")
+            raise RuntimeError(
+                f"copy of {source.blob_name} failed: {props.copy.status_description}"
+            )
         if time.monotonic() > deadline:
             raise TimeoutError(f"copy of {source.blob_name} did not finish in time")
         time.sleep(0.5)

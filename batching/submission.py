@@ -8,7 +8,7 @@ activity re-run after its result was lost reuses what it created instead of payi
 from __future__ import annotations
 
 import posixpath
-from typing import Any
+from typing import IO, Any, cast
 
 import openai
 
@@ -26,8 +26,15 @@ def upload_name(key: str) -> str:
 
 
 def submit_batch(
-    settings: Settings, run_id: str, source: dict[str, Any], key: str, attempt: int,
-    input_ref: dict[str, Any], endpoint: str, tokens: int, etag: str | None = None,
+    settings: Settings,
+    run_id: str,
+    source: dict[str, Any],
+    key: str,
+    attempt: int,
+    input_ref: dict[str, Any],
+    endpoint: str,
+    tokens: int,
+    etag: str | None = None,
 ) -> dict[str, Any]:
     """Upload (once) and create the batch (once per attempt).
 
@@ -47,7 +54,10 @@ def submit_batch(
         size = int(client.get_blob_properties().size)
         try:
             uploaded = aoai.upload(
-                c, name, storage.BlobReader(client, size, etag), settings.file_expiry_seconds
+                c,
+                name,
+                cast(IO[bytes], storage.BlobReader(client, size, etag)),
+                settings.file_expiry_seconds,
             )
         except openai.BadRequestError as e:
             return {"status": "error", "message": f"upload refused: {_message(e)}"}
@@ -58,7 +68,8 @@ def submit_batch(
         if uploaded["status"] != "processed":
             return {"status": "pending"}
     metadata = {
-        "key": batch_key, "run_id": run_id[:512],
+        "key": batch_key,
+        "run_id": run_id[:512],
         "source": posixpath.join(source["container"], source["path"])[-512:],
         "tokens": str(tokens),
     }

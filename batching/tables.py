@@ -42,7 +42,9 @@ def _cell(value: Any) -> str:
 
 
 def write_table(
-    columns: list[str], results: Iterable[Iterable[bytes]], failures: Iterable[Iterable[bytes]],
+    columns: list[str],
+    results: Iterable[Iterable[bytes]],
+    failures: Iterable[Iterable[bytes]],
     out: Sink,
 ) -> int:
     """Write the CSV (header, then a row per request); returns the number of rows."""

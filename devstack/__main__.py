@@ -16,7 +16,6 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from devstack import services
@@ -44,23 +43,33 @@ def _progress_table(instances: list[dict[str, Any]]) -> Any:
     for inst in sorted(instances, key=lambda i: str(i.get("createdTime")), reverse=True)[:20]:
         custom = inst.get("customStatus") or {}
         req = custom.get("requests") or {}
-        total, done = int(req.get("total") or 0), int(req.get("succeeded") or 0) + int(req.get("failed") or 0)
+        total, done = (
+            int(req.get("total") or 0),
+            int(req.get("succeeded") or 0) + int(req.get("failed") or 0),
+        )
         bar_width = 20
         filled = int(bar_width * done / total) if total else 0
         bar = f"{'█' * filled}{'░' * (bar_width - filled)} {done}/{total}"
         output = inst.get("output") if isinstance(inst.get("output"), dict) else {}
         table.add_row(
-            str(inst.get("instanceId")), str(custom.get("source") or ""), str(custom.get("phase") or ""),
-            bar, str((output or {}).get("status") or inst.get("runtimeStatus")), str(custom.get("waiting") or ""),
+            str(inst.get("instanceId")),
+            str(custom.get("source") or ""),
+            str(custom.get("phase") or ""),
+            bar,
+            str((output or {}).get("status") or inst.get("runtimeStatus")),
+            str(custom.get("waiting") or ""),
         )
     return table
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
-    parser.add_argument("--batch-duration", type=float,
-                        default=float(os.environ.get("EMULATOR_BATCH_DURATION", "20")),
-                        help="how long an emulated batch runs, seconds (EMULATOR_BATCH_DURATION)")
+    parser.add_argument(
+        "--batch-duration",
+        type=float,
+        default=float(os.environ.get("EMULATOR_BATCH_DURATION", "20")),
+        help="how long an emulated batch runs, seconds (EMULATOR_BATCH_DURATION)",
+    )
     parser.add_argument("--no-ui", action="store_true", help="log lines instead of a live table")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -77,34 +86,54 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     with contextlib.ExitStack() as stack:
         az = stack.enter_context(services.azurite(LOCAL / "azurite", 10000, 10001, 10002))
-        env = {**values, "AzureWebJobsStorage": az.connection_string, "BATCH_STORAGE": az.connection_string}
-        em = stack.enter_context(services.emulator(
-            LOCAL / "emulator", port=8765, api_key=values.get("AZURE_OPENAI_API_KEY"),
-            batch_duration=args.batch_duration,
-        ))
+        env = {
+            **values,
+            "AzureWebJobsStorage": az.connection_string,
+            "BATCH_STORAGE": az.connection_string,
+        }
+        em = stack.enter_context(
+            services.emulator(
+                LOCAL / "emulator",
+                port=8765,
+                api_key=values.get("AZURE_OPENAI_API_KEY"),
+                batch_duration=args.batch_duration,
+            )
+        )
         env["AZURE_OPENAI_ENDPOINT"] = em.endpoint
         settings = Settings.from_env(env)
-        ensure_containers(settings.storage, [settings.input_container, settings.output_container,
-                                             settings.error_container, settings.work_container])
+        ensure_containers(
+            settings.storage,
+            [
+                settings.input_container,
+                settings.output_container,
+                settings.error_container,
+                settings.work_container,
+            ],
+        )
         import function_app
 
         host = FunctionHost(function_app.app, LOCAL / "host", RealClock(), env=env, port=7071)
         stack.enter_context(host)
         blobs = BlobServiceClient.from_connection_string(az.connection_string)
-        watcher = Watcher(blobs.get_container_client(settings.input_container),
-                          f"{host.base_url}/runtime/webhooks/eventgrid?functionName=on_blob_created")
+        watcher = Watcher(
+            blobs.get_container_client(settings.input_container),
+            f"{host.base_url}/runtime/webhooks/eventgrid?functionName=on_blob_created",
+        )
         watcher.start()
         stack.callback(watcher.stop)
-        print(f"""
+        print(
+            f"""
   Local stack is up.
-    storage (Azurite)     {az.connection_string.split(';BlobEndpoint=')[1].split(';')[0]}
+    storage (Azurite)     {az.connection_string.split(";BlobEndpoint=")[1].split(";")[0]}
     Azure OpenAI emulator {em.endpoint}   (batches take ~{args.batch_duration:.0f}s)
     Functions host        {host.base_url}   (GET /api/health)
 
   Drop a JSONL file into the '{settings.input_container}' container, at any folder depth:
     .venv/bin/python -m batchctl submit ../shared/samples/quickstart.jsonl --prefix demo/
   Results appear in '{settings.output_container}/<folder>/<name>/<run-id>/'. Ctrl-C stops.
-""", flush=True)
+""",
+            flush=True,
+        )
         try:
             _show(host, args.no_ui)
         except KeyboardInterrupt:

@@ -19,7 +19,10 @@ from azure.storage.blob import BlobProperties, ContainerClient
 
 log = logging.getLogger("devstack.watcher")
 
-TOPIC = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/local/providers/Microsoft.Storage/storageAccounts/devstoreaccount1"
+TOPIC = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/local"
+    "/providers/Microsoft.Storage/storageAccounts/devstoreaccount1"
+)
 
 
 def blob_created_event(container: ContainerClient, blob: BlobProperties) -> dict[str, Any]:
@@ -53,7 +56,11 @@ class Watcher:
     """Polls `container` every `interval` seconds and posts new blobs' events to `webhook`."""
 
     def __init__(
-        self, container: ContainerClient, webhook: str, interval: float = 1.0, suffix: str = ".jsonl"
+        self,
+        container: ContainerClient,
+        webhook: str,
+        interval: float = 1.0,
+        suffix: str = ".jsonl",
     ) -> None:
         self._container = container
         self._webhook = webhook
@@ -75,8 +82,12 @@ class Watcher:
         posted = 0
         for key, event in events:
             try:
-                response = httpx.post(self._webhook, json=[event], timeout=30.0,
-                                      headers={"aeg-event-type": "Notification"})
+                response = httpx.post(
+                    self._webhook,
+                    json=[event],
+                    timeout=30.0,
+                    headers={"aeg-event-type": "Notification"},
+                )
                 response.raise_for_status()
             except httpx.HTTPError as e:
                 log.warning("event delivery failed, will retry: %s", e)

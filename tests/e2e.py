@@ -27,7 +27,9 @@ SAMPLES = ROOT.parent / "shared" / "samples"
 TERMINAL = {"Completed", "Failed", "Terminated"}
 
 
-def fast_settings(azurite: services.Azurite, emulator: services.Emulator, tag: str) -> dict[str, str]:
+def fast_settings(
+    azurite: services.Azurite, emulator: services.Emulator, tag: str
+) -> dict[str, str]:
     """Local settings with second-scale intervals and containers of the test's own."""
     return {
         "AzureWebJobsStorage": azurite.connection_string,
@@ -88,7 +90,8 @@ class Stack:
             if len(runs) >= count and all(r["runtimeStatus"] in TERMINAL for r in runs):
                 return runs
             time.sleep(0.2)
-        raise AssertionError(f"runs did not finish in {timeout}s: {[(r['instanceId'], r['runtimeStatus'], r.get('customStatus')) for r in self.runs()]}")
+        left = [(r["instanceId"], r["runtimeStatus"], r.get("customStatus")) for r in self.runs()]
+        raise AssertionError(f"runs did not finish in {timeout}s: {left}")
 
     def read(self, kind: str, path: str) -> bytes:
         return self.container(kind).get_blob_client(path).download_blob().readall()
@@ -105,8 +108,11 @@ class Stack:
 
 @contextlib.contextmanager
 def local_stack(
-    azurite: services.Azurite, tmp: Path, batch_duration: float = 1.5,
-    extra_env: dict[str, str] | None = None, clock: Any = None,
+    azurite: services.Azurite,
+    tmp: Path,
+    batch_duration: float = 1.5,
+    extra_env: dict[str, str] | None = None,
+    clock: Any = None,
 ) -> Iterator[Stack]:
     import function_app
     from batching.settings import Settings
@@ -115,11 +121,20 @@ def local_stack(
     from devstack.host import FunctionHost
 
     tag = f"t{os.urandom(3).hex()}"
-    with services.emulator(tmp / "emulator", batch_duration=batch_duration, api_key="test-key") as em:
+    with services.emulator(
+        tmp / "emulator", batch_duration=batch_duration, api_key="test-key"
+    ) as em:
         env = {**fast_settings(azurite, em, tag), **(extra_env or {})}
         settings = Settings.from_env(env)
-        ensure_containers(settings.storage, [settings.input_container, settings.output_container,
-                                             settings.error_container, settings.work_container])
+        ensure_containers(
+            settings.storage,
+            [
+                settings.input_container,
+                settings.output_container,
+                settings.error_container,
+                settings.work_container,
+            ],
+        )
         host = FunctionHost(function_app.app, tmp / "host", clock or RealClock(), env=env)
         with host:
             blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
@@ -138,13 +153,32 @@ def requests_file(n: int, prefix: str = "task", schema: bool = False) -> bytes:
     """`n` chat requests for the emulator's deployment; with a json_schema response_format."""
     lines = []
     for i in range(n):
-        body: dict[str, Any] = {"model": "gpt-4o-batch",
-                                "messages": [{"role": "user", "content": f"question {i}"}]}
+        body: dict[str, Any] = {
+            "model": "gpt-4o-batch",
+            "messages": [{"role": "user", "content": f"question {i}"}],
+        }
         if schema:
-            body["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": "answer", "strict": True, "schema": {
-                    "type": "object", "additionalProperties": False, "required": ["City", "Height"],
-                    "properties": {"City": {"type": "string"}, "Height": {"type": "integer"}}}}}
-        lines.append(orjson.dumps({"custom_id": f"{prefix}-{i}", "method": "POST",
-                                   "url": "/chat/completions", "body": body}))
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "answer",
+                    "strict": True,
+                    "schema": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["City", "Height"],
+                        "properties": {"City": {"type": "string"}, "Height": {"type": "integer"}},
+                    },
+                },
+            }
+        lines.append(
+            orjson.dumps(
+                {
+                    "custom_id": f"{prefix}-{i}",
+                    "method": "POST",
+                    "url": "/chat/completions",
+                    "body": body,
+                }
+            )
+        )
     return b"\n".join(lines) + b"\n"

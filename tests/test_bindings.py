@@ -23,8 +23,18 @@ EXPECTED_HTTP = {
     "runs_retry": ("runs/{id}/retry", ["POST"], "FUNCTION"),
 }
 ACTIVITIES = {
-    "validate_input", "reject_input", "prepare_chunks", "admit_batch", "submit_batch", "check_batch",
-    "cancel_batch", "collect_batch", "write_results", "write_errors", "write_table", "write_metadata",
+    "validate_input",
+    "reject_input",
+    "prepare_chunks",
+    "admit_batch",
+    "submit_batch",
+    "check_batch",
+    "cancel_batch",
+    "collect_batch",
+    "write_results",
+    "write_errors",
+    "write_table",
+    "write_metadata",
     "cleanup_run",
 }
 
@@ -34,7 +44,10 @@ def functions():
     import function_app
     from devstack.bindings import functions_of
 
-    return {f.get_function_name(): orjson.loads(f.get_function_json()) for f in functions_of(function_app.app)}
+    return {
+        f.get_function_name(): orjson.loads(f.get_function_json())
+        for f in functions_of(function_app.app)
+    }
 
 
 def _binding(fn, kind):
@@ -51,7 +64,11 @@ def test_every_function_is_known(functions):
 def test_blob_created_is_an_event_grid_trigger_with_a_durable_client(functions):
     fn = functions["on_blob_created"]
     assert fn["scriptFile"] == "function_app.py"
-    assert _binding(fn, "eventGridTrigger") == {"direction": "IN", "type": "eventGridTrigger", "name": "event"}
+    assert _binding(fn, "eventGridTrigger") == {
+        "direction": "IN",
+        "type": "eventGridTrigger",
+        "name": "event",
+    }
     assert _binding(fn, "durableClient")["name"] == "client"
     assert {b["type"] for b in fn["bindings"]} == {"eventGridTrigger", "durableClient"}
 
@@ -75,14 +92,23 @@ def test_orchestrator_and_activities(functions):
     assert _binding(functions["run_file"], "orchestrationTrigger")["name"] == "context"
     for name in ACTIVITIES:
         trigger = _binding(functions[name], "activityTrigger")
-        assert trigger == {"direction": "IN", "type": "activityTrigger", "name": "payload", "activity": name}
+        assert trigger == {
+            "direction": "IN",
+            "type": "activityTrigger",
+            "name": "payload",
+            "activity": name,
+        }
 
 
 def test_binding_expressions_name_settings_that_bicep_sets(functions):
     """A %NAME% in a binding must resolve in Azure, or the host refuses to start the function."""
     from tests.test_infra import app_settings
 
-    names = {m for fn in functions.values() for m in re.findall(r"%([A-Za-z0-9_]+)%", orjson.dumps(fn).decode())}
+    names = {
+        m
+        for fn in functions.values()
+        for m in re.findall(r"%([A-Za-z0-9_]+)%", orjson.dumps(fn).decode())
+    }
     assert names == {"RECONCILE_SCHEDULE"}
     assert names <= {s.name for s in SETTINGS}
     assert names <= set(app_settings())

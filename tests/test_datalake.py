@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
@@ -21,11 +22,13 @@ from batching.storage import BlobRef
 
 
 class Recorder(BaseHTTPRequestHandler):
-    calls: list[tuple[str, str, dict[str, str], dict[str, list[str]]]] = []
+    calls: ClassVar[list[tuple[str, str, dict[str, str], dict[str, list[str]]]]] = []
 
-    def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+    def do_PUT(self) -> None:
         url = urlparse(self.path)
-        Recorder.calls.append((self.command, unquote(url.path), dict(self.headers), parse_qs(url.query)))
+        Recorder.calls.append(
+            (self.command, unquote(url.path), dict(self.headers), parse_qs(url.query))
+        )
         self.send_response(201)
         self.send_header("ETag", '"0x1"')
         self.send_header("Last-Modified", "Sun, 22 Nov 2026 00:00:00 GMT")
@@ -51,18 +54,30 @@ def dfs() -> Iterator[str]:
 
 
 def test_move_on_hns_account_is_one_conditional_rename(azurite, blob_service, dfs):
-    settings = Settings.from_env({
-        "AZURE_OPENAI_ENDPOINT": "http://x", "BATCH_STORAGE": azurite.connection_string,
-        "BATCH_STORAGE__dfsServiceUri": dfs, "STORAGE_HIERARCHICAL_NAMESPACE": "true",
-    })
+    settings = Settings.from_env(
+        {
+            "AZURE_OPENAI_ENDPOINT": "http://x",
+            "BATCH_STORAGE": azurite.connection_string,
+            "BATCH_STORAGE__dfsServiceUri": dfs,
+            "STORAGE_HIERARCHICAL_NAMESPACE": "true",
+        }
+    )
     blob_service.create_container("hns-in")
     uploaded = blob_service.get_blob_client("hns-in", "team/a.jsonl").upload_blob(b"{}\n")
 
-    storage.move_blob(settings.storage, BlobRef("hns-in", "team/a.jsonl"),
-                      BlobRef("hns-out", "team/a/run-1/input.jsonl"), uploaded["etag"])
+    storage.move_blob(
+        settings.storage,
+        BlobRef("hns-in", "team/a.jsonl"),
+        BlobRef("hns-out", "team/a/run-1/input.jsonl"),
+        uploaded["etag"],
+    )
 
     (d_method, d_path, _, d_query), (r_method, r_path, r_headers, _) = Recorder.calls
-    assert (d_method, d_path, d_query["resource"]) == ("PUT", "/devstoreaccount1/hns-out/team/a/run-1", ["directory"])
+    assert (d_method, d_path, d_query["resource"]) == (
+        "PUT",
+        "/devstoreaccount1/hns-out/team/a/run-1",
+        ["directory"],
+    )
     assert (r_method, r_path) == ("PUT", "/devstoreaccount1/hns-out/team/a/run-1/input.jsonl")
     assert r_headers["x-ms-rename-source"].startswith("/hns-in/team/a.jsonl")
     assert r_headers["x-ms-source-if-match"] == uploaded["etag"]
@@ -72,7 +87,9 @@ def test_move_on_hns_account_is_one_conditional_rename(azurite, blob_service, df
 
 
 def test_flat_account_moves_by_copy_then_delete_of_that_version(azurite, blob_service):
-    settings = Settings.from_env({"AZURE_OPENAI_ENDPOINT": "http://x", "BATCH_STORAGE": azurite.connection_string})
+    settings = Settings.from_env(
+        {"AZURE_OPENAI_ENDPOINT": "http://x", "BATCH_STORAGE": azurite.connection_string}
+    )
     blob_service.create_container("flat-in")
     blob_service.create_container("flat-out")
     src = blob_service.get_blob_client("flat-in", "x/b.jsonl")
@@ -90,15 +107,23 @@ def test_flat_account_moves_by_copy_then_delete_of_that_version(azurite, blob_se
     from azure.core.exceptions import ResourceModifiedError
 
     with pytest.raises(ResourceModifiedError):
-        storage.move_blob(settings.storage, BlobRef("flat-in", "x/b.jsonl"),
-                          BlobRef("flat-out", "x/b/run2/input.jsonl"), first["etag"])
+        storage.move_blob(
+            settings.storage,
+            BlobRef("flat-in", "x/b.jsonl"),
+            BlobRef("flat-out", "x/b/run2/input.jsonl"),
+            first["etag"],
+        )
     assert src.download_blob().readall() == b"second\n"
 
 
 def test_dfs_endpoint_is_derived_from_the_blob_endpoint():
     from batching.datalake import dfs_uri
 
-    cfg = Settings.from_env({"AZURE_OPENAI_ENDPOINT": "http://x",
-                             "BATCH_STORAGE__blobServiceUri": "https://acct.blob.core.windows.net"}).storage
+    cfg = Settings.from_env(
+        {
+            "AZURE_OPENAI_ENDPOINT": "http://x",
+            "BATCH_STORAGE__blobServiceUri": "https://acct.blob.core.windows.net",
+        }
+    ).storage
     assert dfs_uri(cfg) == "https://acct.dfs.core.windows.net"
     assert dfs_uri(replace(cfg, dfs_service_uri="https://other")) == "https://other"

@@ -21,19 +21,30 @@ def test_quickstart_file_becomes_a_run_folder(stack):
     out = run["output"] if isinstance(run["output"], dict) else orjson.loads(run["output"])
     assert out["status"] == "completed"
     folder = stack.run_folder("demo/quickstart.jsonl", run["instanceId"])
-    assert stack.names("output") == sorted(f"{folder}/{n}" for n in ("results.jsonl", "metadata.json", "input.jsonl"))
+    assert stack.names("output") == sorted(
+        f"{folder}/{n}" for n in ("results.jsonl", "metadata.json", "input.jsonl")
+    )
     results = stack.jsonl("output", f"{folder}/results.jsonl")
-    ids = {orjson.loads(x)["custom_id"] for x in sample("quickstart.jsonl").splitlines() if x.strip()}
+    ids = {
+        orjson.loads(x)["custom_id"] for x in sample("quickstart.jsonl").splitlines() if x.strip()
+    }
     assert {r["custom_id"] for r in results} == ids
     meta = orjson.loads(stack.read("output", f"{folder}/metadata.json"))
     assert meta["status"] == "completed"
-    assert meta["requests"] == {"total": len(ids), "succeeded": len(ids), "failed": 0, "skipped_invalid": 0}
+    assert meta["requests"] == {
+        "total": len(ids),
+        "succeeded": len(ids),
+        "failed": 0,
+        "skipped_invalid": 0,
+    }
     assert len(meta["batches"]) == 1 and meta["batches"][0]["status"] == "completed"
     assert meta["tokens"]["usage"]["total"] > 0 and meta["cost"]["total"] > 0
     assert stack.read("output", f"{folder}/input.jsonl") == sample("quickstart.jsonl")
     assert stack.names("input") == [] and stack.names("work") == []
     state = stack.emulator_state()
-    assert state["files"] == 0  # input, output and error files deleted after the outputs were written
+    assert (
+        state["files"] == 0
+    )  # input, output and error files deleted after the outputs were written
 
 
 def _output(run):
@@ -65,7 +76,11 @@ def test_structured_outputs_get_a_table(stack):
     folder = stack.run_folder("structured/buildings.jsonl", run["instanceId"])
     table = stack.read("output", f"{folder}/table.csv").decode().splitlines()
     assert table[0] == "custom_id,BuildingName,HeightInFeet,City,Country"
-    ids = sorted(orjson.loads(x)["custom_id"] for x in sample("structured-buildings.jsonl").splitlines() if x.strip())
+    ids = sorted(
+        orjson.loads(x)["custom_id"]
+        for x in sample("structured-buildings.jsonl").splitlines()
+        if x.strip()
+    )
     assert sorted(row.split(",")[0] for row in table[1:]) == ids
     assert all(all(cell for cell in row.split(",")) for row in table[1:])  # every property filled
 
@@ -86,7 +101,9 @@ def test_invalid_file_is_rejected_before_anything_is_sent(stack):
     assert stack.names("input") == [] and stack.names("output") == []
     state = stack.emulator_state()
     assert state["files"] == 0 and not state["batches"]
-    assert not any(k.startswith("POST") for k in state["requests"])  # nothing uploaded, nothing created
+    assert not any(
+        k.startswith("POST") for k in state["requests"]
+    )  # nothing uploaded, nothing created
 
 
 def test_the_same_event_delivered_twice_makes_one_run_and_one_batch(stack):

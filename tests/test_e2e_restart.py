@@ -24,7 +24,10 @@ from tests.e2e import ROOT, fast_settings, requests_file
 def _start_host(state, settings_file, port):
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.app_host", str(state), str(settings_file), str(port)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == b"ready"
@@ -32,7 +35,9 @@ def _start_host(state, settings_file, port):
 
 
 def _instances(port):
-    response = httpx.get(f"http://127.0.0.1:{port}/runtime/webhooks/durabletask/instances", timeout=10)
+    response = httpx.get(
+        f"http://127.0.0.1:{port}/runtime/webhooks/durabletask/instances", timeout=10
+    )
     response.raise_for_status()
     return response.json()
 
@@ -41,18 +46,29 @@ def test_killed_host_resumes_without_a_second_batch(azurite, tmp_path):
     with services.emulator(tmp_path / "em", batch_duration=4.0, api_key="test-key") as em:
         env = fast_settings(azurite, em, f"k{os.urandom(3).hex()}")
         settings = Settings.from_env(env)
-        ensure_containers(settings.storage, [settings.input_container, settings.output_container,
-                                             settings.error_container, settings.work_container])
+        ensure_containers(
+            settings.storage,
+            [
+                settings.input_container,
+                settings.output_container,
+                settings.error_container,
+                settings.work_container,
+            ],
+        )
         settings_file = tmp_path / "settings.json"
         settings_file.write_text(json.dumps(env))
         port = services.free_port()
         blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
-        blobs.get_container_client(settings.input_container).upload_blob("k/file.jsonl", requests_file(40))
+        blobs.get_container_client(settings.input_container).upload_blob(
+            "k/file.jsonl", requests_file(40)
+        )
 
         first = _start_host(tmp_path / "host", settings_file, port)
         try:
-            watcher = Watcher(blobs.get_container_client(settings.input_container),
-                              f"http://127.0.0.1:{port}/runtime/webhooks/eventgrid?functionName=on_blob_created")
+            watcher = Watcher(
+                blobs.get_container_client(settings.input_container),
+                f"http://127.0.0.1:{port}/runtime/webhooks/eventgrid?functionName=on_blob_created",
+            )
             assert watcher.poll_once() == 1
             deadline = time.monotonic() + 30
             while not httpx.get(f"{em.endpoint}/_emulator/state").json()["batches"]:
@@ -76,8 +92,15 @@ def test_killed_host_resumes_without_a_second_batch(azurite, tmp_path):
             second.wait(timeout=10)
 
         assert inst["runtimeStatus"] == "Completed", inst
-        assert httpx.get(f"{em.endpoint}/_emulator/state").json()["requests"]["POST /openai/batches"] == 1
+        assert (
+            httpx.get(f"{em.endpoint}/_emulator/state").json()["requests"]["POST /openai/batches"]
+            == 1
+        )
         folder = f"k/file/{inst['instanceId']}"
         out = blobs.get_container_client(settings.output_container)
-        results = out.get_blob_client(f"{folder}/results.jsonl").download_blob().readall().splitlines()
-        assert sorted(orjson.loads(x)["custom_id"] for x in results) == sorted(f"task-{i}" for i in range(40))
+        results = (
+            out.get_blob_client(f"{folder}/results.jsonl").download_blob().readall().splitlines()
+        )
+        assert sorted(orjson.loads(x)["custom_id"] for x in results) == sorted(
+            f"task-{i}" for i in range(40)
+        )

@@ -5,7 +5,9 @@ from __future__ import annotations
 from batching.layout import RunLayout, is_input, run_id_for
 from batching.settings import Settings
 
-SETTINGS = Settings.from_env({"AZURE_OPENAI_ENDPOINT": "http://x", "BATCH_STORAGE": "UseDevelopmentStorage=true"})
+SETTINGS = Settings.from_env(
+    {"AZURE_OPENAI_ENDPOINT": "http://x", "BATCH_STORAGE": "UseDevelopmentStorage=true"}
+)
 
 
 def test_same_upload_same_id_new_upload_new_id():

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from orchestrators import policy
 
-CONFIG = {"quota_retry_initial_seconds": 300, "quota_retry_max_seconds": 3600,
-          "poll_initial_seconds": 60, "poll_max_seconds": 600}
+CONFIG = {
+    "quota_retry_initial_seconds": 300,
+    "quota_retry_max_seconds": 3600,
+    "poll_initial_seconds": 60,
+    "poll_max_seconds": 600,
+}
 
 
 def test_quota_backoff_grows_is_capped_and_jittered():

@@ -37,9 +37,12 @@ def day_stack(azurite, tmp_path):
     clock = VirtualClock(datetime.now(UTC))
     env = {"POLL_INITIAL_SECONDS": "60", "POLL_MAX_SECONDS": "600", "POLLS_PER_HISTORY": "20"}
     with local_stack(azurite, tmp_path, extra_env=env, clock=clock) as stack:
+
         def sync(now: datetime) -> None:
             offset = (now - datetime.now(UTC)).total_seconds()
-            httpx.post(f"{stack.emulator.endpoint}/_emulator/clock", json={"offset_seconds": offset}).raise_for_status()
+            httpx.post(
+                f"{stack.emulator.endpoint}/_emulator/clock", json={"offset_seconds": offset}
+            ).raise_for_status()
 
         clock.on_advance(sync)
         stack.scenario(batch_duration=DAY)
@@ -47,7 +50,7 @@ def day_stack(azurite, tmp_path):
 
 
 def test_a_day_long_batch_is_watched_cheaply_and_noticed_promptly(day_stack):
-    stack, clock = day_stack
+    stack, _ = day_stack
     stack.drop("long/day.jsonl", requests_file(25))
     (run_id,) = [r["instanceId"] for r in stack.runs()]
     longest_history = 0
@@ -58,7 +61,9 @@ def test_a_day_long_batch_is_watched_cheaply_and_noticed_promptly(day_stack):
             break
     status = stack.host.get_status(run_id)
     assert status["runtimeStatus"] == "Completed", status
-    output = status["output"] if isinstance(status["output"], dict) else orjson.loads(status["output"])
+    output = (
+        status["output"] if isinstance(status["output"], dict) else orjson.loads(status["output"])
+    )
     assert output["status"] == "completed"
 
     checks, seen_at = expected_checks(DAY)
@@ -80,5 +85,7 @@ def test_a_day_long_batch_is_watched_cheaply_and_noticed_promptly(day_stack):
 def _batch_created_at(stack, batch_id: str) -> float:
     from openai import AzureOpenAI
 
-    client = AzureOpenAI(azure_endpoint=stack.emulator.endpoint, api_key="test-key", api_version="2024-10-21")
+    client = AzureOpenAI(
+        azure_endpoint=stack.emulator.endpoint, api_key="test-key", api_version="2024-10-21"
+    )
     return float(client.batches.retrieve(batch_id).created_at)

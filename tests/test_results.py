@@ -16,36 +16,80 @@ from batching.tables import answer_text, write_table
 
 def _input(ids):
     return b"".join(
-        orjson.dumps({"custom_id": i, "method": "POST", "url": "/chat/completions",
-                      "body": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}}) + b"\n"
+        orjson.dumps(
+            {
+                "custom_id": i,
+                "method": "POST",
+                "url": "/chat/completions",
+                "body": {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+            }
+        )
+        + b"\n"
         for i in ids
     )
 
 
 def ok(cid, content="fine", usage=(10, 5)):
-    return orjson.dumps({"id": "r", "custom_id": cid, "error": None, "response": {
-        "status_code": 200, "request_id": "q", "body": {
-            "model": "gpt-4o-2024-08-06",
-            "choices": [{"message": {"role": "assistant", "content": content}}],
-            "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1]}}}})
+    return orjson.dumps(
+        {
+            "id": "r",
+            "custom_id": cid,
+            "error": None,
+            "response": {
+                "status_code": 200,
+                "request_id": "q",
+                "body": {
+                    "model": "gpt-4o-2024-08-06",
+                    "choices": [{"message": {"role": "assistant", "content": content}}],
+                    "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1]},
+                },
+            },
+        }
+    )
 
 
 def http_fail(cid, status, code="server_error"):
-    return orjson.dumps({"id": "r", "custom_id": cid, "error": None, "response": {
-        "status_code": status, "request_id": "q",
-        "body": {"error": {"message": f"failed {status}", "type": code, "code": code}}}})
+    return orjson.dumps(
+        {
+            "id": "r",
+            "custom_id": cid,
+            "error": None,
+            "response": {
+                "status_code": status,
+                "request_id": "q",
+                "body": {"error": {"message": f"failed {status}", "type": code, "code": code}},
+            },
+        }
+    )
 
 
 def expired(cid):
-    return orjson.dumps({"id": "r", "custom_id": cid, "response": None,
-                         "error": {"code": "batch_expired", "message": "expired"}})
+    return orjson.dumps(
+        {
+            "id": "r",
+            "custom_id": cid,
+            "response": None,
+            "error": {"code": "batch_expired", "message": "expired"},
+        }
+    )
 
 
 def run(output_lines, error_lines, ids, resubmit):
     results, failures, retry = io.BytesIO(), io.BytesIO(), io.BytesIO()
-    files = [[b"\n".join(output_lines) + b"\n"], [b"\n".join(error_lines) + b"\n"] if error_lines else []]
-    outcome = collect(files, [_input(ids)], results, failures, retry,
-                      round_no=1, batch_id="batch_1", resubmit=resubmit)
+    files = [
+        [b"\n".join(output_lines) + b"\n"],
+        [b"\n".join(error_lines) + b"\n"] if error_lines else [],
+    ]
+    outcome = collect(
+        files,
+        [_input(ids)],
+        results,
+        failures,
+        retry,
+        round_no=1,
+        batch_id="batch_1",
+        resubmit=resubmit,
+    )
     parse = lambda buf: [orjson.loads(x) for x in buf.getvalue().splitlines() if x]  # noqa: E731
     return outcome, parse(results), parse(failures), parse(retry)
 
@@ -53,20 +97,35 @@ def run(output_lines, error_lines, ids, resubmit):
 def test_sorts_success_retryable_permanent_and_missing():
     ids = ["a", "b", "c", "d", "e"]
     outcome, results, failures, retry = run(
-        [ok("a"), http_fail("b", 500)], [http_fail("c", 400, "content_filter"), expired("d")], ids, True)
+        [ok("a"), http_fail("b", 500)],
+        [http_fail("c", 400, "content_filter"), expired("d")],
+        ids,
+        True,
+    )
     assert [r["custom_id"] for r in results] == ["a"]
     assert [(f["custom_id"], f["code"], f["round"], f["retryable"]) for f in failures] == [
-        ("c", "content_filter", 1, False)]
+        ("c", "content_filter", 1, False)
+    ]
     assert sorted(r["custom_id"] for r in retry) == ["b", "d", "e"]  # 5xx, expired, never ran
     assert retry[0]["body"]["model"] == "m"  # the original input line, ready to resubmit
     assert (outcome.succeeded, outcome.failed, outcome.retry) == (1, 1, 3)
-    assert outcome.usage.to_dict() == {"prompt": 10, "completion": 5, "total": 15, "model": "gpt-4o-2024-08-06"}
+    assert outcome.usage.to_dict() == {
+        "prompt": 10,
+        "completion": 5,
+        "total": 15,
+        "model": "gpt-4o-2024-08-06",
+    }
 
 
 def test_last_round_keeps_retryable_failures_as_final():
-    outcome, results, failures, retry = run([ok("a"), http_fail("b", 429, "rate_limit")], [], ["a", "b", "c"], False)
+    outcome, _, failures, retry = run(
+        [ok("a"), http_fail("b", 429, "rate_limit")], [], ["a", "b", "c"], False
+    )
     assert not retry
-    assert sorted((f["custom_id"], f["code"]) for f in failures) == [("b", "rate_limit"), ("c", "not_run")]
+    assert sorted((f["custom_id"], f["code"]) for f in failures) == [
+        ("b", "rate_limit"),
+        ("c", "not_run"),
+    ]
     assert outcome.failed == 2
 
 
@@ -76,8 +135,12 @@ def test_repeated_output_line_counts_once():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from(["ok", "500", "429", "400", "expired", "missing"]), min_size=1, max_size=40),
-       st.booleans())
+@given(
+    st.lists(
+        st.sampled_from(["ok", "500", "429", "400", "expired", "missing"]), min_size=1, max_size=40
+    ),
+    st.booleans(),
+)
 def test_every_request_lands_exactly_once(kinds, resubmit):
     ids = [f"t{i}" for i in range(len(kinds))]
     out, err = [], []
@@ -89,7 +152,11 @@ def test_every_request_lands_exactly_once(kinds, resubmit):
         elif kind == "expired":
             err.append(expired(cid))
     _, results, failures, retry = run(out or [b""], err, ids, resubmit)
-    placed = [r["custom_id"] for r in results] + [f["custom_id"] for f in failures] + [r["custom_id"] for r in retry]
+    placed = (
+        [r["custom_id"] for r in results]
+        + [f["custom_id"] for f in failures]
+        + [r["custom_id"] for r in retry]
+    )
     assert sorted(placed) == sorted(ids)
     if not resubmit:
         assert not retry
@@ -102,13 +169,24 @@ def test_retryable_classification():
 
 
 def test_table_has_a_row_per_request_and_schema_columns():
-    results = [[ok("t0", '{"City": "Dubai", "HeightInFeet": "2717"}') + b"\n" + ok("t1", "not json") + b"\n"]]
+    results = [
+        [
+            ok("t0", '{"City": "Dubai", "HeightInFeet": "2717"}')
+            + b"\n"
+            + ok("t1", "not json")
+            + b"\n"
+        ]
+    ]
     failures = [[orjson.dumps({"custom_id": "t2", "code": "x"}) + b"\n"]]
     out = io.BytesIO()
     rows = write_table(["City", "HeightInFeet"], results, failures, out)
     assert rows == 3
     assert out.getvalue().decode().splitlines() == [
-        "custom_id,City,HeightInFeet", "t0,Dubai,2717", "t1,,", "t2,,"]
+        "custom_id,City,HeightInFeet",
+        "t0,Dubai,2717",
+        "t1,,",
+        "t2,,",
+    ]
 
 
 def test_answer_text_reads_responses_api_objects():
@@ -117,7 +195,9 @@ def test_answer_text_reads_responses_api_objects():
 
 
 def test_cost_uses_longest_prefix_and_batch_discount():
-    s = Settings.from_env({"AZURE_OPENAI_ENDPOINT": "http://x", "BATCH_STORAGE": "UseDevelopmentStorage=true"})
+    s = Settings.from_env(
+        {"AZURE_OPENAI_ENDPOINT": "http://x", "BATCH_STORAGE": "UseDevelopmentStorage=true"}
+    )
     assert price_for(s.model_prices, "gpt-4o-mini-2024-07-18")[0] == "gpt-4o-mini"
     assert price_for(s.model_prices, "gpt-4o-2024-08-06")[0] == "gpt-4o"
     cost = estimate_cost(s, "gpt-4o-2024-08-06", {"prompt": 1_000_000, "completion": 1_000_000})

@@ -6,7 +6,10 @@ import pytest
 
 from batching.settings import SETTINGS, Settings, SettingsError
 
-BASE = {"AZURE_OPENAI_ENDPOINT": "https://x.openai.azure.com/", "BATCH_STORAGE": "UseDevelopmentStorage=true"}
+BASE = {
+    "AZURE_OPENAI_ENDPOINT": "https://x.openai.azure.com/",
+    "BATCH_STORAGE": "UseDevelopmentStorage=true",
+}
 
 
 def test_defaults_apply():
@@ -27,21 +30,28 @@ def test_missing_endpoint_is_named():
 def test_storage_needs_connection_or_identity_uri():
     with pytest.raises(SettingsError, match="BATCH_STORAGE__blobServiceUri"):
         Settings.from_env({"AZURE_OPENAI_ENDPOINT": "https://x"})
-    s = Settings.from_env({"AZURE_OPENAI_ENDPOINT": "https://x",
-                           "BATCH_STORAGE__blobServiceUri": "https://a.blob.core.windows.net",
-                           "AZURE_CLIENT_ID": "cid"})
+    s = Settings.from_env(
+        {
+            "AZURE_OPENAI_ENDPOINT": "https://x",
+            "BATCH_STORAGE__blobServiceUri": "https://a.blob.core.windows.net",
+            "AZURE_CLIENT_ID": "cid",
+        }
+    )
     assert s.storage.connection_string is None
     assert s.storage.client_id == "cid"
 
 
-@pytest.mark.parametrize(("name", "value", "match"), [
-    ("POLL_INITIAL_SECONDS", "soon", "whole number"),
-    ("POLL_MAX_SECONDS", "0", "at least 1"),
-    ("INVALID_LINES", "ignore", "reject' or 'skip"),
-    ("BATCH_DISCOUNT", "2", "between 0 and 1"),
-    ("MODEL_PRICES", "{not json", "MODEL_PRICES must be JSON"),
-    ("STORAGE_HIERARCHICAL_NAMESPACE", "maybe", "true or false"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "match"),
+    [
+        ("POLL_INITIAL_SECONDS", "soon", "whole number"),
+        ("POLL_MAX_SECONDS", "0", "at least 1"),
+        ("INVALID_LINES", "ignore", "reject' or 'skip"),
+        ("BATCH_DISCOUNT", "2", "between 0 and 1"),
+        ("MODEL_PRICES", "{not json", "MODEL_PRICES must be JSON"),
+        ("STORAGE_HIERARCHICAL_NAMESPACE", "maybe", "true or false"),
+    ],
+)
 def test_malformed_values_are_named(name, value, match):
     with pytest.raises(SettingsError, match=match) as info:
         Settings.from_env({**BASE, name: value})
@@ -69,9 +79,17 @@ def test_local_settings_example_lists_every_app_setting():
     import json
     from pathlib import Path
 
-    values = json.loads((Path(__file__).parent.parent / "local.settings.json.example").read_text())["Values"]
-    identity_only = {"AZURE_CLIENT_ID", "BATCH_STORAGE__blobServiceUri", "BATCH_STORAGE__dfsServiceUri",
-                     "BATCH_STORAGE__credential", "BATCH_STORAGE__clientId", "MODEL_PRICES"}
+    values = json.loads((Path(__file__).parent.parent / "local.settings.json.example").read_text())[
+        "Values"
+    ]
+    identity_only = {
+        "AZURE_CLIENT_ID",
+        "BATCH_STORAGE__blobServiceUri",
+        "BATCH_STORAGE__dfsServiceUri",
+        "BATCH_STORAGE__credential",
+        "BATCH_STORAGE__clientId",
+        "MODEL_PRICES",
+    }
     missing = {s.name for s in SETTINGS} - set(values) - identity_only
     assert not missing, f"local.settings.json.example lacks {sorted(missing)}"
     Settings.from_env(values)  # and its values are valid

@@ -49,7 +49,7 @@ def test_writer_commits_blocks_only_at_close(container, monkeypatch):
     writer = storage.BlobWriter(client)
     payload = b"".join(f'{{"n": {i}}}\n'.encode() for i in range(2000))
     for i in range(0, len(payload), 700):
-        writer.write(payload[i:i + 700])
+        writer.write(payload[i : i + 700])
     assert not client.exists()  # staged blocks are invisible
     writer.close()
     assert client.download_blob().readall() == payload

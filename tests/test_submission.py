@@ -24,11 +24,16 @@ SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "samples"
 def env(azurite, blob_service, fresh_emulator):
     container = f"sub-{os.urandom(4).hex()}"
     blob_service.create_container(container)
-    settings = Settings.from_env({
-        "AZURE_OPENAI_ENDPOINT": fresh_emulator.endpoint, "AZURE_OPENAI_API_KEY": "k",
-        "BATCH_STORAGE": azurite.connection_string, "INPUT_CONTAINER": container,
-        "WORK_CONTAINER": container, "OUTPUT_CONTAINER": container,
-    })
+    settings = Settings.from_env(
+        {
+            "AZURE_OPENAI_ENDPOINT": fresh_emulator.endpoint,
+            "AZURE_OPENAI_API_KEY": "k",
+            "BATCH_STORAGE": azurite.connection_string,
+            "INPUT_CONTAINER": container,
+            "WORK_CONTAINER": container,
+            "OUTPUT_CONTAINER": container,
+        }
+    )
     return settings, blob_service.get_container_client(container), fresh_emulator
 
 
@@ -38,8 +43,16 @@ def _state(em):
 
 def _submit(settings, ref, key="run-1/c0/r0", attempt=0):
     for _ in range(100):
-        out = submission.submit_batch(settings, "run-1", {"container": ref.container, "path": ref.path},
-                                      key, attempt, ref.to_dict(), "/chat/completions", 100)
+        out = submission.submit_batch(
+            settings,
+            "run-1",
+            {"container": ref.container, "path": ref.path},
+            key,
+            attempt,
+            ref.to_dict(),
+            "/chat/completions",
+            100,
+        )
         if out["status"] != "pending":
             return out
         time.sleep(0.1)
@@ -72,10 +85,25 @@ def test_submit_is_idempotent_and_streams_from_blob(env):
     batch = _wait_terminal(settings, first["batch"]["id"])
     assert batch["status"] == "completed"
     chunk = {"index": 0, "round": 0, "input": ref.to_dict(), "etag": None}
-    out = collection.collect_batch(settings, "run-1", {"container": ref.container, "path": "q/quickstart.jsonl"},
-                                   chunk, batch, resubmit=True)
-    lines = container.get_blob_client(out["parts"]["results"]["path"]).download_blob().readall().splitlines()
-    assert out["counts"]["succeeded"] == len(lines) == len((SAMPLES / "quickstart.jsonl").read_bytes().splitlines())
+    out = collection.collect_batch(
+        settings,
+        "run-1",
+        {"container": ref.container, "path": "q/quickstart.jsonl"},
+        chunk,
+        batch,
+        resubmit=True,
+    )
+    lines = (
+        container.get_blob_client(out["parts"]["results"]["path"])
+        .download_blob()
+        .readall()
+        .splitlines()
+    )
+    assert (
+        out["counts"]["succeeded"]
+        == len(lines)
+        == len((SAMPLES / "quickstart.jsonl").read_bytes().splitlines())
+    )
     assert out["retry_input"] is None
     assert out["counts"]["usage"]["total"] > 0
 
@@ -94,8 +122,10 @@ def test_quota_fail_fast_and_in_validation_are_both_recognised(env):
     settings, container, em = env
     container.upload_blob("b.jsonl", (SAMPLES / "quickstart.jsonl").read_bytes())
     ref = BlobRef(container.container_name, "b.jsonl")
-    httpx.post(f"{em.endpoint}/_emulator/scenario",
-               json={"next_batches": ["token_limit_fail_fast", "token_limit_failed"]}).raise_for_status()
+    httpx.post(
+        f"{em.endpoint}/_emulator/scenario",
+        json={"next_batches": ["token_limit_fail_fast", "token_limit_failed"]},
+    ).raise_for_status()
     fast = _submit(settings, ref, attempt=0)
     assert fast["status"] == "quota" and "token_limit_exceeded" in fast["message"]
     slow = _submit(settings, ref, attempt=1)
@@ -105,7 +135,7 @@ def test_quota_fail_fast_and_in_validation_are_both_recognised(env):
 
 
 def test_cancel_keeps_finished_requests(env):
-    settings, container, em = env
+    settings, container, _ = env
     lines = (SAMPLES / "quickstart.jsonl").read_bytes().splitlines()
     container.upload_blob("c.jsonl", b"\n".join(lines * 1) + b"\n")
     ref = BlobRef(container.container_name, "c.jsonl")
