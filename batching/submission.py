@@ -8,6 +8,7 @@ activity re-run after its result was lost reuses what it created instead of payi
 from __future__ import annotations
 
 import posixpath
+import time
 from typing import IO, Any, cast
 
 import openai
@@ -17,7 +18,10 @@ from batching.admission import release
 from batching.settings import Settings
 from batching.storage import BlobRef
 
-FILE_WAIT_SECONDS = 20.0
+# How long one activity waits for an upload to be processed before handing the wait to a
+# durable timer: most files are processed in seconds, and a timer round trip costs more.
+FILE_WAIT_SECONDS = 15.0
+FILE_POLL_SECONDS = 0.5
 
 
 def upload_name(key: str) -> str:
@@ -61,12 +65,11 @@ def submit_batch(
             )
         except openai.BadRequestError as e:
             return {"status": "error", "message": f"upload refused: {_message(e)}"}
+    uploaded = _wait_processed(c, uploaded)
     if uploaded["status"] == "error":
         return {"status": "error", "message": f"upload failed: {uploaded.get('status_details')}"}
     if uploaded["status"] != "processed":
-        uploaded = aoai.get_file(c, uploaded["id"])
-        if uploaded["status"] != "processed":
-            return {"status": "pending"}
+        return {"status": "pending"}
     metadata = {
         "key": batch_key,
         "run_id": run_id[:512],
@@ -83,6 +86,14 @@ def submit_batch(
     except openai.BadRequestError as e:
         return {"status": "error", "message": f"batch refused: {_message(e)}"}
     return {"status": "created", "batch": batch}
+
+
+def _wait_processed(c: Any, uploaded: dict[str, Any]) -> dict[str, Any]:
+    deadline = time.monotonic() + FILE_WAIT_SECONDS
+    while uploaded["status"] not in ("processed", "error") and time.monotonic() < deadline:
+        time.sleep(FILE_POLL_SECONDS)
+        uploaded = aoai.get_file(c, uploaded["id"])
+    return uploaded
 
 
 def check_batch(settings: Settings, batch_id: str, key: str | None = None) -> dict[str, Any]:
