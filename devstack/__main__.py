@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-ui", action="store_true", help="log lines instead of a live table")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # The Azure SDKs log every HTTP request at INFO: useful when debugging them, noise here.
+    logging.getLogger("azure").setLevel(logging.WARNING)
 
     from azure.storage.blob import BlobServiceClient
 

@@ -113,3 +113,38 @@ class Watcher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m devstack.watcher`: feed BlobCreated events to any host, `func start` included."""
+    import argparse
+    import os
+
+    from azure.storage.blob import BlobServiceClient
+
+    parser = argparse.ArgumentParser(prog="python -m devstack.watcher", description=main.__doc__)
+    parser.add_argument(
+        "--connection", default=os.environ.get("BATCH_STORAGE", "UseDevelopmentStorage=true")
+    )
+    parser.add_argument("--container", default=os.environ.get("INPUT_CONTAINER", "batch-input"))
+    parser.add_argument(
+        "--webhook",
+        default="http://127.0.0.1:7071/runtime/webhooks/eventgrid?functionName=on_blob_created",
+    )
+    parser.add_argument("--interval", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    service = BlobServiceClient.from_connection_string(args.connection)
+    watcher = Watcher(service.get_container_client(args.container), args.webhook, args.interval)
+    log.info("watching %s, posting to %s", args.container, args.webhook)
+    try:
+        while True:
+            if watcher.poll_once():
+                log.info("delivered %d events so far", watcher.delivered)
+            threading.Event().wait(args.interval)
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
