@@ -109,7 +109,9 @@ def prepare_chunks(
     """
     layout = RunLayout.of(settings, source["path"], run_id)
     plan = summary["split"]
-    if len(plan) == 1 and not summary.get("skipped"):
+    # The input itself goes up when it is exactly the one chunk: no skipped lines, and no blank
+    # lines or CRLF endings (a chunk is the normalised lines, so the byte counts then differ).
+    if len(plan) == 1 and not summary.get("skipped") and plan[0]["bytes"] == summary["bytes"]:
         return [
             {
                 "index": 0,

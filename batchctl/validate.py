@@ -1,0 +1,140 @@
+"""`batchctl validate FILE`: check a batch input file before uploading it.
+
+Exit status 0 when the file is valid, 1 when it is not, 2 on a usage error. `--json` prints the
+report the pipeline writes; without it, a readable summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from batching.settings import SETTINGS
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from batching.validation import ValidationReport
+
+SHOWN_PROBLEMS = 50
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _setting(name: str) -> str:
+    """The environment's value of a setting, else its default (as the app would read it)."""
+    default = next(s.default for s in SETTINGS if s.name == name)
+    return os.environ.get(name, "").strip() or default or ""
+
+
+def register(commands: Any) -> None:
+    """Add the `validate` subcommand to an argparse subparsers object."""
+    parser = commands.add_parser(
+        "validate", help="check a batch input file (.jsonl)", description=__doc__
+    )
+    parser.add_argument("file", type=Path, metavar="FILE")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--deployment",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a deployment the file may use (repeatable); others are model_not_found",
+    )
+    parser.add_argument(
+        "--max-requests",
+        type=_positive,
+        default=_setting("MAX_REQUESTS_PER_BATCH"),
+        help="split above this many requests (default: MAX_REQUESTS_PER_BATCH or %(default)s)",
+    )
+    parser.add_argument(
+        "--max-bytes",
+        type=_positive,
+        default=_setting("MAX_BYTES_PER_BATCH"),
+        help="split above this many bytes (default: MAX_BYTES_PER_BATCH or %(default)s)",
+    )
+    parser.add_argument(
+        "--invalid-lines",
+        choices=("reject", "skip"),
+        default=_setting("INVALID_LINES"),
+        help="reject the file or skip invalid lines (default: INVALID_LINES or %(default)s)",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from batching.jsonlines import read_blocks
+    from batching.validation import ValidationOptions, validate
+
+    path: Path = args.file
+    if not path.is_file():
+        print(f"batchctl validate: {path}: no such file", file=sys.stderr)
+        return 2
+    options = ValidationOptions(
+        max_requests_per_batch=args.max_requests,
+        max_bytes_per_batch=args.max_bytes,
+        deployments=tuple(args.deployment),
+        invalid_lines=args.invalid_lines,
+    )
+    report = validate(read_blocks(path), options)
+    if args.json:
+        import orjson
+
+        sys.stdout.buffer.write(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2))
+        sys.stdout.buffer.write(b"\n")
+    else:
+        from rich.console import Console
+
+        _summary(Console(), path, report)
+    return 0 if report.valid else 1
+
+
+def _summary(console: Console, path: Path, report: ValidationReport) -> None:
+    """The report for a person: verdict, figures, split plan, problems."""
+    from rich.table import Table
+
+    verdict = "[green]valid[/]" if report.valid else "[red]INVALID[/]"
+    console.print(f"{path}: {verdict}")
+    facts = Table.grid(padding=(0, 2))
+    facts.add_row("requests", f"{report.requests:,} on {report.lines:,} lines, {report.bytes:,} B")
+    if report.blank_lines:
+        facts.add_row("blank lines", f"{report.blank_lines:,} skipped (not an error)")
+    if report.invalid_lines:
+        action = "skipped" if report.options.invalid_lines == "skip" else "reject the file"
+        facts.add_row("invalid lines", f"{report.invalid_lines:,} ({action})")
+    facts.add_row("endpoint", report.endpoint or "-")
+    facts.add_row("deployment", f"{report.deployment or '-'} (family {report.model_family})")
+    if report.tokens:
+        t = report.tokens
+        facts.add_row(
+            "tokens",
+            f"{t.total:,} = {t.prompt:,} prompt + {t.completion_budget:,} completion budget "
+            f"({t.encoding}, {t.method})",
+        )
+    if report.table_columns:
+        facts.add_row("table columns", ", ".join(report.table_columns))
+    console.print(facts)
+    if len(report.split) > 1:
+        plan = Table("chunk", "lines", "requests", "bytes", title="split plan")
+        for c in report.split:
+            lines = f"{c.first_line}-{c.last_line}"
+            plan.add_row(str(c.index), lines, f"{c.requests:,}", f"{c.bytes:,}")
+        console.print(plan)
+    if report.problems:
+        problems = Table("line", "code", "custom_id", "message", title="problems")
+        for p in report.problems[:SHOWN_PROBLEMS]:
+            problems.add_row(str(p.line), p.code, p.custom_id or "", p.message)
+        console.print(problems)
+        counts = ", ".join(f"{code} {n:,}" for code, n in sorted(report.problem_counts.items()))
+        more = sum(report.problem_counts.values()) - min(len(report.problems), SHOWN_PROBLEMS)
+        console.print(
+            f"problems by code: {counts}" + (f"; {more:,} more with --json" if more else "")
+        )

@@ -1,0 +1,286 @@
+"""Token estimates for a batch file, offline and in a fraction of the time a full encode takes.
+
+Encodings: tiktoken downloads its data at run time, which fails offline and in locked-down
+networks, so the o200k_base / cl100k_base rank files shipped in the `bpe-openai` wheel are loaded
+(checked against tiktoken's published SHA-256) into a `tiktoken.Encoding`, once per process.
+
+Method: a request's prompt is its text pieces (message contents, instructions, the serialized
+tools and response format) plus a fixed overhead per request and per message (OpenAI's counting
+recipe: 3 per request, 3 + 1 for the role per message, `IMAGE_TOKENS` per image). Encoding every
+piece of a 190 MB file would take longer than parsing it, so the first `WARMUP_CHARS` characters
+of text are encoded exactly and, after that, one line per `STEP_CHARS` characters of text
+(systematic sampling proportional to length; at most `SAMPLE_CHARS` of the line are encoded).
+The text of the rest is counted in characters and scaled by the sampled lines' tokens per
+character. Files with less text than the warm-up are counted exactly (`method: "exact"`).
+For large files the samples are counted in a child process (see `batching.tokencount`).
+Accuracy against encoding every piece (tests/test_tokens.py): within 0.8% on files of mixed
+English, code, CJK and numbers (within 1% asserted), 0.04% on the benchmark file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import re
+from binascii import a2b_base64
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from batching.tokencount import ChildCounter
+
+if TYPE_CHECKING:
+    import tiktoken
+
+PER_REQUEST = 3
+PER_MESSAGE = 4
+IMAGE_TOKENS = 765  # a 1024x1024 high-detail image on gpt-4o; the real cost depends on size
+DEFAULT_COMPLETION_BUDGET = 4096  # assumed when a request sets no max_*tokens
+WARMUP_CHARS = 200_000
+STEP_CHARS = 200_000
+SAMPLE_CHARS = 8_000
+CHILD_AFTER_CHARS = 100_000  # sample text that makes counting in a child process worth it
+
+_O200K_PATTERN = "|".join(
+    [
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""\p{N}{1,3}""",
+        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+        r"""\s*[\r\n]+""",
+        r"""\s+(?!\S)""",
+        r"""\s+""",
+    ]
+)
+_CL100K_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+|"""
+    r""" ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+)
+
+
+@dataclass(frozen=True)
+class _EncodingSpec:
+    sha256: str
+    pattern: str
+    special_tokens: dict[str, int]
+
+
+# Patterns, special tokens and hashes as in tiktoken_ext.openai_public (tiktoken 0.14).
+_SPECS = {
+    "o200k_base": _EncodingSpec(
+        "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+        _O200K_PATTERN,
+        {"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
+    ),
+    "cl100k_base": _EncodingSpec(
+        "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+        _CL100K_PATTERN,
+        {
+            "<|endoftext|>": 100257,
+            "<|fim_prefix|>": 100258,
+            "<|fim_middle|>": 100259,
+            "<|fim_suffix|>": 100260,
+            "<|endofprompt|>": 100276,
+        },
+    ),
+}
+
+# Deployment names are free text; most embed the model name. First match wins; order matters
+# (gpt-4o and gpt-4.1 before gpt-4).
+_FAMILIES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
+    (family, re.compile(pattern), encoding)
+    for family, pattern, encoding in (
+        ("gpt-4o", r"gpt-?4o|(?<![0-9])4o", "o200k_base"),
+        ("gpt-4.1", r"gpt-?4\.1", "o200k_base"),
+        ("gpt-5", r"gpt-?5", "o200k_base"),
+        ("o-series", r"(?<![a-z0-9])o[1-9](?![0-9])", "o200k_base"),
+        ("gpt-oss", r"gpt-?oss", "o200k_base"),
+        ("gpt-4", r"gpt-?4", "cl100k_base"),
+        ("gpt-3.5", r"gpt-?3\.?5", "cl100k_base"),
+    )
+)
+UNKNOWN_FAMILY = ("unknown", "o200k_base")
+
+
+def model_family(deployment: str) -> tuple[str, str]:
+    """(family, encoding name) guessed from a deployment name; unknown names get o200k_base."""
+    name = deployment.lower()
+    for family, pattern, encoding in _FAMILIES:
+        if pattern.search(name):
+            return family, encoding
+    return UNKNOWN_FAMILY
+
+
+def _data_file(name: str) -> Path:
+    """The rank file inside the installed bpe-openai package, found without importing it."""
+    spec = importlib.util.find_spec("bpe_openai")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("bpe-openai is not installed: it ships the token encodings")
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / f"{name}.tiktoken.gz"
+
+
+_LOADED: dict[str, tiktoken.Encoding] = {}
+
+
+def encoding_loaded(name: str) -> bool:
+    """Whether this process has built the encoding already (then counting here is free)."""
+    return name in _LOADED
+
+
+def get_encoding(name: str) -> tiktoken.Encoding:
+    """The named encoding, built from local data once per process; nothing is downloaded."""
+    if name not in _LOADED:
+        _LOADED[name] = _build_encoding(name)
+    return _LOADED[name]
+
+
+def _build_encoding(name: str) -> tiktoken.Encoding:
+    import tiktoken  # not needed by a process that leaves counting to a ChildCounter
+
+    spec = _SPECS[name]
+    data = gzip.decompress(_data_file(name).read_bytes())
+    if hashlib.sha256(data).hexdigest() != spec.sha256:
+        raise RuntimeError(f"{_data_file(name)} is not the published {name} rank file")
+    # "<base64 token> <rank>" per line; the published files list ranks 0, 1, 2 ... in order
+    tokens = data.split()[0::2]
+    ranks = dict(zip(map(a2b_base64, tokens), range(len(tokens)), strict=True))
+    return tiktoken.Encoding(
+        name,
+        pat_str=spec.pattern,
+        mergeable_ranks=ranks,
+        special_tokens=spec.special_tokens,
+    )
+
+
+@dataclass(slots=True)
+class Prompt:
+    """What a request sends the model, as the token estimate needs it."""
+
+    pieces: Sequence[str]  # the text, encoded as is
+    overhead: int  # tokens the text does not show: see `prompt_overhead`
+    completion_budget: int
+
+
+def prompt_overhead(messages: int, images: int) -> int:
+    """Tokens a request costs beyond its text (OpenAI's counting recipe)."""
+    return PER_REQUEST + PER_MESSAGE * messages + IMAGE_TOKENS * images
+
+
+def exact_prompt_tokens(prompt: Prompt, encoding: tiktoken.Encoding) -> int:
+    """Every piece encoded: the reference the estimate is measured against."""
+    return prompt.overhead + sum(len(encoding.encode_ordinary(p)) for p in prompt.pieces)
+
+
+@dataclass(frozen=True)
+class TokenEstimate:
+    """Totals for a file; `total` is what counts against the enqueued-token quota."""
+
+    prompt: int
+    completion_budget: int
+    total: int
+    encoding: str
+    method: str  # "exact" or "sampled"
+    sampled_requests: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TokenEstimator:
+    """Accumulates requests in file order; deterministic for a given file.
+
+    Samples are counted at the end, in this process; but once more than `child_after_chars`
+    of sample text has gathered and this process has not built the encoding yet, they are
+    streamed to a `ChildCounter` process instead, which builds it while this one parses.
+    """
+
+    def __init__(
+        self,
+        encoding_name: str,
+        warmup_chars: int = WARMUP_CHARS,
+        step_chars: int = STEP_CHARS,
+        sample_chars: int = SAMPLE_CHARS,
+        child_after_chars: int = CHILD_AFTER_CHARS,
+    ) -> None:
+        self.encoding_name = encoding_name
+        self._warmup = warmup_chars
+        self._step = step_chars
+        self._sample_chars = sample_chars
+        self._child_after = child_after_chars
+        self._overhead = 0
+        self._completion = 0
+        self._exact_chars = 0  # text counted in full
+        self._scaled_chars = 0  # text past the warm-up, counted in characters
+        self._next_mark = step_chars  # sample the line that reaches this many characters
+        self._weights: list[tuple[int, int]] = []  # per sample: (marks, 0 in the warm-up; chars)
+        self._pending: list[Sequence[str]] = []  # samples not handed to a child
+        self._pending_chars = 0
+        self._child: ChildCounter | None = None
+
+    def add(self, prompt: Prompt) -> None:
+        self._overhead += prompt.overhead
+        self._completion += prompt.completion_budget
+        chars = sum(map(len, prompt.pieces))
+        if self._exact_chars < self._warmup:
+            self._exact_chars += chars
+            self._sample(prompt.pieces, 0, chars)
+            return
+        self._scaled_chars += chars
+        if self._scaled_chars >= self._next_mark:  # the line spans one or more marks
+            marks = (self._scaled_chars - self._next_mark) // self._step + 1
+            self._next_mark += marks * self._step
+            head = _head(prompt.pieces, self._sample_chars)
+            self._sample(head, marks, sum(map(len, head)))
+
+    def _sample(self, pieces: Sequence[str], marks: int, chars: int) -> None:
+        self._weights.append((marks, chars))
+        if self._child is not None:
+            self._child.submit(pieces)
+            return
+        self._pending.append(pieces)
+        self._pending_chars += chars
+        if self._pending_chars >= self._child_after and not encoding_loaded(self.encoding_name):
+            self._child = ChildCounter(self.encoding_name)
+            for waiting in self._pending:
+                self._child.submit(waiting)
+            self._pending = []
+
+    def result(self) -> TokenEstimate:
+        if self._child is not None:
+            counts = self._child.counts()
+        else:
+            encode = get_encoding(self.encoding_name).encode_ordinary
+            counts = [sum(len(encode(p)) for p in pieces) for pieces in self._pending]
+        text = marks_total = 0
+        ratio_sum = 0.0
+        for (marks, chars), tokens in zip(self._weights, counts, strict=True):
+            if not marks:
+                text += tokens
+            elif chars:
+                marks_total += marks
+                ratio_sum += marks * tokens / chars
+        if self._scaled_chars:  # scale by the marked lines' mean tokens per character
+            ratio = ratio_sum / marks_total if marks_total else text / max(self._exact_chars, 1)
+            text += round(self._scaled_chars * ratio)
+        prompt = self._overhead + text
+        return TokenEstimate(
+            prompt=prompt,
+            completion_budget=self._completion,
+            total=prompt + self._completion,
+            encoding=self.encoding_name,
+            method="sampled" if self._scaled_chars else "exact",
+            sampled_requests=len(self._weights),
+        )
+
+
+def _head(pieces: Sequence[str], budget: int) -> list[str]:
+    """The first `budget` characters of the pieces: long lines are sampled by their start."""
+    head: list[str] = []
+    for piece in pieces:
+        head.append(piece[:budget])
+        budget -= len(head[-1])
+        if budget <= 0:
+            break
+    return head
