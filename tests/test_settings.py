@@ -93,3 +93,11 @@ def test_local_settings_example_lists_every_app_setting():
     missing = {s.name for s in SETTINGS} - set(values) - identity_only
     assert not missing, f"local.settings.json.example lacks {sorted(missing)}"
     Settings.from_env(values)  # and its values are valid
+
+
+def test_readme_documents_every_setting():
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = [s.name for s in SETTINGS if f"`{s.name}`" not in readme]
+    assert not missing, f"README's configuration table lacks {missing}"
