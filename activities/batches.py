@@ -2,47 +2,129 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import azure.durable_functions as df
 
 from batching import admission, collection, submission
+from batching.logs import event
 from batching.settings import Settings
 
 bp = df.Blueprint()
+log = logging.getLogger("batching.batches")
+
+
+def _batch_event(message: str, payload: dict[str, Any], batch: dict[str, Any]) -> None:
+    terminal = batch.get("status") in ("completed", "failed", "expired", "cancelled")
+    event(
+        log,
+        message,
+        payload["run_id"],
+        level=logging.INFO if terminal else logging.DEBUG,
+        key=payload.get("key"),
+        batch_id=batch.get("id"),
+        status=batch.get("status"),
+        counts=batch.get("request_counts") or None,
+        quota=bool(batch.get("quota_message")),
+    )
 
 
 @bp.activity_trigger(input_name="payload", activity="admit_batch")
 def admit_batch(payload: dict[str, Any]) -> dict[str, Any]:
     limits = payload["limits"]
-    return admission.admit(
-        Settings.from_env(), payload["key"], payload["deployment"], int(payload["tokens"]),
-        limits["max_active_batches"], limits["max_enqueued_tokens"],
+    answer = admission.admit(
+        Settings.from_env(),
+        payload["key"],
+        payload["deployment"],
+        int(payload["tokens"]),
+        limits["max_active_batches"],
+        limits["max_enqueued_tokens"],
+        payload.get("arrived"),
     )
+    event(
+        log,
+        "admission",
+        payload["run_id"],
+        level=logging.DEBUG,
+        key=payload["key"],
+        granted=answer.get("granted"),
+        position=answer.get("position"),
+    )
+    return answer
 
 
 @bp.activity_trigger(input_name="payload", activity="submit_batch")
 def submit_batch(payload: dict[str, Any]) -> dict[str, Any]:
-    return submission.submit_batch(
-        Settings.from_env(), payload["run_id"], payload["source"], payload["key"],
-        int(payload["attempt"]), payload["input"], payload["endpoint"], int(payload["tokens"]),
+    result = submission.submit_batch(
+        Settings.from_env(),
+        payload["run_id"],
+        payload["source"],
+        payload["key"],
+        int(payload["attempt"]),
+        payload["input"],
+        payload["endpoint"],
+        int(payload["tokens"]),
         payload.get("etag"),
     )
+    outcome = result["status"]
+    event(
+        log,
+        f"batch submit: {outcome}",
+        payload["run_id"],
+        level={"quota": logging.WARNING, "error": logging.WARNING, "pending": logging.DEBUG}.get(
+            outcome, logging.INFO
+        ),
+        key=payload["key"],
+        attempt=payload["attempt"],
+        batch_id=(result.get("batch") or {}).get("id"),
+        message=result.get("message"),
+    )
+    return result
 
 
 @bp.activity_trigger(input_name="payload", activity="check_batch")
 def check_batch(payload: dict[str, Any]) -> dict[str, Any]:
-    return submission.check_batch(Settings.from_env(), payload["batch_id"], payload.get("key"))
+    batch = submission.check_batch(Settings.from_env(), payload["batch_id"], payload.get("key"))
+    _batch_event("batch checked", payload, batch)
+    return batch
 
 
 @bp.activity_trigger(input_name="payload", activity="cancel_batch")
 def cancel_batch(payload: dict[str, Any]) -> dict[str, Any]:
-    return submission.cancel_batch(Settings.from_env(), payload["batch_id"], payload.get("key"))
+    batch = submission.cancel_batch(Settings.from_env(), payload["batch_id"], payload.get("key"))
+    event(
+        log,
+        "batch cancel requested",
+        payload["run_id"],
+        key=payload.get("key"),
+        batch_id=payload["batch_id"],
+        status=batch.get("status"),
+    )
+    return batch
 
 
 @bp.activity_trigger(input_name="payload", activity="collect_batch")
 def collect_batch(payload: dict[str, Any]) -> dict[str, Any]:
-    return collection.collect_batch(
-        Settings.from_env(), payload["run_id"], payload["source"], payload["chunk"],
-        payload["batch"], bool(payload["resubmit"]),
+    outcome = collection.collect_batch(
+        Settings.from_env(),
+        payload["run_id"],
+        payload["source"],
+        payload["chunk"],
+        payload["batch"],
+        bool(payload["resubmit"]),
     )
+    counts = outcome["counts"]
+    event(
+        log,
+        "batch collected",
+        payload["run_id"],
+        chunk=payload["chunk"]["index"],
+        round=payload["chunk"]["round"],
+        batch_id=payload["batch"].get("id"),
+        succeeded=counts["succeeded"],
+        failed=counts["failed"],
+        retry=counts["retry"],
+        failure_codes=counts.get("failure_codes") or None,
+    )
+    return outcome

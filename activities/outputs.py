@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import azure.durable_functions as df
 
 from batching import finalize
+from batching.logs import event
 from batching.settings import Settings
 
 bp = df.Blueprint()
+log = logging.getLogger("batching.outputs")
 
 
 @bp.activity_trigger(input_name="payload", activity="write_results")
@@ -22,7 +25,10 @@ def write_results(payload: dict[str, Any]) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload", activity="write_errors")
 def write_errors(payload: dict[str, Any]) -> dict[str, Any]:
     return finalize.write_errors(
-        Settings.from_env(), payload["run_id"], payload["source"], payload["chunks"],
+        Settings.from_env(),
+        payload["run_id"],
+        payload["source"],
+        payload["chunks"],
         payload["summary"],
     )
 
@@ -30,7 +36,10 @@ def write_errors(payload: dict[str, Any]) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload", activity="write_table")
 def write_table(payload: dict[str, Any]) -> dict[str, Any]:
     return finalize.write_table(
-        Settings.from_env(), payload["run_id"], payload["source"], payload["chunks"],
+        Settings.from_env(),
+        payload["run_id"],
+        payload["source"],
+        payload["chunks"],
         payload["columns"],
     )
 
@@ -39,15 +48,46 @@ def write_table(payload: dict[str, Any]) -> dict[str, Any]:
 def write_metadata(payload: dict[str, Any]) -> dict[str, Any]:
     settings = Settings.from_env()
     metadata = finalize.build_metadata(
-        settings, payload["run_id"], payload["source"], payload["chunks"], payload["summary"],
-        payload["status"], payload.get("received_at"), payload["finished_at"],
+        settings,
+        payload["run_id"],
+        payload["source"],
+        payload["chunks"],
+        payload["summary"],
+        payload["status"],
+        payload.get("received_at"),
+        payload["finished_at"],
     )
-    return finalize.write_metadata(settings, payload["run_id"], payload["source"], metadata)
+    written = finalize.write_metadata(settings, payload["run_id"], payload["source"], metadata)
+    event(
+        log,
+        "metadata written",
+        payload["run_id"],
+        status=metadata["status"],
+        succeeded=metadata["requests"]["succeeded"],
+        failed=metadata["requests"]["failed"],
+        tokens=metadata["tokens"]["usage"]["total"],
+        cost_usd=metadata["cost"].get("total"),
+        folder=metadata["outputs"]["folder"],
+    )
+    return written
 
 
 @bp.activity_trigger(input_name="payload", activity="cleanup_run")
 def cleanup_run(payload: dict[str, Any]) -> dict[str, Any]:
-    return finalize.cleanup_run(
-        Settings.from_env(), payload["run_id"], payload["source"], payload["chunks"],
-        payload["status"], payload.get("reason"),
+    cleaned = finalize.cleanup_run(
+        Settings.from_env(),
+        payload["run_id"],
+        payload["source"],
+        payload["chunks"],
+        payload["status"],
+        payload.get("reason"),
     )
+    event(
+        log,
+        "run cleaned up",
+        payload["run_id"],
+        status=payload["status"],
+        input=(cleaned.get("input") or {}).get("path"),
+        deleted_files=cleaned["deleted_files"],
+    )
+    return cleaned

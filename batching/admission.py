@@ -67,8 +67,14 @@ def admit(
     tokens: int,
     max_active: int,
     max_tokens: int,
+    arrived: str | None = None,
 ) -> dict[str, Any]:
-    """Queue `key` if new; grant queued entries in order while they fit. Idempotent."""
+    """Queue `key` if new; grant queued entries in order while they fit. Idempotent.
+
+    The queue is ordered by `arrived` (when the run's file arrived, ISO 8601): runs wait their
+    turn by arrival, not by how soon their validation finished.
+    """
+    at = _epoch(arrived)
 
     def change(ledger: dict[str, Any]) -> dict[str, Any]:
         active: dict[str, Any] = ledger["active"]
@@ -76,7 +82,9 @@ def admit(
         if key in active:
             return {"granted": True, "position": None}
         if all(q["key"] != key for q in queue):
-            queue.append({"key": key, "deployment": deployment or "", "tokens": tokens})
+            place = next((i for i, q in enumerate(queue) if q.get("arrived", 0.0) > at), len(queue))
+            entry = {"key": key, "deployment": deployment or "", "tokens": tokens, "arrived": at}
+            queue.insert(place, entry)
         now = datetime.now(UTC).timestamp()
         while queue and _fits(active, queue[0], max_active, max_tokens):
             head = queue.pop(0)
@@ -88,6 +96,14 @@ def admit(
 
     result: dict[str, Any] = _locked(settings, change)
     return result
+
+
+def _epoch(arrived: str | None) -> float:
+    """Seconds since the epoch of an ISO 8601 time; now when it is missing or malformed."""
+    try:
+        return datetime.fromisoformat(str(arrived)).timestamp()
+    except ValueError:
+        return datetime.now(UTC).timestamp()
 
 
 def _fits(active: dict[str, Any], entry: dict[str, Any], max_active: int, max_tokens: int) -> bool:

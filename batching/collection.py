@@ -51,6 +51,7 @@ def collect_batch(
         round_no=chunk["round"],
         batch_id=str(batch.get("id")),
         resubmit=resubmit,
+        **_never_submitted(batch),
     )
     for w in writers.values():
         w.close()
@@ -60,3 +61,11 @@ def collect_batch(
         "retry_input": refs["retry"].to_dict() if outcome.retry else None,
         "file_ids": files,
     }
+
+
+def _never_submitted(batch: dict[str, Any]) -> dict[str, str]:
+    """A chunk that never became a batch (quota exhausted, refused): why nothing of it ran."""
+    reasons = "; ".join(str(e.get("message") or e.get("code")) for e in batch.get("errors") or [])
+    if batch.get("id") or not reasons:
+        return {}
+    return {"not_run_reason": f"never submitted: {reasons}"}

@@ -124,6 +124,7 @@ def collect(
     round_no: int,
     batch_id: str,
     resubmit: bool,
+    not_run_reason: str = "the batch ended before this request ran",
 ) -> Outcome:
     """Sort a batch's output and error files (`outputs`) against its input.
 
@@ -179,7 +180,7 @@ def collect(
         if custom_id in done and custom_id not in to_retry:
             continue
         if custom_id not in done and not resubmit:
-            fail(custom_id, None, "not_run", "the batch ended before this request ran")
+            fail(custom_id, None, "not_run", not_run_reason)
             continue
         retry.write(raw + b"\n")
         outcome.retry += 1

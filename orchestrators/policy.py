@@ -18,7 +18,8 @@ def jitter(key: str) -> float:
 
 
 def quota_backoff(config: dict[str, Any], attempt: int, key: str) -> int:
-    """Seconds to wait after the `attempt`-th token_limit_exceeded: exponential, capped, jittered."""
+    """Seconds to wait after the `attempt`-th token_limit_exceeded: exponential, capped,
+    jittered."""
     base = config["quota_retry_initial_seconds"] * (2 ** max(0, attempt - 1))
     capped = min(base, config["quota_retry_max_seconds"])
     return max(1, int(capped * (0.75 + 0.5 * jitter(f"{key}#{attempt}"))))
@@ -26,7 +27,8 @@ def quota_backoff(config: dict[str, Any], attempt: int, key: str) -> int:
 
 def next_poll_interval(config: dict[str, Any], current: int) -> int:
     """The wait after a status check that found the batch still running: doubling up to the cap."""
-    return min(max(current * 2, config["poll_initial_seconds"]), config["poll_max_seconds"])
+    initial, cap = int(config["poll_initial_seconds"]), int(config["poll_max_seconds"])
+    return min(max(current * 2, initial), cap)
 
 
 def final_status(chunks: list[dict[str, Any]], cancelled_by_user: bool) -> str:
@@ -48,5 +50,9 @@ def request_counts(summary_requests: int, chunks: list[dict[str, Any]]) -> dict[
         live = (c.get("batch") or {}).get("request_counts") or {}
         if c["state"] == "running":
             succeeded += int(live.get("completed") or 0)
-    return {"total": summary_requests, "succeeded": succeeded, "failed": failed,
-            "pending": max(0, summary_requests - succeeded - failed)}
+    return {
+        "total": summary_requests,
+        "succeeded": succeeded,
+        "failed": failed,
+        "pending": max(0, summary_requests - succeeded - failed),
+    }

@@ -9,15 +9,18 @@ from the context, jitter from hashes, and every decision from the state and acti
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator
 from datetime import datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
 
+from batching.logs import event
 from orchestrators import policy
 
 bp = df.Blueprint()
+log = logging.getLogger("batching.orchestrator")
 
 ORCHESTRATOR = "run_file"
 CANCEL_EVENT = "cancel"
@@ -37,9 +40,20 @@ def _entry_state(config: dict[str, Any]) -> str:
 
 def _new_chunk(spec: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     return {
-        **spec, "round": 0, "attempt": 0, "state": _entry_state(config), "next_at": None,
-        "batch": None, "batches": [], "succeeded": 0, "failed": 0, "parts": [],
-        "end": None, "reason": None, "interval": 0, "admitted": False,
+        **spec,
+        "round": 0,
+        "attempt": 0,
+        "state": _entry_state(config),
+        "next_at": None,
+        "batch": None,
+        "batches": [],
+        "succeeded": 0,
+        "failed": 0,
+        "parts": [],
+        "end": None,
+        "reason": None,
+        "interval": 0,
+        "admitted": False,
     }
 
 
@@ -53,33 +67,53 @@ def run_file(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
     def call(name: str, payload: dict[str, Any]) -> Any:
         return context.call_activity_with_retry(name, retry, {**base, **payload})
 
+    def note(message: str, level: int = logging.INFO, **fields: Any) -> None:
+        """Log once, not on every replay of the history."""
+        if not context.is_replaying:
+            event(log, message, state["run_id"], level=level, **fields)
+
     def status(phase: str, **extra: Any) -> None:
         state["phase"] = phase
-        context.set_custom_status({
-            "phase": phase, "run_id": state["run_id"], "source": state["source"]["path"],
-            "requests": policy.request_counts(
-                (state.get("summary") or {}).get("requests", 0), state.get("chunks") or []
-            ),
-            "chunks": len(state.get("chunks") or []),
-            "batches": sum(len(c["batches"]) for c in state.get("chunks") or []),
-            "round": max((c["round"] for c in state.get("chunks") or []), default=0),
-            "chunk_states": [
-                {"index": c["index"], "state": c["state"], "round": c["round"],
-                 "batch_id": (c.get("batch") or {}).get("id"),
-                 "batch_status": (c.get("batch") or {}).get("status"),
-                 "request_counts": (c.get("batch") or {}).get("request_counts")}
-                for c in state.get("chunks") or []
-            ],
-            **extra,
-        })
+        context.set_custom_status(
+            {
+                "phase": phase,
+                "run_id": state["run_id"],
+                "source": state["source"]["path"],
+                "requests": policy.request_counts(
+                    (state.get("summary") or {}).get("requests", 0), state.get("chunks") or []
+                ),
+                "chunks": len(state.get("chunks") or []),
+                "batches": sum(len(c["batches"]) for c in state.get("chunks") or []),
+                "round": max((c["round"] for c in state.get("chunks") or []), default=0),
+                "chunk_states": [
+                    {
+                        "index": c["index"],
+                        "state": c["state"],
+                        "round": c["round"],
+                        "batch_id": (c.get("batch") or {}).get("id"),
+                        "batch_status": (c.get("batch") or {}).get("status"),
+                        "request_counts": (c.get("batch") or {}).get("request_counts"),
+                    }
+                    for c in state.get("chunks") or []
+                ],
+                **extra,
+            }
+        )
 
     if state.get("phase", "validating") == "validating":
+        note("orchestration started", source=state["source"]["path"])
         status("validating")
         summary = yield call("validate_input", {})
         state["summary"] = summary
         if not summary["valid"]:
             status("rejected")
             rejected = yield call("reject_input", {"summary": summary})
+            note(
+                "run finished",
+                level=logging.WARNING,
+                status="invalid",
+                reason=summary.get("reason"),
+            )
             return {"status": "invalid", "run_id": state["run_id"], **rejected}
         status("preparing")
         specs = yield call("prepare_chunks", {"summary": summary})
@@ -102,6 +136,7 @@ def run_file(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
             if winner == cancel:
                 timer.cancel()
                 state["cancel_requested"] = True
+                note("cancel requested", chunks=len(state["chunks"]))
             state["ticks"] += 1
             if state["ticks"] >= config["polls_per_history"]:
                 state["ticks"] = 0
@@ -115,11 +150,16 @@ def run_file(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
     writes = [
         call("write_results", {"chunks": chunks}),
         call("write_errors", {"chunks": chunks, "summary": summary}),
-        call("write_metadata", {
-            "chunks": chunks, "summary": summary, "status": run_status,
-            "received_at": state.get("received_at"),
-            "finished_at": context.current_utc_datetime.isoformat(),
-        }),
+        call(
+            "write_metadata",
+            {
+                "chunks": chunks,
+                "summary": summary,
+                "status": run_status,
+                "received_at": state.get("received_at"),
+                "finished_at": context.current_utc_datetime.isoformat(),
+            },
+        ),
     ]
     if summary.get("table_columns"):
         writes.append(call("write_table", {"chunks": chunks, "columns": summary["table_columns"]}))
@@ -127,9 +167,17 @@ def run_file(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
     finished: dict[str, Any] = {k: v for w in written for k, v in w.items()}
     status("cleaning")
     reasons = "; ".join(f"chunk {c['index']}: {c['reason']}" for c in chunks if c.get("reason"))
-    cleaned = yield call("cleanup_run", {
-        "chunks": chunks, "status": run_status, "reason": reasons or None})
+    cleaned = yield call(
+        "cleanup_run", {"chunks": chunks, "status": run_status, "reason": reasons or None}
+    )
     finished["input"] = cleaned["input"]
+    note(
+        "run finished",
+        level=logging.INFO if run_status == "completed" else logging.WARNING,
+        status=run_status,
+        reason=reasons or None,
+        folder=(finished.get("metadata") or {}).get("path"),
+    )
     status("done", status=run_status, tokens=finished.get("tokens"), cost=finished.get("cost"))
     return {"status": run_status, "run_id": state["run_id"], **finished}
 
@@ -153,35 +201,72 @@ def _tick(
             c["state"] = "collecting"
             c["batch"] = {"id": None, "status": "cancelled", "errors": [], "request_counts": {}}
         elif c["state"] == "admission":
-            due.append((c, "admit", call("admit_batch", {
-                "key": key, "deployment": summary.get("deployment"),
-                "tokens": c.get("tokens", 0), "limits": config})))
+            due.append(
+                (
+                    c,
+                    "admit",
+                    call(
+                        "admit_batch",
+                        {
+                            "key": key,
+                            "deployment": summary.get("deployment"),
+                            "tokens": c.get("tokens", 0),
+                            "limits": config,
+                            "arrived": state.get("received_at"),
+                        },
+                    ),
+                )
+            )
         elif c["state"] == "submitting":
-            due.append((c, "submit", call("submit_batch", {
-                "key": key, "attempt": c["attempt"], "input": c["input"],
-                "endpoint": summary["endpoint"], "tokens": c.get("tokens", 0),
-                "etag": c.get("etag")})))
+            due.append(
+                (
+                    c,
+                    "submit",
+                    call(
+                        "submit_batch",
+                        {
+                            "key": key,
+                            "attempt": c["attempt"],
+                            "input": c["input"],
+                            "endpoint": summary["endpoint"],
+                            "tokens": c.get("tokens", 0),
+                            "etag": c.get("etag"),
+                        },
+                    ),
+                )
+            )
         elif c["state"] == "running" and cancel and not c.get("cancel_sent"):
             c["cancel_sent"] = True
-            due.append((c, "check", call("cancel_batch", {"batch_id": c["batch"]["id"], "key": key})))
+            due.append(
+                (c, "check", call("cancel_batch", {"batch_id": c["batch"]["id"], "key": key}))
+            )
         elif c["state"] == "running":
-            due.append((c, "check", call("check_batch", {"batch_id": c["batch"]["id"], "key": key})))
-    if not due:
-        return
-    results = yield context.task_all([t for _, _, t in due])
-    for (c, kind, _), result in zip(due, results, strict=True):
-        _apply(state, c, kind, result, now)
+            due.append(
+                (c, "check", call("check_batch", {"batch_id": c["batch"]["id"], "key": key}))
+            )
+    if due:  # a chunk cancelled before submission has nothing due but still needs collecting
+        results = yield context.task_all([t for _, _, t in due])
+        for (c, kind, _), result in zip(due, results, strict=True):
+            _apply(state, c, kind, result, now)
 
     collect = [c for c in state["chunks"] if c["state"] == "collecting"]
     if collect:
         rounds = config["resubmit_rounds"]
-        outcomes = yield context.task_all([
-            call("collect_batch", {
-                "chunk": c, "batch": c["batch"],
-                "resubmit": c["round"] < rounds and not cancel and c["batch"]["status"] != "failed",
-            })
-            for c in collect
-        ])
+        outcomes = yield context.task_all(
+            [
+                call(
+                    "collect_batch",
+                    {
+                        "chunk": c,
+                        "batch": c["batch"],
+                        "resubmit": c["round"] < rounds
+                        and not cancel
+                        and c["batch"]["status"] != "failed",
+                    },
+                )
+                for c in collect
+            ]
+        )
         for c, outcome in zip(collect, outcomes, strict=True):
             _collected(c, outcome, config)
 
@@ -191,6 +276,7 @@ def _apply(state: dict[str, Any], c: dict[str, Any], kind: str, result: Any, now
     if kind == "admit":
         if result["granted"]:
             c["state"], c["next_at"], c["admitted"] = "submitting", None, True
+            c["queue_position"] = None
         else:
             c["next_at"] = _at(now, config["admission_wait_seconds"])
             c["queue_position"] = result.get("position")
@@ -198,20 +284,24 @@ def _apply(state: dict[str, Any], c: dict[str, Any], kind: str, result: Any, now
         outcome = result["status"]
         if outcome == "created":
             c["state"], c["batch"] = "running", result["batch"]
+            c["waiting"] = None
             c["interval"] = config["poll_initial_seconds"]
             c["next_at"] = _at(now, c["interval"])
         elif outcome == "pending":
-            c["next_at"] = _at(now, min(policy.FILE_PENDING_SECONDS, config["poll_initial_seconds"]))
+            c["next_at"] = _at(
+                now, min(policy.FILE_PENDING_SECONDS, config["poll_initial_seconds"])
+            )
         elif outcome == "quota":
             _quota_wait(state, c, result["message"], now)
         else:
-            c["state"], c["end"], c["reason"] = "failed", "failed", result["message"]
+            _give_up(c, "batch_refused", result["message"])
     elif kind == "check":
         c["batch"] = result
         if result["status"] in ("completed", "failed", "expired", "cancelled"):
             quota = result.get("quota_message")
             if quota and not state.get("cancel_requested"):
-                c["batches"].append(result)
+                # listed in metadata.json like every batch, though none of its requests ran
+                c["batches"].append({**result, "round": c["round"], "outcome": _NOTHING_RAN})
                 _quota_wait(state, c, quota, now)
             else:
                 c["state"], c["next_at"] = "collecting", None
@@ -225,12 +315,25 @@ def _quota_wait(state: dict[str, Any], c: dict[str, Any], message: str, now: dat
     config = state["config"]
     c["attempt"] += 1
     if c["attempt"] > config["quota_retry_attempts"]:
-        c["state"], c["end"] = "failed", "failed"
-        c["reason"] = f"token_limit_exceeded after {c['attempt']} attempts: {message}"
+        reason = f"token_limit_exceeded after {c['attempt']} attempts: {message}"
+        _give_up(c, "token_limit_exceeded", reason)
         return
     delay = policy.quota_backoff(config, c["attempt"], f"{state['run_id']}/c{c['index']}")
-    c["state"], c["batch"], c["next_at"] = "submitting", None, _at(now, delay)
+    # Back through admission when limits are on: the refused batch's slot was released.
+    c["state"], c["batch"], c["next_at"] = _entry_state(config), None, _at(now, delay)
     c["waiting"] = f"quota: token_limit_exceeded, attempt {c['attempt']}, retry in {delay}s"
+
+
+def _give_up(c: dict[str, Any], code: str, reason: str) -> None:
+    """The chunk cannot be submitted: collect it as a failed batch that ran nothing, so each
+    of its requests is reported in errors.jsonl (and counted as failed) with the reason."""
+    c["state"], c["next_at"] = "collecting", None
+    c["batch"] = {
+        "id": None,
+        "status": "failed",
+        "request_counts": {},
+        "errors": [{"code": code, "message": reason}],
+    }
 
 
 def _collected(c: dict[str, Any], outcome: dict[str, Any], config: dict[str, Any]) -> None:
@@ -242,15 +345,27 @@ def _collected(c: dict[str, Any], outcome: dict[str, Any], config: dict[str, Any
     c["failed"] += outcome["counts"]["failed"]
     c["end"] = batch["status"]
     if batch["status"] == "failed":
-        c["reason"] = "; ".join(e.get("message", e.get("code", "")) for e in batch["errors"]) or None
+        c["reason"] = (
+            "; ".join(e.get("message", e.get("code", "")) for e in batch["errors"]) or None
+        )
     if outcome.get("retry_input"):
         c["round"] += 1
         c["attempt"] = 0
         c["input"] = outcome["retry_input"]
+        c["etag"] = None  # a work blob of ours; the source's ETag guards only the source
         c["requests"] = outcome["counts"]["retry"]
         c["state"], c["batch"], c["next_at"] = _entry_state(config), None, None
     else:
         c["state"] = "failed" if batch["status"] == "failed" else "done"
+
+
+_NOTHING_RAN = {
+    "succeeded": 0,
+    "failed": 0,
+    "retry": 0,
+    "failure_codes": {},
+    "usage": {"prompt": 0, "completion": 0, "total": 0, "model": None},
+}
 
 
 def _at(now: datetime, seconds: int) -> str:
@@ -268,8 +383,8 @@ def _next_wake(state: dict[str, Any], now: datetime) -> datetime:
 
 def _waiting_reason(state: dict[str, Any]) -> str | None:
     for c in state["chunks"]:
-        if c["state"] == "submitting" and c.get("waiting"):
-            return str(c["waiting"])
         if c["state"] == "admission" and c.get("queue_position") is not None:
             return f"admission: waiting for capacity (position {c['queue_position']})"
+        if c["state"] in ("admission", "submitting") and c.get("waiting"):
+            return str(c["waiting"])
     return None

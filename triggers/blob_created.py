@@ -20,7 +20,9 @@ log = logging.getLogger("batching.trigger")
 @bp.function_name("on_blob_created")
 @bp.event_grid_trigger(arg_name="event")
 @bp.durable_client_input(client_name="client")
-async def on_blob_created(event: func.EventGridEvent, client: df.DurableOrchestrationClient) -> None:
+async def on_blob_created(
+    event: func.EventGridEvent, client: df.DurableOrchestrationClient
+) -> None:
     parsed = parse_blob_created(event.event_type, event.subject, event.get_json() or {})
     if parsed is None:
         log.info("event ignored", extra={"event_type": event.event_type, "subject": event.subject})

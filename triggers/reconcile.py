@@ -15,6 +15,7 @@ import azure.functions as func
 
 from batching import storage
 from batching.layout import is_input
+from batching.logs import event
 from batching.settings import Settings
 from triggers.starting import source_of, start_run
 
@@ -24,7 +25,9 @@ log = logging.getLogger("batching.reconcile")
 
 async def reconcile_inputs(client: df.DurableOrchestrationClient, settings: Settings) -> list[str]:
     """Start every unstarted input older than the grace period; returns the runs started."""
-    container = storage.blob_service(settings.storage).get_container_client(settings.input_container)
+    container = storage.blob_service(settings.storage).get_container_client(
+        settings.input_container
+    )
     now = datetime.now(UTC)
     started = []
     for b in container.list_blobs():
@@ -35,7 +38,7 @@ async def reconcile_inputs(client: df.DurableOrchestrationClient, settings: Sett
         source = source_of(settings.input_container, b.name, str(b.etag), b.size)
         run_id, new = await start_run(client, settings, source, b.last_modified.isoformat())
         if new:
-            log.warning("started a run whose event was missed", extra={"run_id": run_id})
+            event(log, "started a run whose event was missed", run_id, level=logging.WARNING)
             started.append(run_id)
     return started
 

@@ -14,6 +14,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from batching.layout import is_input, run_id_for
+from batching.logs import event
 from batching.settings import Settings
 from batching.storage import bare_etag
 from orchestrators.run_file import ORCHESTRATOR
@@ -26,14 +27,17 @@ def source_of(container: str, path: str, etag: str, size: int | None) -> dict[st
 
 
 async def start_run(
-    client: df.DurableOrchestrationClient, settings: Settings, source: dict[str, Any],
-    received_at: str | None = None, attempt: int = 0,
+    client: df.DurableOrchestrationClient,
+    settings: Settings,
+    source: dict[str, Any],
+    received_at: str | None = None,
+    attempt: int = 0,
 ) -> tuple[str, bool]:
     """Start the run of `source` unless it exists; returns (run id, whether it was started)."""
     run_id = run_id_for(source["container"], source["path"], source["etag"], attempt)
     existing = await client.get_status(run_id)
     if existing is not None and existing.runtime_status is not None:
-        log.info("run exists", extra={"run_id": run_id, "status": str(existing.runtime_status)})
+        event(log, "run exists", run_id, status=str(existing.runtime_status))
         return run_id, False
     payload = {
         "run_id": run_id,
@@ -43,18 +47,20 @@ async def start_run(
         "phase": "validating",
     }
     await client.start_new(ORCHESTRATOR, run_id, payload)
-    log.info("run started", extra={"run_id": run_id, "source": source["path"]})
+    event(log, "run started", run_id, source=source["path"], size=source.get("size"))
     return run_id, True
 
 
-def parse_blob_created(event_type: str, subject: str, data: dict[str, Any]) -> tuple[str, str] | None:
+def parse_blob_created(
+    event_type: str, subject: str, data: dict[str, Any]
+) -> tuple[str, str] | None:
     """(container, path) of a BlobCreated event for a JSONL file, else None."""
     if event_type != "Microsoft.Storage.BlobCreated":
         return None
     prefix = "/blobServices/default/containers/"
     if not subject.startswith(prefix) or "/blobs/" not in subject:
         return None
-    container, path = subject[len(prefix):].split("/blobs/", 1)
+    container, path = subject[len(prefix) :].split("/blobs/", 1)
     if not is_input(path):
         return None
     return container, path
