@@ -26,12 +26,6 @@ ORCHESTRATOR = "run_file"
 CANCEL_EVENT = "cancel"
 
 
-def _retry(config: dict[str, Any]) -> df.RetryOptions:
-    return df.RetryOptions(
-        config["activity_retry_seconds"] * 1000, config["activity_retry_attempts"]
-    )
-
-
 def _entry_state(config: dict[str, Any]) -> str:
     """Chunks queue for admission only when a limit is set."""
     limited = config["max_active_batches"] or config["max_enqueued_tokens"]
@@ -57,34 +51,43 @@ def _new_chunk(spec: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@bp.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)
-def run_file(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
-    state: dict[str, Any] = context.get_input()
-    config = state["config"]
-    retry = _retry(config)
-    base = {"run_id": state["run_id"], "source": state["source"]}
+class _Run:
+    """One episode's view of the run: its context and state, and the helpers every step uses."""
 
-    def call(name: str, payload: dict[str, Any]) -> Any:
-        return context.call_activity_with_retry(name, retry, {**base, **payload})
+    def __init__(self, context: df.DurableOrchestrationContext) -> None:
+        self.context = context
+        self.state: dict[str, Any] = context.get_input()
+        self.config: dict[str, Any] = self.state["config"]
+        self._retry = df.RetryOptions(
+            self.config["activity_retry_seconds"] * 1000, self.config["activity_retry_attempts"]
+        )
 
-    def note(message: str, level: int = logging.INFO, **fields: Any) -> None:
+    def call(self, name: str, payload: dict[str, Any]) -> Any:
+        """Schedule an activity, with durable retries for transient failures."""
+        base = {"run_id": self.state["run_id"], "source": self.state["source"]}
+        return self.context.call_activity_with_retry(name, self._retry, {**base, **payload})
+
+    def note(self, message: str, level: int = logging.INFO, **fields: Any) -> None:
         """Log once, not on every replay of the history."""
-        if not context.is_replaying:
-            event(log, message, state["run_id"], level=level, **fields)
+        if not self.context.is_replaying:
+            event(log, message, self.state["run_id"], level=level, **fields)
 
-    def status(phase: str, **extra: Any) -> None:
+    def status(self, phase: str, **extra: Any) -> None:
+        """The custom status: phase, live request counts and each chunk's batch."""
+        state = self.state
         state["phase"] = phase
-        context.set_custom_status(
+        chunks = state.get("chunks") or []
+        self.context.set_custom_status(
             {
                 "phase": phase,
                 "run_id": state["run_id"],
                 "source": state["source"]["path"],
                 "requests": policy.request_counts(
-                    (state.get("summary") or {}).get("requests", 0), state.get("chunks") or []
+                    (state.get("summary") or {}).get("requests", 0), chunks
                 ),
-                "chunks": len(state.get("chunks") or []),
-                "batches": sum(len(c["batches"]) for c in state.get("chunks") or []),
-                "round": max((c["round"] for c in state.get("chunks") or []), default=0),
+                "chunks": len(chunks),
+                "batches": sum(len(c["batches"]) for c in chunks),
+                "round": max((c["round"] for c in chunks), default=0),
                 "chunk_states": [
                     {
                         "index": c["index"],
@@ -94,100 +97,149 @@ def run_file(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
                         "batch_status": (c.get("batch") or {}).get("status"),
                         "request_counts": (c.get("batch") or {}).get("request_counts"),
                     }
-                    for c in state.get("chunks") or []
+                    for c in chunks
                 ],
                 **extra,
             }
         )
 
-    if state.get("phase", "validating") == "validating":
-        note("orchestration started", source=state["source"]["path"])
-        status("validating")
-        summary = yield call("validate_input", {})
-        state["summary"] = summary
-        if not summary["valid"]:
-            status("rejected")
-            rejected = yield call("reject_input", {"summary": summary})
-            note(
-                "run finished",
-                level=logging.WARNING,
-                status="invalid",
-                reason=summary.get("reason"),
-            )
-            return {"status": "invalid", "run_id": state["run_id"], **rejected}
-        status("preparing")
-        specs = yield call("prepare_chunks", {"summary": summary})
-        state["chunks"] = [_new_chunk(s, config) for s in specs]
-        state["phase"] = "running"
-        state["ticks"] = 0
 
-    if state["phase"] == "running":
-        while True:
-            now: datetime = context.current_utc_datetime
-            yield from _tick(context, state, call, now)
-            if all(c["state"] in ("done", "failed") for c in state["chunks"]):
-                state["phase"] = "finalizing"
-                break
-            wake = _next_wake(state, now)
-            status("running", waiting=_waiting_reason(state))
-            timer = context.create_timer(wake)
-            cancel = context.wait_for_external_event(CANCEL_EVENT)
-            winner = yield context.task_any([timer, cancel])
-            if winner == cancel:
-                timer.cancel()
-                state["cancel_requested"] = True
-                note("cancel requested", chunks=len(state["chunks"]))
-            state["ticks"] += 1
-            if state["ticks"] >= config["polls_per_history"]:
-                state["ticks"] = 0
-                context.continue_as_new(state)
-                return {"status": "continued", "run_id": state["run_id"]}
+@bp.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)
+def run_file(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    run = _Run(context)
+    if run.state.get("phase", "validating") == "validating":
+        rejected = yield from _prepare(run)
+        if rejected is not None:
+            return rejected
+    if run.state["phase"] == "running":
+        continued = yield from _watch(run)
+        if continued is not None:
+            return continued
+    return (yield from _finish(run))
 
-    status("writing")
-    chunks = state["chunks"]
-    summary = state["summary"]
+
+def _prepare(run: _Run) -> Generator[Any, Any, dict[str, Any] | None]:
+    """Validate; reject an invalid file (the run's end), or cut it into chunks."""
+    state = run.state
+    run.note("orchestration started", source=state["source"]["path"])
+    run.status("validating")
+    summary = yield run.call("validate_input", {})
+    state["summary"] = summary
+    if not summary["valid"]:
+        run.status("rejected")
+        rejected = yield run.call("reject_input", {"summary": summary})
+        run.note("run finished", logging.WARNING, status="invalid", reason=summary.get("reason"))
+        return {"status": "invalid", "run_id": state["run_id"], **rejected}
+    run.status("preparing")
+    specs = yield run.call("prepare_chunks", {"summary": summary})
+    state["chunks"] = [_new_chunk(s, run.config) for s in specs]
+    state["phase"] = "running"
+    state["ticks"] = 0
+    return None
+
+
+def _watch(run: _Run) -> Generator[Any, Any, dict[str, Any] | None]:
+    """Tick until every chunk has ended; continue as new every `polls_per_history` ticks."""
+    state, context = run.state, run.context
+    while True:
+        now: datetime = context.current_utc_datetime
+        yield from _tick(run, now)
+        if all(c["state"] in ("done", "failed") for c in state["chunks"]):
+            state["phase"] = "finalizing"
+            return None
+        run.status("running", waiting=_waiting_reason(state))
+        timer = context.create_timer(_next_wake(state, now))
+        cancel = context.wait_for_external_event(CANCEL_EVENT)
+        winner = yield context.task_any([timer, cancel])
+        if winner == cancel:
+            timer.cancel()
+            state["cancel_requested"] = True
+            run.note("cancel requested", chunks=len(state["chunks"]))
+        state["ticks"] += 1
+        if state["ticks"] >= run.config["polls_per_history"]:
+            state["ticks"] = 0
+            context.continue_as_new(state)
+            return {"status": "continued", "run_id": state["run_id"]}
+
+
+def _finish(run: _Run) -> Generator[Any, Any, dict[str, Any]]:
+    """Write the run folder's files in parallel, then clean up (inputs move, files go)."""
+    state = run.state
+    run.status("writing")
+    chunks, summary = state["chunks"], state["summary"]
     run_status = policy.final_status(chunks, bool(state.get("cancel_requested")))
+    metadata = {
+        "chunks": chunks,
+        "summary": summary,
+        "status": run_status,
+        "received_at": state.get("received_at"),
+        "finished_at": run.context.current_utc_datetime.isoformat(),
+    }
     writes = [
-        call("write_results", {"chunks": chunks}),
-        call("write_errors", {"chunks": chunks, "summary": summary}),
-        call(
-            "write_metadata",
-            {
-                "chunks": chunks,
-                "summary": summary,
-                "status": run_status,
-                "received_at": state.get("received_at"),
-                "finished_at": context.current_utc_datetime.isoformat(),
-            },
-        ),
+        run.call("write_results", {"chunks": chunks}),
+        run.call("write_errors", {"chunks": chunks, "summary": summary}),
+        run.call("write_metadata", metadata),
     ]
     if summary.get("table_columns"):
-        writes.append(call("write_table", {"chunks": chunks, "columns": summary["table_columns"]}))
-    written = yield context.task_all(writes)
+        writes.append(
+            run.call("write_table", {"chunks": chunks, "columns": summary["table_columns"]})
+        )
+    written = yield run.context.task_all(writes)
     finished: dict[str, Any] = {k: v for w in written for k, v in w.items()}
-    status("cleaning")
+    run.status("cleaning")
     reasons = "; ".join(f"chunk {c['index']}: {c['reason']}" for c in chunks if c.get("reason"))
-    cleaned = yield call(
+    cleaned = yield run.call(
         "cleanup_run", {"chunks": chunks, "status": run_status, "reason": reasons or None}
     )
     finished["input"] = cleaned["input"]
-    note(
+    run.note(
         "run finished",
-        level=logging.INFO if run_status == "completed" else logging.WARNING,
+        logging.INFO if run_status == "completed" else logging.WARNING,
         status=run_status,
         reason=reasons or None,
         folder=(finished.get("metadata") or {}).get("path"),
     )
-    status("done", status=run_status, tokens=finished.get("tokens"), cost=finished.get("cost"))
+    run.status("done", status=run_status, tokens=finished.get("tokens"), cost=finished.get("cost"))
     return {"status": run_status, "run_id": state["run_id"], **finished}
 
 
-def _tick(
-    context: df.DurableOrchestrationContext, state: dict[str, Any], call: Any, now: datetime
-) -> Generator[Any, Any, None]:
+def _due_work(run: _Run, c: dict[str, Any], key: str, cancel: bool) -> tuple[str, Any] | None:
+    """The activity a chunk needs now, if any, as (kind of result, task)."""
+    summary = run.state["summary"]
+    if c["state"] == "admission":
+        return "admit", run.call(
+            "admit_batch",
+            {
+                "key": key,
+                "deployment": summary.get("deployment"),
+                "tokens": c.get("tokens", 0),
+                "limits": run.config,
+                "arrived": run.state.get("received_at"),
+            },
+        )
+    if c["state"] == "submitting":
+        return "submit", run.call(
+            "submit_batch",
+            {
+                "key": key,
+                "attempt": c["attempt"],
+                "input": c["input"],
+                "endpoint": summary["endpoint"],
+                "tokens": c.get("tokens", 0),
+                "etag": c.get("etag"),
+            },
+        )
+    if c["state"] == "running" and cancel and not c.get("cancel_sent"):
+        c["cancel_sent"] = True
+        return "check", run.call("cancel_batch", {"batch_id": c["batch"]["id"], "key": key})
+    if c["state"] == "running":
+        return "check", run.call("check_batch", {"batch_id": c["batch"]["id"], "key": key})
+    return None
+
+
+def _tick(run: _Run, now: datetime) -> Generator[Any, Any, None]:
     """Run the due work of every chunk in parallel and fold the results into the state."""
-    config = state["config"]
-    summary = state["summary"]
+    state = run.state
     cancel = bool(state.get("cancel_requested"))
     due: list[tuple[dict[str, Any], str, Any]] = []
     for c in state["chunks"]:
@@ -195,66 +247,25 @@ def _tick(
             continue
         if c["next_at"] and datetime.fromisoformat(c["next_at"]) > now and not cancel:
             continue
-        key = f"{state['run_id']}/c{c['index']}/r{c['round']}"
         if c["state"] in ("admission", "submitting") and cancel:
             # Never submitted (or waiting to be again): its requests end as not run.
             c["state"] = "collecting"
             c["batch"] = {"id": None, "status": "cancelled", "errors": [], "request_counts": {}}
-        elif c["state"] == "admission":
-            due.append(
-                (
-                    c,
-                    "admit",
-                    call(
-                        "admit_batch",
-                        {
-                            "key": key,
-                            "deployment": summary.get("deployment"),
-                            "tokens": c.get("tokens", 0),
-                            "limits": config,
-                            "arrived": state.get("received_at"),
-                        },
-                    ),
-                )
-            )
-        elif c["state"] == "submitting":
-            due.append(
-                (
-                    c,
-                    "submit",
-                    call(
-                        "submit_batch",
-                        {
-                            "key": key,
-                            "attempt": c["attempt"],
-                            "input": c["input"],
-                            "endpoint": summary["endpoint"],
-                            "tokens": c.get("tokens", 0),
-                            "etag": c.get("etag"),
-                        },
-                    ),
-                )
-            )
-        elif c["state"] == "running" and cancel and not c.get("cancel_sent"):
-            c["cancel_sent"] = True
-            due.append(
-                (c, "check", call("cancel_batch", {"batch_id": c["batch"]["id"], "key": key}))
-            )
-        elif c["state"] == "running":
-            due.append(
-                (c, "check", call("check_batch", {"batch_id": c["batch"]["id"], "key": key}))
-            )
+            continue
+        work = _due_work(run, c, f"{state['run_id']}/c{c['index']}/r{c['round']}", cancel)
+        if work is not None:
+            due.append((c, *work))
     if due:  # a chunk cancelled before submission has nothing due but still needs collecting
-        results = yield context.task_all([t for _, _, t in due])
+        results = yield run.context.task_all([t for _, _, t in due])
         for (c, kind, _), result in zip(due, results, strict=True):
-            _apply(state, c, kind, result, now)
+            _APPLY[kind](state, c, result, now)
 
     collect = [c for c in state["chunks"] if c["state"] == "collecting"]
     if collect:
-        rounds = config["resubmit_rounds"]
-        outcomes = yield context.task_all(
+        rounds = run.config["resubmit_rounds"]
+        outcomes = yield run.context.task_all(
             [
-                call(
+                run.call(
                     "collect_batch",
                     {
                         "chunk": c,
@@ -268,46 +279,50 @@ def _tick(
             ]
         )
         for c, outcome in zip(collect, outcomes, strict=True):
-            _collected(c, outcome, config)
+            _collected(c, outcome, run.config)
 
 
-def _apply(state: dict[str, Any], c: dict[str, Any], kind: str, result: Any, now: datetime) -> None:
+def _admitted(state: dict[str, Any], c: dict[str, Any], result: Any, now: datetime) -> None:
+    if result["granted"]:
+        c["state"], c["next_at"], c["admitted"] = "submitting", None, True
+        c["queue_position"] = None
+    else:
+        c["next_at"] = _at(now, state["config"]["admission_wait_seconds"])
+        c["queue_position"] = result.get("position")
+
+
+def _submitted(state: dict[str, Any], c: dict[str, Any], result: Any, now: datetime) -> None:
     config = state["config"]
-    if kind == "admit":
-        if result["granted"]:
-            c["state"], c["next_at"], c["admitted"] = "submitting", None, True
-            c["queue_position"] = None
-        else:
-            c["next_at"] = _at(now, config["admission_wait_seconds"])
-            c["queue_position"] = result.get("position")
-    elif kind == "submit":
-        outcome = result["status"]
-        if outcome == "created":
-            c["state"], c["batch"] = "running", result["batch"]
-            c["waiting"] = None
-            c["interval"] = config["poll_initial_seconds"]
-            c["next_at"] = _at(now, c["interval"])
-        elif outcome == "pending":
-            c["next_at"] = _at(
-                now, min(policy.FILE_PENDING_SECONDS, config["poll_initial_seconds"])
-            )
-        elif outcome == "quota":
-            _quota_wait(state, c, result["message"], now)
-        else:
-            _give_up(c, "batch_refused", result["message"])
-    elif kind == "check":
-        c["batch"] = result
-        if result["status"] in ("completed", "failed", "expired", "cancelled"):
-            quota = result.get("quota_message")
-            if quota and not state.get("cancel_requested"):
-                # listed in metadata.json like every batch, though none of its requests ran
-                c["batches"].append({**result, "round": c["round"], "outcome": _NOTHING_RAN})
-                _quota_wait(state, c, quota, now)
-            else:
-                c["state"], c["next_at"] = "collecting", None
-        else:
-            c["interval"] = policy.next_poll_interval(config, c["interval"])
-            c["next_at"] = _at(now, c["interval"])
+    outcome = result["status"]
+    if outcome == "created":
+        c["state"], c["batch"] = "running", result["batch"]
+        c["waiting"] = None
+        c["interval"] = config["poll_initial_seconds"]
+        c["next_at"] = _at(now, c["interval"])
+    elif outcome == "pending":
+        c["next_at"] = _at(now, min(policy.FILE_PENDING_SECONDS, config["poll_initial_seconds"]))
+    elif outcome == "quota":
+        _quota_wait(state, c, result["message"], now)
+    else:
+        _give_up(c, "batch_refused", result["message"])
+
+
+def _checked(state: dict[str, Any], c: dict[str, Any], result: Any, now: datetime) -> None:
+    c["batch"] = result
+    if result["status"] not in ("completed", "failed", "expired", "cancelled"):
+        c["interval"] = policy.next_poll_interval(state["config"], c["interval"])
+        c["next_at"] = _at(now, c["interval"])
+        return
+    quota = result.get("quota_message")
+    if quota and not state.get("cancel_requested"):
+        # listed in metadata.json like every batch, though none of its requests ran
+        c["batches"].append({**result, "round": c["round"], "outcome": _NOTHING_RAN})
+        _quota_wait(state, c, quota, now)
+    else:
+        c["state"], c["next_at"] = "collecting", None
+
+
+_APPLY = {"admit": _admitted, "submit": _submitted, "check": _checked}
 
 
 def _quota_wait(state: dict[str, Any], c: dict[str, Any], message: str, now: datetime) -> None:
@@ -353,7 +368,6 @@ def _collected(c: dict[str, Any], outcome: dict[str, Any], config: dict[str, Any
         c["attempt"] = 0
         c["input"] = outcome["retry_input"]
         c["etag"] = None  # a work blob of ours; the source's ETag guards only the source
-        c["requests"] = outcome["counts"]["retry"]
         c["state"], c["batch"], c["next_at"] = _entry_state(config), None, None
     else:
         c["state"] = "failed" if batch["status"] == "failed" else "done"
