@@ -4,8 +4,9 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup test lint fmt run bench clean
+.PHONY: setup browser test lint fmt run bench clean
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -20,7 +21,16 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-test: setup
+# Debian's Chromium for the browser tests (Playwright drives it; it does not download browsers).
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	@command -v apt-get >/dev/null 2>&1 || { echo "need Chromium at $@ (Debian package chromium)"; exit 1; }
+	$$(test "$$(id -u)" -eq 0 || echo sudo) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $$(test "$$(id -u)" -eq 0 || echo sudo) apt-get install -y -qq chromium
+	@test -x $@
+
+test: setup $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup

@@ -51,11 +51,13 @@ def register(sub: Any) -> None:
     p.add_argument("--prefix")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--watch", action="store_true", help="refresh every 2 s until Ctrl-C")
-    _command(sub, "show", "a run's detail", show).add_argument("run")
-    _command(sub, "cancel", "cancel a running run", cancel).add_argument("run")
-    _command(sub, "retry", "reprocess a run that did not complete", retry).add_argument("run")
+    _command(sub, "show", "a run's detail", show).add_argument("run_id", metavar="RUN")
+    _command(sub, "cancel", "cancel a running run", cancel).add_argument("run_id", metavar="RUN")
+    _command(sub, "retry", "reprocess a run that did not complete", retry).add_argument(
+        "run_id", metavar="RUN"
+    )
     p = _command(sub, "results", "a run's results, as JSONL or CSV", results)
-    p.add_argument("run")
+    p.add_argument("run_id", metavar="RUN")
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     p.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
 
@@ -134,20 +136,20 @@ def list_runs(args: argparse.Namespace, console: Console) -> int:
 
 
 def show(args: argparse.Namespace, console: Console) -> int:
-    detail = Target.from_args(args).call("GET", f"runs/{args.run}")
+    detail = Target.from_args(args).call("GET", f"runs/{args.run_id}")
     console.print_json(orjson.dumps(detail).decode())
     return 0
 
 
 def cancel(args: argparse.Namespace, console: Console) -> int:
-    Target.from_args(args).call("POST", f"runs/{args.run}/cancel")
-    console.print(f"cancelling {args.run}: its finished results will be written")
+    Target.from_args(args).call("POST", f"runs/{args.run_id}/cancel")
+    console.print(f"cancelling {args.run_id}: its finished results will be written")
     return 0
 
 
 def retry(args: argparse.Namespace, console: Console) -> int:
-    answer = Target.from_args(args).call("POST", f"runs/{args.run}/retry")
-    console.print(f"retrying {args.run} as run [bold]{answer['id']}[/bold]")
+    answer = Target.from_args(args).call("POST", f"runs/{args.run_id}/retry")
+    console.print(f"retrying {args.run_id} as run [bold]{answer['id']}[/bold]")
     return 0
 
 
@@ -162,11 +164,11 @@ def _blob_lines(target: Target, ref: dict[str, str]) -> Iterator[bytes]:
 
 def results(args: argparse.Namespace, console: Console) -> int:
     target = Target.from_args(args)
-    detail = target.call("GET", f"runs/{args.run}")
+    detail = target.call("GET", f"runs/{args.run_id}")
     ref = (detail.get("outputs") or {}).get("results")
     if not ref:
         console.print(
-            f"[yellow]run {args.run} is {detail['status']}: no results written yet[/yellow]"
+            f"[yellow]run {args.run_id} is {detail['status']}: no results written yet[/yellow]"
         )
         return 1
     out: IO[bytes] = args.output.open("wb") if args.output else sys.stdout.buffer

@@ -5,6 +5,7 @@ Function-level auth in Azure (a function or host key); the local host serves it 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import azure.durable_functions as df
@@ -14,6 +15,7 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from batching import runs, storage
 from batching.layout import RunLayout, is_input
+from batching.logs import event
 from batching.settings import Settings
 from batching.storage import BlobRef
 from orchestrators.run_file import CANCEL_EVENT, ORCHESTRATOR
@@ -21,6 +23,7 @@ from triggers.starting import source_of, start_run
 
 bp = df.Blueprint()
 AUTH = func.AuthLevel.FUNCTION
+log = logging.getLogger("batching.api")
 
 
 def _json(body: Any, status: int = 200) -> func.HttpResponse:
@@ -42,7 +45,9 @@ async def _instance(client: df.DurableOrchestrationClient, run_id: str) -> dict[
 @bp.function_name("runs_list")
 @bp.route(route="runs", methods=["GET"], auth_level=AUTH)
 @bp.durable_client_input(client_name="client")
-async def runs_list(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def runs_list(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
     """GET /api/runs?status=&prefix=&limit=&cursor=: newest first."""
     try:
         limit = max(1, min(200, int(req.params.get("limit", "50"))))
@@ -51,14 +56,18 @@ async def runs_list(req: func.HttpRequest, client: df.DurableOrchestrationClient
         return _error(400, "limit and cursor must be whole numbers")
     instances = [s.to_json() for s in await client.get_status_all() if s.name == ORCHESTRATOR]
     found = [runs.summary(i) for i in instances]
-    found = [r for r in found if runs.matches(r, req.params.get("status"), req.params.get("prefix"))]
+    found = [
+        r for r in found if runs.matches(r, req.params.get("status"), req.params.get("prefix"))
+    ]
     return _json(runs.page(found, limit, cursor))
 
 
 @bp.function_name("runs_start")
 @bp.route(route="runs", methods=["POST"], auth_level=AUTH)
 @bp.durable_client_input(client_name="client")
-async def runs_start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def runs_start(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
     """POST /api/runs {"path": "dir/file.jsonl"}: run a file already in the input container."""
     try:
         path = str(req.get_json()["path"]).lstrip("/")
@@ -80,7 +89,9 @@ async def runs_start(req: func.HttpRequest, client: df.DurableOrchestrationClien
 @bp.function_name("runs_get")
 @bp.route(route="runs/{id}", methods=["GET"], auth_level=AUTH)
 @bp.durable_client_input(client_name="client")
-async def runs_get(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def runs_get(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
     run_id = req.route_params["id"]
     instance = await _instance(client, run_id)
     if instance is None:
@@ -91,7 +102,9 @@ async def runs_get(req: func.HttpRequest, client: df.DurableOrchestrationClient)
 @bp.function_name("runs_cancel")
 @bp.route(route="runs/{id}/cancel", methods=["POST"], auth_level=AUTH)
 @bp.durable_client_input(client_name="client")
-async def runs_cancel(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def runs_cancel(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
     """Cancel the run's batches; it ends as `cancelled` with its partial results written."""
     run_id = req.route_params["id"]
     instance = await _instance(client, run_id)
@@ -100,13 +113,16 @@ async def runs_cancel(req: func.HttpRequest, client: df.DurableOrchestrationClie
     if runs.run_status(instance) != "running":
         return _error(409, f"run {run_id} is {runs.run_status(instance)}, not running")
     await client.raise_event(run_id, CANCEL_EVENT, {"by": "api"})
+    event(log, "cancel requested", run_id, by="api")
     return _json({"id": run_id, "cancelling": True}, 202)
 
 
 @bp.function_name("runs_retry")
 @bp.route(route="runs/{id}/retry", methods=["POST"], auth_level=AUTH)
 @bp.durable_client_input(client_name="client")
-async def runs_retry(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def runs_retry(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
     """Reprocess a failed or rejected run: its kept input goes back to the input container."""
     run_id = req.route_params["id"]
     instance = await _instance(client, run_id)
@@ -114,18 +130,26 @@ async def runs_retry(req: func.HttpRequest, client: df.DurableOrchestrationClien
         return _error(404, f"no run {run_id}")
     status = runs.run_status(instance)
     if status not in ("failed", "invalid", "error", "expired", "cancelled", "terminated"):
-        return _error(409, f"run {run_id} is {status}; only a run that did not complete can be retried")
+        return _error(
+            409, f"run {run_id} is {status}; only a run that did not complete can be retried"
+        )
     settings = Settings.from_env()
-    source = (instance.get("input") or {}).get("source") or {}
+    source = runs.run_input(instance).get("source") or {}
+    if not source.get("path"):
+        return _error(410, f"run {run_id} has no recorded input")
     layout = RunLayout.of(settings, source["path"], run_id)
     kept = [layout.error("input.jsonl"), layout.output("input.jsonl"), layout.source]
     origin = next((r for r in kept if storage.exists(storage.blob(settings.storage, r))), None)
     if origin is None:
         return _error(410, f"the input of run {run_id} is no longer stored")
     if origin != layout.source:
-        storage.copy_blob(storage.blob(settings.storage, origin),
-                          storage.blob(settings.storage, layout.source))
+        storage.copy_blob(
+            storage.blob(settings.storage, origin), storage.blob(settings.storage, layout.source)
+        )
     props = storage.blob(settings.storage, layout.source).get_blob_properties()
     new_source = source_of(settings.input_container, source["path"], str(props.etag), props.size)
-    new_id, _ = await start_run(client, settings, new_source, attempt=0 if origin != layout.source else 1)
+    new_id, _ = await start_run(
+        client, settings, new_source, attempt=0 if origin != layout.source else 1
+    )
+    event(log, "retry started", new_id, retry_of=run_id, origin=origin.container)
     return _json({"id": new_id, "retry_of": run_id}, 202)

@@ -1,0 +1,209 @@
+"""`python -m batchctl` run commands as subprocesses against the local stack."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import orjson
+import pytest
+
+from tests.e2e import ROOT, local_stack, requests_file
+from tests.opsutil import api, custom_ids, in_progress, run, wait_run
+
+RUN_ID = re.compile(r"run (\S+-[0-9a-f]{16})")
+
+
+@pytest.fixture(scope="module")
+def stack(azurite, tmp_path_factory):
+    with local_stack(azurite, tmp_path_factory.mktemp("cli")) as s:
+        yield s
+
+
+@pytest.fixture
+def batchctl(stack, azurite):
+    """Run batchctl against the test stack; returns the completed process."""
+
+    def call(*args: str, target: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        options = (
+            [
+                "--api",
+                api(stack),
+                "--storage-connection",
+                azurite.connection_string,
+                "--input-container",
+                stack.env["INPUT_CONTAINER"],
+                "--output-container",
+                stack.env["OUTPUT_CONTAINER"],
+            ]
+            if target
+            else []
+        )
+        env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1"}
+        for name in ("BATCHCTL_API", "BATCHCTL_KEY", "BATCHCTL_STORAGE", "BATCHCTL_ACCOUNT_URL"):
+            env.pop(name, None)
+        return subprocess.run(
+            [sys.executable, "-m", "batchctl", *args, *options],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    return call
+
+
+def submitted_ids(out: str) -> list[str]:
+    return RUN_ID.findall(out)
+
+
+def test_submit_prints_run_ids_that_runs_lists_and_results_exports(stack, batchctl, tmp_path):
+    first = tmp_path / "alpha.jsonl"
+    first.write_bytes(requests_file(3, prefix="a"))
+    second = tmp_path / "beta.jsonl"
+    second.write_bytes(requests_file(2, prefix="b", schema=True))
+
+    done = batchctl("submit", str(first), str(second), "--prefix", "/cli/team/")
+    assert done.returncode == 0, done.stderr
+    alpha, beta = submitted_ids(done.stdout)
+    assert f"{stack.env['INPUT_CONTAINER']}/cli/team/alpha.jsonl" in done.stdout
+    assert sorted(stack.names("input")) == ["cli/team/alpha.jsonl", "cli/team/beta.jsonl"]
+    stack.watcher.poll_once()  # Event Grid delivers the two BlobCreated events
+
+    for run_id in (alpha, beta):
+        assert wait_run(stack, run_id)["status"] == "completed"
+    listed = batchctl("runs", "--prefix", "cli/team/")
+    assert listed.returncode == 0, listed.stderr
+    assert alpha in listed.stdout and beta in listed.stdout and "2 runs" in listed.stdout
+    assert listed.stdout.count("completed") >= 2 and "3/0/3" in listed.stdout
+    none = batchctl("runs", "--prefix", "cli/team/", "--status", "failed")
+    assert none.returncode == 0 and alpha not in none.stdout and "0 runs" in none.stdout
+
+    shown = batchctl("show", alpha)
+    assert shown.returncode == 0, shown.stderr
+    detail = orjson.loads(shown.stdout)
+    assert detail["id"] == alpha and detail["metadata"]["requests"]["succeeded"] == 3
+
+    out = tmp_path / "alpha-results.jsonl"
+    exported = batchctl("results", alpha, "--format", "jsonl", "-o", str(out))
+    assert exported.returncode == 0, exported.stderr
+    assert sorted(custom_ids(out.read_bytes())) == ["a-0", "a-1", "a-2"]
+    assert out.read_bytes() == stack.read("output", f"cli/team/alpha/{alpha}/results.jsonl")
+
+    plain = tmp_path / "alpha.csv"
+    assert batchctl("results", alpha, "--format", "csv", "-o", str(plain)).returncode == 0
+    rows = list(csv.reader(io.StringIO(plain.read_text())))
+    assert rows[0] == ["custom_id", "content"]
+    assert sorted(r[0] for r in rows[1:]) == ["a-0", "a-1", "a-2"] and all(r[1] for r in rows[1:])
+
+    table = batchctl("results", beta, "--format", "csv")  # structured outputs: table.csv
+    assert table.returncode == 0, table.stderr
+    rows = list(csv.reader(io.StringIO(table.stdout)))
+    assert {"custom_id", "City", "Height"} <= set(rows[0]) and len(rows) == 3
+    assert table.stdout.encode() == stack.read("output", f"cli/team/beta/{beta}/table.csv")
+
+
+def test_cancel_and_retry(stack, batchctl, tmp_path):
+    long = tmp_path / "long.jsonl"
+    long.write_bytes(requests_file(4, prefix="l"))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"[1, 2, 3]\n")
+    stack.scenario(batch_duration=30)
+    try:
+        done = batchctl("submit", str(long), str(bad), "--prefix", "cli/ops")
+        assert done.returncode == 0, done.stderr
+        long_id, bad_id = submitted_ids(done.stdout)
+        stack.watcher.poll_once()
+        wait_run(stack, long_id, in_progress, timeout=20)
+    finally:
+        stack.scenario(batch_duration=None)
+
+    cancelled = batchctl("cancel", long_id)
+    assert cancelled.returncode == 0 and f"cancelling {long_id}" in cancelled.stdout
+    detail = wait_run(stack, long_id, timeout=20)
+    assert detail["status"] == "cancelled" and detail["metadata"]["status"] == "cancelled"
+    assert 1 <= detail["requests"]["succeeded"] < 4
+    partial = batchctl("results", long_id)  # to standard output
+    assert partial.returncode == 0
+    assert len(custom_ids(partial.stdout.encode())) == detail["requests"]["succeeded"]
+    again = batchctl("cancel", long_id)
+    assert again.returncode == 1 and "409" in again.stdout and "cancelled" in again.stdout
+
+    assert wait_run(stack, bad_id)["status"] == "invalid"
+    retried = batchctl("retry", bad_id)
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    (new_id,) = submitted_ids(retried.stdout)
+    assert new_id != bad_id and run(stack, new_id)["source"] == "cli/ops/bad.jsonl"
+    assert wait_run(stack, new_id)["status"] == "invalid"
+    nothing = batchctl("results", new_id)
+    assert nothing.returncode == 1 and "invalid" in nothing.stdout
+
+
+def test_errors_have_exit_codes_and_messages(stack, batchctl, tmp_path):
+    missing = batchctl("show", "no-such-run")
+    assert missing.returncode == 1 and "404" in missing.stdout and "no-such-run" in missing.stdout
+    assert batchctl("retry", "no-such-run").returncode == 1
+    assert batchctl("results", "no-such-run").returncode == 1
+
+    nofile = batchctl("submit", str(tmp_path / "absent.jsonl"))
+    assert nofile.returncode == 2 and "no such file" in nofile.stdout
+
+    down = batchctl("runs", "--api", "http://127.0.0.1:9/api", target=False)
+    assert down.returncode == 1 and "cannot reach" in down.stdout
+
+    f = tmp_path / "x.jsonl"
+    f.write_bytes(requests_file(1))
+    nocontainer = batchctl(
+        "submit",
+        str(f),
+        "--input-container",
+        "no-such-container",
+        "--storage-connection",
+        stack.env["BATCH_STORAGE"],
+        target=False,
+    )
+    assert nocontainer.returncode == 1 and "storage" in nocontainer.stdout
+
+    usage = batchctl(target=False)
+    assert usage.returncode == 2 and "COMMAND" in usage.stderr
+    bad_format = batchctl("results", "x", "--format", "xml")
+    assert bad_format.returncode == 2
+
+
+def test_runs_watch_refreshes_until_interrupted(stack, azurite):
+    stack.drop("cli/watch/w.jsonl", requests_file(1, prefix="w"))
+    env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "batchctl",
+        "runs",
+        "--watch",
+        "--prefix",
+        "cli/watch/",
+        "--api",
+        api(stack),
+        "--storage-connection",
+        azurite.connection_string,
+    ]
+    with subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            time.sleep(5)  # two refreshes at least
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, err
+    assert "1 runs" in out and "cli/watch/w.jsonl" in out
