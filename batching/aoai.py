@@ -70,6 +70,11 @@ def find_file(c: AzureOpenAI, filename: str) -> dict[str, Any] | None:
     return None
 
 
+def uploads_named(c: AzureOpenAI, prefix: str) -> list[str]:
+    """Ids of every upload whose file name starts with `prefix` (a run's, whatever became of it)."""
+    return [f.id for f in c.files.list(purpose="batch") if (f.filename or "").startswith(prefix)]
+
+
 def upload(c: AzureOpenAI, filename: str, body: IO[bytes], expiry_seconds: int) -> dict[str, Any]:
     """Upload a batch input (streamed from `body`), expiring so failed cleanups do not pile up."""
     kwargs: dict[str, Any] = {}

@@ -20,6 +20,7 @@ from batching.intake import SKIPPED
 from batching.layout import RunLayout
 from batching.settings import Settings
 from batching.storage import BlobRef
+from batching.submission import upload_prefix
 from batching.tables import write_table as _write_table
 
 
@@ -211,13 +212,19 @@ def cleanup_run(
     except (ResourceNotFoundError, ResourceModifiedError):
         moved = None  # deleted or replaced by the user meanwhile; a replacement runs on its own
     c = aoai.client(settings)
-    deleted = 0
-    for chunk in chunks:
-        for b in chunk["batches"]:
-            for file_id in (b["input_file_id"], b["output_file_id"], b["error_file_id"]):
-                if file_id:
-                    aoai.delete_file(c, file_id)
-                    deleted += 1
+    # The batches' files, and every upload of the run by name: an upload whose batch was never
+    # created (cancelled, or refused for quota) belongs to no batch but must go too.
+    file_ids = {
+        file_id
+        for chunk in chunks
+        for b in chunk["batches"]
+        for file_id in (b["input_file_id"], b["output_file_id"], b["error_file_id"])
+        if file_id
+    }
+    file_ids.update(aoai.uploads_named(c, upload_prefix(run_id)))
+    for file_id in sorted(file_ids):
+        aoai.delete_file(c, file_id)
+    deleted = len(file_ids)
     work = storage.blob_service(settings.storage).get_container_client(settings.work_container)
     storage.delete_prefix(work, layout.work_prefix)
     return {"input": moved, "deleted_files": deleted}

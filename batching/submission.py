@@ -24,6 +24,11 @@ FILE_WAIT_SECONDS = 15.0
 FILE_POLL_SECONDS = 0.5
 
 
+def upload_prefix(run_id: str) -> str:
+    """What every upload name of a run starts with."""
+    return f"{run_id}-c"
+
+
 def upload_name(key: str) -> str:
     """`run/c0/r0` -> `run-c0-r0.jsonl`: unique per upload, so it can be looked up."""
     return key.replace("/", "-") + ".jsonl"

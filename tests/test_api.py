@@ -162,6 +162,13 @@ def test_cancel_while_no_batch_exists_ends_the_run(stack, scenario):
     assert detail["metadata"]["batches"] == []  # nothing was submitted
     assert detail["metadata"]["requests"]["total"] == 2
     assert detail["requests"]["succeeded"] + detail["requests"]["failed"] == 2
+    # Its upload never became a batch, yet cleanup deleted it too.
+    from openai import AzureOpenAI
+
+    aoai = AzureOpenAI(
+        azure_endpoint=stack.emulator.endpoint, api_key="test-key", api_version="2024-10-21"
+    )
+    assert not [f.id for f in aoai.files.list(purpose="batch") if f.filename.startswith(run_id)]
 
 
 def test_retry_an_invalid_run_validates_its_kept_input_again(stack):
