@@ -70,7 +70,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str] = os.environ) -> 
         description="Local Azure OpenAI Batch API emulator.",
         epilog="Environment variables set the same: EMULATOR_HOST, EMULATOR_PORT, "
         "EMULATOR_API_KEY, EMULATOR_DEPLOYMENTS (comma-separated), EMULATOR_BATCH_DURATION, "
-        "EMULATOR_DATA_DIR, EMULATOR_UPSTREAM. Flags win. See docs/emulator.md.",
+        "EMULATOR_DATA_DIR, EMULATOR_UPSTREAM. Flags win. See the README (emulator section).",
     )
     parser.add_argument("--host", default=env.get("EMULATOR_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(env.get("EMULATOR_PORT", "8765")))

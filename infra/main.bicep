@@ -5,7 +5,7 @@
 // or subscription). The Event Grid subscription that delivers BlobCreated to the `on_blob_created`
 // function is NOT here: its webhook needs the function's system key, which exists only once the code
 // is deployed. The azd `postdeploy` hook (scripts/postdeploy.sh|ps1) deploys
-// infra/eventgrid-subscription.bicep with that key. See docs/deployment.md.
+// infra/eventgrid-subscription.bicep with that key. See the README's deployment section.
 targetScope = 'subscription'
 
 // ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Every Bicep file is parsed with pycep-parser (which rejects syntax errors) and t
 parsed structure: resource types, security properties, role assignments and their scopes, module
 wiring, the Event Grid filter and the parity of app settings with `batching.settings.SETTINGS`.
 What only a real deployment can show (quota, region availability, RBAC propagation, the webhook
-handshake) is listed in docs/deployment.md.
+handshake) is listed in the README's deployment section.
 
 pycep's JSON, in short: a resource is {"type", "api_version", "existing", "config"}; a conditional
 or looped resource wraps its body as config = {"condition"/"loop_type", "config": body}; a
