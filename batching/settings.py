@@ -207,6 +207,16 @@ class Settings:
             raise SettingsError("POLL_MAX_SECONDS must be at least POLL_INITIAL_SECONDS")
         return settings
 
+    @property
+    def containers(self) -> tuple[str, str, str, str]:
+        """The data containers: input, output, errors, work (Bicep creates them in Azure)."""
+        return (
+            self.input_container,
+            self.output_container,
+            self.error_container,
+            self.work_container,
+        )
+
     def orchestration_config(self) -> dict[str, Any]:
         """What orchestrators need, passed as input: orchestrators must not read the environment."""
         return {

@@ -65,15 +65,7 @@ def run(files: int, requests: int, duration: float, poll: int) -> dict[str, floa
             "POLL_MAX_SECONDS": str(poll),
         }
         settings = Settings.from_env(env)
-        ensure_containers(
-            settings.storage,
-            [
-                settings.input_container,
-                settings.output_container,
-                settings.error_container,
-                settings.work_container,
-            ],
-        )
+        ensure_containers(settings.storage, settings.containers)
         host = stack.enter_context(
             FunctionHost(function_app.app, root / "host", RealClock(), env=env)
         )

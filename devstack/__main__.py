@@ -103,15 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         env["AZURE_OPENAI_ENDPOINT"] = em.endpoint
         settings = Settings.from_env(env)
-        ensure_containers(
-            settings.storage,
-            [
-                settings.input_container,
-                settings.output_container,
-                settings.error_container,
-                settings.work_container,
-            ],
-        )
+        ensure_containers(settings.storage, settings.containers)
         import function_app
 
         host = FunctionHost(function_app.app, LOCAL / "host", RealClock(), env=env, port=7071)

@@ -126,15 +126,7 @@ def local_stack(
     ) as em:
         env = {**fast_settings(azurite, em, tag), **(extra_env or {})}
         settings = Settings.from_env(env)
-        ensure_containers(
-            settings.storage,
-            [
-                settings.input_container,
-                settings.output_container,
-                settings.error_container,
-                settings.work_container,
-            ],
-        )
+        ensure_containers(settings.storage, settings.containers)
         host = FunctionHost(function_app.app, tmp / "host", clock or RealClock(), env=env)
         with host:
             blobs = BlobServiceClient.from_connection_string(azurite.connection_string)

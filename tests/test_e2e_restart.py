@@ -46,15 +46,7 @@ def test_killed_host_resumes_without_a_second_batch(azurite, tmp_path):
     with services.emulator(tmp_path / "em", batch_duration=4.0, api_key="test-key") as em:
         env = fast_settings(azurite, em, f"k{os.urandom(3).hex()}")
         settings = Settings.from_env(env)
-        ensure_containers(
-            settings.storage,
-            [
-                settings.input_container,
-                settings.output_container,
-                settings.error_container,
-                settings.work_container,
-            ],
-        )
+        ensure_containers(settings.storage, settings.containers)
         settings_file = tmp_path / "settings.json"
         settings_file.write_text(json.dumps(env))
         port = services.free_port()
