@@ -150,3 +150,24 @@ def test_batch_that_fails_at_the_service_ends_failed_with_its_reason(stack):
     assert f"{folder}/input.jsonl" in stack.names("error")
     assert orjson.loads(stack.read("error", f"{folder}/report.json"))["reason"]
     assert stack.names("input") == []
+
+
+def test_expired_batch_without_resubmission_ends_expired_with_partial_results(azurite, tmp_path):
+    with local_stack(azurite, tmp_path, extra_env={"RESUBMIT_ROUNDS": "0"}) as stack:
+        stack.scenario(next_batches=["expired"])
+        stack.drop("exp/late.jsonl", requests_file(20))
+        (run,) = stack.wait_all(1)
+        assert _output(run)["status"] == "expired"
+        folder = stack.run_folder("exp/late.jsonl", run["instanceId"])
+        meta = orjson.loads(stack.read("output", f"{folder}/metadata.json"))
+        results = stack.jsonl("output", f"{folder}/results.jsonl")
+        errors = stack.jsonl("output", f"{folder}/errors.jsonl")
+        assert meta["status"] == "expired" and [b["status"] for b in meta["batches"]] == ["expired"]
+        assert 0 < len(results) < 20  # what finished before expiry is kept
+        assert sorted(r["custom_id"] for r in results + errors) == sorted(
+            f"task-{i}" for i in range(20)
+        )
+        assert {e["code"] for e in errors} <= {"batch_expired", "not_run"}
+        assert all(e["retryable"] for e in errors)  # retryable, but no rounds were allowed
+        assert stack.read("output", f"{folder}/input.jsonl")  # kept in the run folder
+        assert stack.names("input") == []
