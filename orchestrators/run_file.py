@@ -47,7 +47,6 @@ def _new_chunk(spec: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
         "end": None,
         "reason": None,
         "interval": 0,
-        "admitted": False,
     }
 
 
@@ -284,7 +283,7 @@ def _tick(run: _Run, now: datetime) -> Generator[Any, Any, None]:
 
 def _admitted(state: dict[str, Any], c: dict[str, Any], result: Any, now: datetime) -> None:
     if result["granted"]:
-        c["state"], c["next_at"], c["admitted"] = "submitting", None, True
+        c["state"], c["next_at"] = "submitting", None
         c["queue_position"] = None
     else:
         c["next_at"] = _at(now, state["config"]["admission_wait_seconds"])
