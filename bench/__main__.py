@@ -1,0 +1,21 @@
+"""`make bench`: every benchmark, one after the other; figures go into BENCHMARKS.md by hand."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHMARKS = ("bench.bench_validate", "bench.bench_pipeline")
+
+
+def main() -> int:
+    for module in BENCHMARKS:
+        print(f"== {module}", flush=True)
+        code = subprocess.call([sys.executable, "-m", module])
+        if code:
+            return code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
