@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import orjson
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from devstack import services
+from devstack.clock import VirtualClock
 from devstack.watcher import Watcher
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,6 +108,21 @@ class Stack:
         return f"{source[: -len('.jsonl')]}/{run_id}"
 
 
+def _emulator_follows(clock: VirtualClock, emulator: services.Emulator) -> None:
+    """Move the emulator's clock with the host's (never back), and let its batches catch up."""
+    offset = 0.0
+
+    def follow(now: datetime) -> None:
+        nonlocal offset
+        offset = max(offset, (now - datetime.now(UTC)).total_seconds())
+        httpx.post(
+            f"{emulator.endpoint}/_emulator/clock", json={"offset_seconds": offset}, timeout=10
+        ).raise_for_status()
+        time.sleep(0.15)
+
+    clock.on_advance(follow)
+
+
 @contextlib.contextmanager
 def local_stack(
     azurite: services.Azurite,
@@ -124,6 +141,8 @@ def local_stack(
     with services.emulator(
         tmp / "emulator", batch_duration=batch_duration, api_key="test-key"
     ) as em:
+        if isinstance(clock, VirtualClock):
+            _emulator_follows(clock, em)
         env = {**fast_settings(azurite, em, tag), **(extra_env or {})}
         settings = Settings.from_env(env)
         ensure_containers(settings.storage, settings.containers)

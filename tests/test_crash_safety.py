@@ -16,13 +16,11 @@ from __future__ import annotations
 import csv
 import io
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 from openai import AzureOpenAI
@@ -61,23 +59,10 @@ BOUNDARIES = [(name, n) for name, count in SHAPE.items() for n in range(count)]
 class Harness:
     """One stack for all runs; each run is a new file, so runs do not share anything."""
 
-    def __init__(self, stack: Stack, clock: VirtualClock) -> None:
+    def __init__(self, stack: Stack) -> None:
         self.stack = stack
-        self.clock = clock
         self.runs = 0
-        self._offset = 0.0
         self._lock = threading.Lock()
-        clock.on_advance(self._follow)
-
-    def _follow(self, now: datetime) -> None:
-        """Move the emulator's clock with the host's (never back), and let its batches catch up."""
-        self._offset = max(self._offset, (now - datetime.now(UTC)).total_seconds())
-        httpx.post(
-            f"{self.stack.emulator.endpoint}/_emulator/clock",
-            json={"offset_seconds": self._offset},
-            timeout=10,
-        ).raise_for_status()
-        time.sleep(0.15)
 
     def run(self, crash_at: tuple[str, int] | None = None) -> dict[str, Any]:
         """Run the file once, crashing after the given execution; returns what the user sees."""
@@ -177,7 +162,7 @@ def harness(azurite, tmp_path_factory) -> Iterator[Harness]:
     with local_stack(
         azurite, tmp_path_factory.mktemp("crash"), batch_duration=1.0, extra_env=ENV, clock=clock
     ) as stack:
-        yield Harness(stack, clock)
+        yield Harness(stack)
 
 
 @pytest.fixture(scope="module")
