@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
+from azure.durable_functions.models.history import HistoryEventType
 
 from batching.logs import event
 from orchestrators import policy
@@ -140,6 +141,9 @@ def _prepare(run: _Run) -> Generator[Any, Any, dict[str, Any] | None]:
 def _watch(run: _Run) -> Generator[Any, Any, dict[str, Any] | None]:
     """Tick until every chunk has ended; continue as new every `polls_per_history` ticks."""
     state, context = run.state, run.context
+    # One wait for the whole execution: the SDK hands an event to the oldest open wait, so a
+    # fresh wait per tick would leave one behind to swallow a cancel that arrives mid-tick.
+    cancel = context.wait_for_external_event(CANCEL_EVENT)
     while True:
         now: datetime = context.current_utc_datetime
         yield from _tick(run, now)
@@ -148,17 +152,27 @@ def _watch(run: _Run) -> Generator[Any, Any, dict[str, Any] | None]:
             return None
         run.status("running", waiting=_waiting_reason(state))
         timer = context.create_timer(_next_wake(state, now))
-        cancel = context.wait_for_external_event(CANCEL_EVENT)
-        winner = yield context.task_any([timer, cancel])
-        if winner == cancel:
+        if state.get("cancel_requested"):
+            yield timer
+        elif (yield context.task_any([timer, cancel])) == cancel:
             timer.cancel()
             state["cancel_requested"] = True
             run.note("cancel requested", chunks=len(state["chunks"]))
         state["ticks"] += 1
         if state["ticks"] >= run.config["polls_per_history"]:
             state["ticks"] = 0
+            # Events that came with the timer are dropped with this execution: keep a cancel.
+            state["cancel_requested"] = state.get("cancel_requested") or _cancel_raised(context)
             context.continue_as_new(state)
             return {"status": "continued", "run_id": state["run_id"]}
+
+
+def _cancel_raised(context: df.DurableOrchestrationContext) -> bool:
+    """Whether this execution's history holds a cancel request, handled or not yet."""
+    return any(
+        e.event_type == HistoryEventType.EVENT_RAISED and e.Name == CANCEL_EVENT
+        for e in context.histories
+    )
 
 
 def _finish(run: _Run) -> Generator[Any, Any, dict[str, Any]]:
