@@ -213,6 +213,24 @@ def test_retry_after_quota_exhaustion_completes(stack, scenario):
     assert conflict.status_code == 409 and "completed" in conflict.json()["error"]
 
 
+def test_each_retry_of_a_run_whose_input_stayed_in_place_is_a_new_run(stack, scenario):
+    """A terminated run never moved its input: every retry starts from the same upload."""
+    scenario(batch_duration=30)
+    stack.drop("retry/again.jsonl", requests_file(1, prefix="a"))
+    ids = [run_id_of(stack, "retry/again.jsonl")]
+    for _ in range(2):
+        wait_run(stack, ids[-1], lambda d: d["status"] == "running", timeout=20)
+        stack.host.terminate(ids[-1], "stopped by the test")
+        assert wait_run(stack, ids[-1], timeout=20)["status"] == "terminated"
+        answer = post(stack, f"runs/{ids[-1]}/retry")
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["retry_of"] == ids[-1]
+        ids.append(answer.json()["id"])
+    assert len(set(ids)) == 3, ids
+    assert wait_run(stack, ids[-1], lambda d: d["status"] == "running", timeout=20)
+    assert "retry/again.jsonl" in stack.names("input")
+
+
 def test_retry_or_cancel_of_a_running_run_is_a_conflict(stack, scenario):
     scenario(batch_duration=30)
     stack.drop("conflict/long.jsonl", requests_file(1))

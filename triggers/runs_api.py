@@ -134,7 +134,8 @@ async def runs_retry(
             409, f"run {run_id} is {status}; only a run that did not complete can be retried"
         )
     settings = Settings.from_env()
-    source = runs.run_input(instance).get("source") or {}
+    kept_input = runs.run_input(instance)
+    source = kept_input.get("source") or {}
     if not source.get("path"):
         return _error(410, f"run {run_id} has no recorded input")
     layout = RunLayout.of(settings, source["path"], run_id)
@@ -148,8 +149,8 @@ async def runs_retry(
         )
     props = storage.blob(settings.storage, layout.source).get_blob_properties()
     new_source = source_of(settings.input_container, source["path"], str(props.etag), props.size)
-    new_id, _ = await start_run(
-        client, settings, new_source, attempt=0 if origin != layout.source else 1
-    )
+    # A copied-back input is a new upload (new ETag); the same upload needs a new attempt number.
+    attempt = 0 if origin != layout.source else int(kept_input.get("attempt") or 0) + 1
+    new_id, _ = await start_run(client, settings, new_source, attempt=attempt)
     event(log, "retry started", new_id, retry_of=run_id, origin=origin.container)
     return _json({"id": new_id, "retry_of": run_id}, 202)

@@ -45,6 +45,7 @@ async def start_run(
         "config": settings.orchestration_config(),
         "received_at": received_at or datetime.now(UTC).isoformat(),
         "phase": "validating",
+        "attempt": attempt,
     }
     await client.start_new(ORCHESTRATOR, run_id, payload)
     event(log, "run started", run_id, source=source["path"], size=source.get("size"))
