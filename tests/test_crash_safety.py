@@ -5,7 +5,8 @@ line skipped, the first batch expired and its unfinished half resubmitted in a s
 host's `crash_hook` drops that execution's result once, as if the worker died right after the
 activity did its work; the activity then runs again. Each disturbed run must end exactly like the
 undisturbed one: the same results (each custom_id once, same answers), errors, table and counts,
-and no second upload or batch at Azure OpenAI.
+and no second upload or batch at Azure OpenAI. One more run loses every orchestrator episode
+once (`episode_crash_hook`: the orchestrator ran, its new history was never saved).
 
 The host runs on a VirtualClock that the emulator follows (its clock offset is moved on every
 advance), so the batches' minutes of polling take a few real seconds per run.
@@ -64,8 +65,12 @@ class Harness:
         self.runs = 0
         self._lock = threading.Lock()
 
-    def run(self, crash_at: tuple[str, int] | None = None) -> dict[str, Any]:
-        """Run the file once, crashing after the given execution; returns what the user sees."""
+    def run(
+        self, crash_at: tuple[str, int] | None = None, crash_episodes: bool = False
+    ) -> dict[str, Any]:
+        """Run the file once, crashing after the given activity execution, or in every
+        orchestrator episode once (after the orchestrator ran, before its history is saved);
+        returns what the user sees."""
         self.runs += 1
         stack = self.stack
         path = f"crash/run{self.runs}.jsonl"
@@ -83,23 +88,34 @@ class Harness:
                     return True
                 return False
 
+        episodes_crashed = 0  # the host runs one episode of an instance at a time
+
+        def episode_hook(instance_id: str, attempt: int) -> bool:
+            nonlocal episodes_crashed
+            if instance_id != run_id or attempt > 1:
+                return False
+            episodes_crashed += 1
+            return True
+
         stack.scenario(next_batches=["expired"], seed=1)
         before = stack.emulator_state()["requests"]
         stack.drop(path, DATA, deliver=False)
         props = stack.container("input").get_blob_client(path).get_blob_properties()
         run_id = run_id_for(stack.env["INPUT_CONTAINER"], path, str(props.etag))
         stack.host.crash_hook = hook
+        stack.host.episode_crash_hook = episode_hook if crash_episodes else None
         try:
             assert stack.watcher.poll_once() == 1
             status = stack.host.wait_for(run_id, timeout=60)
         finally:
-            stack.host.crash_hook = None
+            stack.host.crash_hook = stack.host.episode_crash_hook = None
         assert status["runtimeStatus"] == "Completed", status
         if crash_at is not None:
             assert crashed == [(crash_at[0], 1)], (crash_at, sequence)
         after = stack.emulator_state()
         return {
             "sequence": sequence,
+            "episodes_crashed": episodes_crashed,
             "output": status["output"],
             "seen": self._outputs(path, run_id),
             "uploads": after["requests"].get("POST /openai/files", 0)
@@ -207,3 +223,16 @@ def test_crash_after_activity_changes_nothing(harness, baseline, boundary):
     assert disturbed["live_files"] == 0, "an Azure OpenAI file was left behind"
     assert disturbed["inputs_left"] == [] and disturbed["work_left"] == []
     assert disturbed["output"]["status"] == baseline["output"]["status"] == "completed"
+
+
+def test_crash_in_every_orchestrator_episode_changes_nothing(harness, baseline):
+    """Each episode's decisions are lost once and made again: the same activities run."""
+    disturbed = harness.run(crash_episodes=True)
+    assert disturbed["episodes_crashed"] >= 15  # every episode of the run, each once
+    assert Counter(disturbed["sequence"]) == SHAPE, disturbed["sequence"]
+    assert disturbed["seen"] == baseline["seen"]
+    assert disturbed["uploads"] == baseline["uploads"], "an input file was uploaded twice"
+    assert disturbed["batches"] == baseline["batches"], "a batch was created twice"
+    assert disturbed["live_files"] == 0, "an Azure OpenAI file was left behind"
+    assert disturbed["inputs_left"] == [] and disturbed["work_left"] == []
+    assert disturbed["output"]["status"] == "completed"
