@@ -141,8 +141,8 @@ def _prepare(run: _Run) -> Generator[Any, Any, dict[str, Any] | None]:
 def _watch(run: _Run) -> Generator[Any, Any, dict[str, Any] | None]:
     """Tick until every chunk has ended; continue as new every `polls_per_history` ticks."""
     state, context = run.state, run.context
-    # One wait for the whole execution: the SDK hands an event to the oldest open wait, so a
-    # fresh wait per tick would leave one behind to swallow a cancel that arrives mid-tick.
+    # One wait for the whole execution: with a fresh wait per tick, a cancel arriving mid-tick
+    # goes to the previous tick's wait, still open, and the next tick's wait never sees it.
     cancel = context.wait_for_external_event(CANCEL_EVENT)
     while True:
         now: datetime = context.current_utc_datetime
