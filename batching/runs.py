@@ -86,29 +86,19 @@ def detail(settings: Settings, instance: dict[str, Any]) -> dict[str, Any]:
     result = summary(instance)
     custom = instance.get("customStatus") if isinstance(instance.get("customStatus"), dict) else {}
     result["chunks"] = (custom or {}).get("chunk_states") or []
-    meta_ref = (result["outputs"] or {}).get("metadata")
-    if meta_ref:
-        try:
-            raw = (
-                storage.blob(settings.storage, BlobRef.from_dict(meta_ref))
-                .download_blob()
-                .readall()
-            )
-            result["metadata"] = orjson.loads(raw)
-        except ResourceNotFoundError:
-            result["metadata"] = None
-    report_ref = (result["outputs"] or {}).get("report")
-    if report_ref:
-        try:
-            raw = (
-                storage.blob(settings.storage, BlobRef.from_dict(report_ref))
-                .download_blob()
-                .readall()
-            )
-            result["report"] = orjson.loads(raw)
-        except ResourceNotFoundError:
-            result["report"] = None
+    for key in ("metadata", "report"):  # metadata.json once written; report.json if invalid
+        ref = (result["outputs"] or {}).get(key)
+        if ref:
+            result[key] = _stored_json(settings, BlobRef.from_dict(ref))
     return result
+
+
+def _stored_json(settings: Settings, ref: BlobRef) -> Any:
+    """A JSON file the run wrote, or None when it is gone."""
+    try:
+        return orjson.loads(storage.blob(settings.storage, ref).download_blob().readall())
+    except ResourceNotFoundError:
+        return None
 
 
 def matches(run: dict[str, Any], status: str | None, prefix: str | None) -> bool:
