@@ -26,8 +26,11 @@ DAY = 24 * 3600
 @pytest.fixture(params=["1", "20"], ids=["continue-every-poll", "continue-every-20-polls"])
 def day_stack(request, azurite, tmp_path) -> Iterator[tuple[Stack, VirtualClock]]:
     clock = VirtualClock(datetime.now(UTC))
-    env = {"POLL_INITIAL_SECONDS": "60", "POLL_MAX_SECONDS": "600"}
-    env["POLLS_PER_HISTORY"] = request.param
+    env = {
+        "POLL_INITIAL_SECONDS": "60",
+        "POLL_MAX_SECONDS": "600",
+        "POLLS_PER_HISTORY": request.param,
+    }
     with local_stack(azurite, tmp_path, extra_env=env, clock=clock) as stack:
         stack.scenario(batch_duration=DAY)
         yield stack, clock
