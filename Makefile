@@ -4,11 +4,23 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# The Python worker check runs on 3.13 (azure-functions-runtime needs it); pyenv provides it here.
+PY313   ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13 2>/dev/null))
+WORKER  := .venv-worker
+WORKER_STAMP := $(WORKER)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup browser test lint fmt run bench clean
+.PHONY: setup worker browser test lint fmt run bench clean
 
 setup: $(STAMP) $(NODE_STAMP)
+
+worker: $(WORKER_STAMP)
+
+$(WORKER_STAMP): requirements.txt requirements-worker.txt
+	@test -n "$(PY313)" || { echo "need Python 3.13 for the worker check (pyenv install 3.13, or set PY313=/path/to/python3.13)"; exit 1; }
+	@test -x $(WORKER)/bin/python || $(PY313) -m venv $(WORKER)
+	$(WORKER)/bin/python -m pip install -q --disable-pip-version-check -r requirements-worker.txt
+	@touch $@
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (Python 3.11)"; exit 1; }
@@ -30,7 +42,7 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive $$(test "$$(id -u)" -eq 0 || echo sudo) apt-get install -y -qq chromium
 	@test -x $@
 
-test: setup $(CHROMIUM)
+test: setup worker $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
@@ -42,11 +54,11 @@ fmt: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-run: setup
+run: setup worker
 	$(BIN)/python -m devstack
 
 bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) node_modules .local .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(WORKER) node_modules .local .mypy_cache .ruff_cache .pytest_cache

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from devstack import services
@@ -71,10 +72,21 @@ def main(argv: list[str] | None = None) -> int:
         help="how long an emulated batch runs, seconds (EMULATOR_BATCH_DURATION)",
     )
     parser.add_argument("--no-ui", action="store_true", help="log lines instead of a live table")
+    parser.add_argument(
+        "--app-dir",
+        type=Path,
+        default=ROOT,
+        help="the folder holding function_app.py (default: this repository)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # The Azure SDKs log every HTTP request at INFO: useful when debugging them, noise here.
     logging.getLogger("azure").setLevel(logging.WARNING)
+    app_dir = args.app_dir.resolve()
+    refused = _worker_refusal(app_dir)
+    if refused:
+        print(refused, file=sys.stderr)
+        return 2
 
     from azure.storage.blob import BlobServiceClient
 
@@ -104,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         env["AZURE_OPENAI_ENDPOINT"] = em.endpoint
         settings = Settings.from_env(env)
         ensure_containers(settings.storage, settings.containers)
+        sys.path.insert(0, str(app_dir))
         import function_app
 
         host = FunctionHost(function_app.app, LOCAL / "host", RealClock(), env=env, port=7071)
@@ -133,6 +146,28 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("stopping...", file=sys.stderr)
     return 0
+
+
+def _worker_refusal(app_dir: Path) -> str | None:
+    """Why Azure's Python worker would refuse the app, or None when it loads every function.
+
+    The local host serves nothing the real worker would refuse: it asks the worker's own code
+    (azure-functions-runtime, in `.venv-worker`) first.
+    """
+    from devstack.worker import WorkerRefusedError, WorkerUnavailableError, require_loadable
+
+    try:
+        verdict = require_loadable(app_dir)
+    except WorkerRefusedError as exc:
+        return "The Python worker refuses this app, as Azure would:\n  " + "\n  ".join(
+            e.message for e in exc.verdict.errors
+        )
+    except WorkerUnavailableError as exc:
+        return f"Cannot check the app with the Python worker: {exc}"
+    logging.getLogger("devstack").info(
+        "the Python worker loads all %d functions", len(verdict.loaded)
+    )
+    return None
 
 
 def _show(host: Any, plain: bool) -> None:
