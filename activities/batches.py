@@ -9,13 +9,14 @@ import azure.durable_functions as df
 
 from batching import admission, collection, submission
 from batching.logs import event
+from batching.requests import AdmitRequest, BatchRequest, CollectRequest, SubmitRequest
 from batching.settings import Settings
 
 bp = df.Blueprint()
 log = logging.getLogger("batching.batches")
 
 
-def _batch_event(message: str, payload: dict[str, Any], batch: dict[str, Any]) -> None:
+def _batch_event(message: str, payload: BatchRequest, batch: dict[str, Any]) -> None:
     terminal = batch.get("status") in ("completed", "failed", "expired", "cancelled")
     event(
         log,
@@ -31,7 +32,7 @@ def _batch_event(message: str, payload: dict[str, Any], batch: dict[str, Any]) -
 
 
 @bp.activity_trigger(input_name="payload", activity="admit_batch")
-def admit_batch(payload: dict[str, Any]) -> dict[str, Any]:
+def admit_batch(payload: AdmitRequest) -> dict[str, Any]:
     limits = payload["limits"]
     answer = admission.admit(
         Settings.from_env(),
@@ -55,7 +56,7 @@ def admit_batch(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload", activity="submit_batch")
-def submit_batch(payload: dict[str, Any]) -> dict[str, Any]:
+def submit_batch(payload: SubmitRequest) -> dict[str, Any]:
     result = submission.submit_batch(
         Settings.from_env(),
         payload["run_id"],
@@ -84,14 +85,14 @@ def submit_batch(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload", activity="check_batch")
-def check_batch(payload: dict[str, Any]) -> dict[str, Any]:
+def check_batch(payload: BatchRequest) -> dict[str, Any]:
     batch = submission.check_batch(Settings.from_env(), payload["batch_id"], payload.get("key"))
     _batch_event("batch checked", payload, batch)
     return batch
 
 
 @bp.activity_trigger(input_name="payload", activity="cancel_batch")
-def cancel_batch(payload: dict[str, Any]) -> dict[str, Any]:
+def cancel_batch(payload: BatchRequest) -> dict[str, Any]:
     batch = submission.cancel_batch(Settings.from_env(), payload["batch_id"], payload.get("key"))
     event(
         log,
@@ -105,7 +106,7 @@ def cancel_batch(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload", activity="collect_batch")
-def collect_batch(payload: dict[str, Any]) -> dict[str, Any]:
+def collect_batch(payload: CollectRequest) -> dict[str, Any]:
     outcome = collection.collect_batch(
         Settings.from_env(),
         payload["run_id"],

@@ -9,6 +9,7 @@ import azure.durable_functions as df
 
 from batching import intake
 from batching.logs import event
+from batching.requests import PrepareRequest, RejectRequest, ValidateRequest
 from batching.settings import Settings
 
 bp = df.Blueprint()
@@ -16,7 +17,7 @@ log = logging.getLogger("batching.intake")
 
 
 @bp.activity_trigger(input_name="payload", activity="validate_input")
-def validate_input(payload: dict[str, Any]) -> dict[str, Any]:
+def validate_input(payload: ValidateRequest) -> dict[str, Any]:
     summary = intake.validate_input(Settings.from_env(), payload["run_id"], payload["source"])
     event(
         log,
@@ -33,7 +34,7 @@ def validate_input(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload", activity="reject_input")
-def reject_input(payload: dict[str, Any]) -> dict[str, Any]:
+def reject_input(payload: RejectRequest) -> dict[str, Any]:
     rejected = intake.reject_input(
         Settings.from_env(), payload["run_id"], payload["source"], payload["summary"]
     )
@@ -49,7 +50,7 @@ def reject_input(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload", activity="prepare_chunks")
-def prepare_chunks(payload: dict[str, Any]) -> list[dict[str, Any]]:
+def prepare_chunks(payload: PrepareRequest) -> list[dict[str, Any]]:
     chunks = intake.prepare_chunks(
         Settings.from_env(), payload["run_id"], payload["source"], payload["summary"]
     )

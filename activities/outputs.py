@@ -9,6 +9,13 @@ import azure.durable_functions as df
 
 from batching import finalize
 from batching.logs import event
+from batching.requests import (
+    ChunksRequest,
+    CleanupRequest,
+    ErrorsRequest,
+    MetadataRequest,
+    TableRequest,
+)
 from batching.settings import Settings
 
 bp = df.Blueprint()
@@ -16,14 +23,14 @@ log = logging.getLogger("batching.outputs")
 
 
 @bp.activity_trigger(input_name="payload", activity="write_results")
-def write_results(payload: dict[str, Any]) -> dict[str, Any]:
+def write_results(payload: ChunksRequest) -> dict[str, Any]:
     return finalize.write_results(
         Settings.from_env(), payload["run_id"], payload["source"], payload["chunks"]
     )
 
 
 @bp.activity_trigger(input_name="payload", activity="write_errors")
-def write_errors(payload: dict[str, Any]) -> dict[str, Any]:
+def write_errors(payload: ErrorsRequest) -> dict[str, Any]:
     return finalize.write_errors(
         Settings.from_env(),
         payload["run_id"],
@@ -34,7 +41,7 @@ def write_errors(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload", activity="write_table")
-def write_table(payload: dict[str, Any]) -> dict[str, Any]:
+def write_table(payload: TableRequest) -> dict[str, Any]:
     return finalize.write_table(
         Settings.from_env(),
         payload["run_id"],
@@ -45,7 +52,7 @@ def write_table(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload", activity="write_metadata")
-def write_metadata(payload: dict[str, Any]) -> dict[str, Any]:
+def write_metadata(payload: MetadataRequest) -> dict[str, Any]:
     settings = Settings.from_env()
     metadata = finalize.build_metadata(
         settings,
@@ -73,7 +80,7 @@ def write_metadata(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload", activity="cleanup_run")
-def cleanup_run(payload: dict[str, Any]) -> dict[str, Any]:
+def cleanup_run(payload: CleanupRequest) -> dict[str, Any]:
     cleaned = finalize.cleanup_run(
         Settings.from_env(),
         payload["run_id"],

@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     Functions host        {host.base_url}   (GET /api/health)
 
   Drop a JSONL file into the '{settings.input_container}' container, at any folder depth:
-    .venv/bin/python -m batchctl submit ../shared/samples/quickstart.jsonl --prefix demo/
+    .venv/bin/python -m batchctl submit samples/quickstart.jsonl --prefix demo/
   Results appear in '{settings.output_container}/<folder>/<name>/<run-id>/'. Ctrl-C stops.
 """,
             flush=True,

@@ -25,7 +25,7 @@ from devstack.clock import VirtualClock
 from devstack.watcher import Watcher
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT.parent / "shared" / "samples"
+SAMPLES = ROOT / "samples"
 TERMINAL = {"Completed", "Failed", "Terminated"}
 
 

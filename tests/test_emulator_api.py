@@ -26,7 +26,7 @@ from tests.test_emulator_support import (
     wait_batch,
 )
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 BATCH_VERSIONS = [
     "2024-07-01-preview",
     "2024-10-01-preview",

@@ -26,7 +26,7 @@ from tests.test_emulator_support import (
     v1,
 )
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
 def _strict(properties: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from batching import aoai, collection, submission
 from batching.settings import Settings
 from batching.storage import BlobRef
 
-SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from batching.tokens import (
 )
 from batching.validation import Request, ValidationOptions, check_line, validate
 
-SAMPLES = Path("/work/shared/samples")
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 OPTIONS = ValidationOptions(max_requests_per_batch=100_000, max_bytes_per_batch=200_000_000)
 
 

@@ -155,7 +155,10 @@ def test_check_line_alone() -> None:
 
 
 def test_table_columns_from_the_schema_in_order() -> None:
-    report = validate(read_blocks(Path("/work/shared/samples/structured-buildings.jsonl")), OPTIONS)
+    report = validate(
+        read_blocks(Path(__file__).resolve().parents[1] / "samples" / "structured-buildings.jsonl"),
+        OPTIONS,
+    )
     assert report.table_columns == ["BuildingName", "HeightInFeet", "City", "Country"]
 
 

@@ -12,7 +12,7 @@ import pytest
 from batchctl.__main__ import main
 
 ROOT = Path(__file__).parent.parent
-SAMPLE = Path("/work/shared/samples/structured-buildings.jsonl")
+SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "structured-buildings.jsonl"
 CORPUS = Path(__file__).parent / "corpus"
 
 

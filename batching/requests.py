@@ -1,0 +1,87 @@
+"""What each activity receives: one TypedDict per activity, shared by the orchestrator and it.
+
+The Functions worker refuses a binding whose annotation is not a class (`dict[str, Any]` is an
+alias, not a class: "binding payload has invalid non-type annotation"), and the extension hands
+activities plain JSON, so these TypedDicts are the honest annotation: real classes the worker
+accepts, exactly the dicts that arrive, and keys that mypy checks at both ends. The history keeps
+the same JSON as before, so runs recorded earlier replay unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NotRequired, TypedDict
+
+JsonObject = dict[str, Any]
+
+
+class RunRequest(TypedDict):
+    """What every activity of a run receives."""
+
+    run_id: str
+    source: JsonObject  # container, path, etag, size of the input blob
+
+
+class ValidateRequest(RunRequest):
+    pass
+
+
+class RejectRequest(RunRequest):
+    summary: JsonObject
+
+
+class PrepareRequest(RunRequest):
+    summary: JsonObject
+
+
+class AdmitRequest(RunRequest):
+    key: str
+    deployment: str | None
+    tokens: int
+    limits: JsonObject
+    arrived: str | None
+
+
+class SubmitRequest(RunRequest):
+    key: str
+    attempt: int
+    input: JsonObject  # the blob to submit (BlobRef.to_dict())
+    endpoint: str
+    tokens: int
+    etag: str | None
+
+
+class BatchRequest(RunRequest):
+    """Check or cancel one batch."""
+
+    batch_id: str
+    key: NotRequired[str | None]
+
+
+class CollectRequest(RunRequest):
+    chunk: JsonObject
+    batch: JsonObject
+    resubmit: bool
+
+
+class ChunksRequest(RunRequest):
+    chunks: list[JsonObject]
+
+
+class ErrorsRequest(ChunksRequest):
+    summary: JsonObject
+
+
+class TableRequest(ChunksRequest):
+    columns: list[str]
+
+
+class MetadataRequest(ChunksRequest):
+    summary: JsonObject
+    status: str
+    received_at: str | None
+    finished_at: str
+
+
+class CleanupRequest(ChunksRequest):
+    status: str
+    reason: str | None
