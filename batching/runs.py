@@ -85,7 +85,8 @@ def detail(settings: Settings, instance: dict[str, Any]) -> dict[str, Any]:
     """The summary plus chunks, batches, rounds and, once written, metadata.json's content."""
     result = summary(instance)
     custom = instance.get("customStatus") if isinstance(instance.get("customStatus"), dict) else {}
-    result["chunks"] = (custom or {}).get("chunk_states") or []
+    result["chunks"] = (custom or {}).get("chunk_states") or []  # the first chunks at work
+    result["chunk_counts"] = (custom or {}).get("chunk_counts") or {}
     for key in ("metadata", "report"):  # metadata.json once written; report.json if invalid
         ref = (result["outputs"] or {}).get(key)
         if ref:

@@ -27,6 +27,7 @@ from azure.functions import meta
 from devstack import history as h
 from devstack.bindings import FunctionIndex, Invoker
 from devstack.clock import Clock
+from devstack.limits import LimitError, check_custom_status, check_instance_id, check_payload
 from devstack.replay import (
     NonDeterminismError,
     Replayer,
@@ -96,6 +97,9 @@ class Engine:
     crash_hook: ActivityCrashHook | None = None
     episode_crash_hook: EpisodeCrashHook | None = None
     activity_calls: Counter[str] = field(default_factory=Counter)
+    # The largest payload of each kind seen so far (bytes; the custom status in UTF-16 bytes),
+    # so a test can show how far a workload stays from the limits in devstack.limits.
+    peaks: Counter[str] = field(default_factory=Counter)
     _stats_lock: threading.Lock = field(default_factory=threading.Lock)
     _episode_attempts: Counter[tuple[str, int]] = field(default_factory=Counter)
 
@@ -109,6 +113,12 @@ class Engine:
                 "function."
             )
         iid = instance_id or uuid.uuid4().hex
+        try:
+            check_instance_id(iid)
+            size = check_payload(f"input of orchestration '{name}'", input_text)
+        except LimitError as exc:
+            raise DurableError(str(exc)) from exc
+        self._peak("orchestration input", size)
         with self.store.transaction() as store:
             existing = store.instance(iid)
             if existing is not None and not existing.terminal:
@@ -240,6 +250,10 @@ class Engine:
             self.activity_calls[item.name] += 1
         try:
             result = self.invoker.call(spec, meta.Datum(item.input, "json"))
+            size = check_payload(
+                f"output of activity '{item.name}'", result.value if result is not None else None
+            )
+            self._peak("activity output", size)
             report = h.task_completed(
                 self.clock.now(), item.task_id, result.value if result is not None else None
             )
@@ -378,13 +392,16 @@ class Engine:
             replay = Replayer(inst.execution_id).run(full_history, actions[0])
             self._check_functions_exist(replay.new_work)
             error = state.get("error")
+            if not error:
+                for kind, size in _check_limits(state, replay):
+                    self._peak(kind, size)
         except NonDeterminismError as exc:
             error = (
                 f"Non-deterministic orchestrator detected: {exc}. Orchestrator code must make the "
                 "same calls, in the same order, with the same inputs on every replay "
                 "(no clocks, random values or I/O)."
             )
-        except (UnsupportedActionError, LookupError) as exc:
+        except (UnsupportedActionError, LookupError, LimitError) as exc:
             error = str(exc)
         if error or replay is None:
             failure = f"Orchestrator function '{inst.name}' failed: {error}"
@@ -395,6 +412,10 @@ class Engine:
         if replay.continue_as_new:
             return _Outcome(), replay.new_work, json.dumps(replay.continue_as_new_input)
         return _Outcome("Completed", json.dumps(state.get("output"))), replay.new_work, None
+
+    def _peak(self, kind: str, size: int) -> None:
+        with self._stats_lock:
+            self.peaks[kind] = max(self.peaks[kind], size)
 
     def _check_functions_exist(self, work: list[Scheduled]) -> None:
         for item in work:
@@ -534,3 +555,32 @@ def _public_event(ev: h.Event, with_output: bool) -> dict[str, Any]:
             if key in ev:
                 shown[key] = ev[key]
     return shown
+
+
+def _compact(value: Any) -> str:
+    """JSON as the extension's serializer writes it: no spaces, non-ASCII kept as is."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _check_limits(state: dict[str, Any], replay: ReplayResult) -> list[tuple[str, int]]:
+    """What the real backend refuses in an episode's result (see devstack.limits); the sizes."""
+    sizes: list[tuple[str, int]] = []
+    if state.get("customStatus") is not None:
+        sizes.append(("custom status", check_custom_status(_compact(state["customStatus"]))))
+    for work in replay.new_work:
+        if work.kind == "activity":
+            sizes.append(
+                ("activity input", check_payload(f"input of activity '{work.name}'", work.input))
+            )
+        elif work.kind == "sub-orchestration":
+            assert work.instance_id is not None
+            check_instance_id(work.instance_id)
+            what = f"input of orchestration '{work.name}'"
+            sizes.append(("orchestration input", check_payload(what, work.input)))
+    if replay.continue_as_new:
+        what = "continue-as-new input"
+        sizes.append(("orchestration input", check_payload(what, replay.continue_as_new_input)))
+    elif state.get("isDone"):
+        what = "orchestration output"
+        sizes.append(("orchestration output", check_payload(what, _compact(state.get("output")))))
+    return sizes

@@ -349,6 +349,11 @@ class FunctionHost:
         return self.engine.activity_calls
 
     @property
+    def peaks(self) -> Counter[str]:
+        """The largest payload of each kind so far, in bytes (devstack.limits says how measured)."""
+        return self.engine.peaks
+
+    @property
     def crash_hook(self) -> ActivityCrashHook | None:
         """`(instance_id, activity_name, attempt) -> bool`: True discards a finished activity's
         result as if the worker crashed before reporting it; the activity runs again later."""

@@ -10,6 +10,7 @@ from the context, jitter from hashes, and every decision from the state and acti
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Generator
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +26,9 @@ log = logging.getLogger("batching.orchestrator")
 
 ORCHESTRATOR = "run_file"
 CANCEL_EVENT = "cancel"
+ENDED = ("done", "failed")
+# Chunks listed in the custom status; with the other fields it stays well under 16 KB of UTF-16.
+CHUNKS_SHOWN = 16
 
 
 def _entry_state(config: dict[str, Any]) -> str:
@@ -73,10 +77,16 @@ class _Run:
             event(log, message, self.state["run_id"], level=level, **fields)
 
     def status(self, phase: str, **extra: Any) -> None:
-        """The custom status: phase, live request counts and each chunk's batch."""
+        """The custom status: phase, live request counts, chunk counts and some chunks' batches.
+
+        The host caps the custom status at 16 KB of UTF-16, so it holds a bounded view whatever
+        the number of chunks: counts by state, and the first `CHUNKS_SHOWN` chunks still at
+        work (then ended ones). Every chunk's batches are in metadata.json at the end.
+        """
         state = self.state
         state["phase"] = phase
         chunks = state.get("chunks") or []
+        shown = sorted(chunks, key=lambda c: (c["state"] in ENDED, c["index"]))[:CHUNKS_SHOWN]
         self.context.set_custom_status(
             {
                 "phase": phase,
@@ -86,6 +96,7 @@ class _Run:
                     (state.get("summary") or {}).get("requests", 0), chunks
                 ),
                 "chunks": len(chunks),
+                "chunk_counts": dict(sorted(Counter(c["state"] for c in chunks).items())),
                 "batches": sum(len(c["batches"]) for c in chunks),
                 "round": max((c["round"] for c in chunks), default=0),
                 "chunk_states": [
@@ -97,7 +108,7 @@ class _Run:
                         "batch_status": (c.get("batch") or {}).get("status"),
                         "request_counts": (c.get("batch") or {}).get("request_counts"),
                     }
-                    for c in chunks
+                    for c in sorted(shown, key=lambda c: c["index"])
                 ],
                 **extra,
             }
@@ -147,7 +158,7 @@ def _watch(run: _Run) -> Generator[Any, Any, dict[str, Any] | None]:
     while True:
         now: datetime = context.current_utc_datetime
         yield from _tick(run, now)
-        if all(c["state"] in ("done", "failed") for c in state["chunks"]):
+        if all(c["state"] in ENDED for c in state["chunks"]):
             state["phase"] = "finalizing"
             return None
         run.status("running", waiting=_waiting_reason(state))
@@ -256,7 +267,7 @@ def _tick(run: _Run, now: datetime) -> Generator[Any, Any, None]:
     cancel = bool(state.get("cancel_requested"))
     due: list[tuple[dict[str, Any], str, Any]] = []
     for c in state["chunks"]:
-        if c["state"] in ("done", "failed"):
+        if c["state"] in ENDED:
             continue
         if c["next_at"] and datetime.fromisoformat(c["next_at"]) > now and not cancel:
             continue
@@ -403,7 +414,7 @@ def _next_wake(state: dict[str, Any], now: datetime) -> datetime:
     times = [
         datetime.fromisoformat(c["next_at"])
         for c in state["chunks"]
-        if c["state"] not in ("done", "failed") and c["next_at"]
+        if c["state"] not in ENDED and c["next_at"]
     ]
     return max(min(times), now + timedelta(seconds=1)) if times else now + timedelta(seconds=1)
 

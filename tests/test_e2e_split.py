@@ -53,3 +53,35 @@ def test_skip_mode_runs_the_valid_lines_and_reports_the_rest(azurite, tmp_path):
         assert all(e["code"] and e["message"] for e in errors)
         meta = orjson.loads(stack.read("output", f"{folder}/metadata.json"))
         assert meta["requests"] == {"total": 6, "succeeded": 4, "failed": 2, "skipped_invalid": 2}
+
+
+def test_a_run_of_100_chunks_with_a_resubmission_round_stays_within_the_durable_limits(
+    azurite, tmp_path
+):
+    """The host enforces the real limits (devstack/limits.py): exceeding one fails the run.
+
+    100 chunks of 2 requests, a retryable failure on a quarter of the lines, one resubmission
+    round: the run completes, and the largest custom status and payloads stay under the limits.
+    """
+    from devstack.limits import CUSTOM_STATUS_MAX_KB, PAYLOAD_MAX_BYTES
+
+    env = {"MAX_REQUESTS_PER_BATCH": "2", "RESUBMIT_ROUNDS": "1"}
+    with local_stack(azurite, tmp_path, batch_duration=0.5, extra_env=env) as stack:
+        stack.scenario(line_failure_rate=0.25, line_failure_status=500, seed=3)
+        stack.drop("wide/hundred.jsonl", requests_file(200))
+        (run,) = stack.wait_all(1, timeout=600)
+        assert run["runtimeStatus"] == "Completed", run.get("output")
+        folder = stack.run_folder("wide/hundred.jsonl", run["instanceId"])
+        meta = orjson.loads(stack.read("output", f"{folder}/metadata.json"))
+        assert len(meta["chunks"]) == 100
+        assert max(c["rounds"] for c in meta["chunks"]) == 2  # resubmitted at least once
+        results = stack.jsonl("output", f"{folder}/results.jsonl")
+        errors = stack.jsonl("output", f"{folder}/errors.jsonl")
+        assert sorted(r["custom_id"] for r in results + errors) == sorted(
+            f"task-{i}" for i in range(200)
+        )
+        peaks = stack.host.peaks
+        print(dict(peaks))  # recorded in docs/devstack.md
+        assert 0 < peaks["custom status"] < CUSTOM_STATUS_MAX_KB * 1024
+        for kind in ("activity input", "activity output", "orchestration input"):
+            assert 0 < peaks[kind] < PAYLOAD_MAX_BYTES, kind

@@ -56,7 +56,7 @@ def slow_square(x: int) -> int:
 
 
 @bp.activity_trigger(input_name="payload")
-def flaky(payload: dict[str, Any]) -> str:
+def flaky(payload: Any) -> str:
     """Fails until it has been called `succeed_on` times for `key`."""
     with _lock:
         observed[payload["key"]] += 1
@@ -195,3 +195,38 @@ def slow_chain(context: df.DurableOrchestrationContext) -> Any:
     first = yield context.call_activity("record", 0)
     rest = yield context.task_all([context.call_activity("record", i) for i in range(1, count)])
     return [first, *rest]
+
+
+# --- the real backends' limits (devstack.limits) ----------------------------------------------
+
+
+@bp.activity_trigger(input_name="size")
+def make_text(size: int) -> str:
+    return "x" * size
+
+
+@bp.activity_trigger(input_name="text")
+def text_length(text: str) -> int:
+    return len(text)
+
+
+@bp.orchestration_trigger(context_name="context")
+def with_status(context: df.DurableOrchestrationContext) -> Any:
+    """Sets a custom status of `text` (characters as given), then ends."""
+    context.set_custom_status({"text": context.get_input()})
+    yield context.create_timer(context.current_utc_datetime)
+    return "done"
+
+
+@bp.orchestration_trigger(context_name="context")
+def sends_text(context: df.DurableOrchestrationContext) -> Any:
+    """Passes a string of the given size to an activity."""
+    yield context.call_activity("text_length", "x" * context.get_input())
+    return "sent"
+
+
+@bp.orchestration_trigger(context_name="context")
+def receives_text(context: df.DurableOrchestrationContext) -> Any:
+    """Asks an activity for a string of the given size."""
+    text = yield context.call_activity("make_text", context.get_input())
+    return len(text)
