@@ -10,10 +10,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from batching.layout import run_id_for
 from devstack.clock import VirtualClock
 from devstack.engine import DurableError
 from devstack.host import FunctionHost
+from devstack.limits import check_instance_id
 from tests.toyapp import make_app, orchestrations
 
 # The extension fails when int(UTF-16 bytes / 1024) > 16: 17 KB = 17,408 bytes is the first
@@ -106,3 +110,15 @@ def test_instance_ids_either_backend_refuses_are_refused(
 def test_the_longest_valid_instance_id_is_accepted(host: FunctionHost) -> None:
     iid = "r" * 256
     assert run(host, "with_status", "hi", instance_id=iid)["runtimeStatus"] == "Completed"
+
+
+@given(
+    container=st.text(min_size=1, max_size=63),
+    path=st.text(min_size=1, max_size=1024),
+    etag=st.text(max_size=40),
+    attempt=st.integers(min_value=0, max_value=10**6),
+)
+def test_every_run_id_the_app_derives_is_a_valid_instance_id(
+    container: str, path: str, etag: str, attempt: int
+) -> None:
+    check_instance_id(run_id_for(container, path, etag, attempt))
