@@ -118,7 +118,7 @@ def _fits(active: dict[str, Any], entry: dict[str, Any], max_active: int, max_to
 
 def release(settings: Settings, key: str) -> None:
     """Free `key`'s slot (or queue place); nothing happens when it holds none."""
-    if not (settings.max_active_batches or settings.max_enqueued_tokens):
+    if not (settings.run.max_active_batches or settings.run.max_enqueued_tokens):
         return
 
     def change(ledger: dict[str, Any]) -> None:

@@ -1,16 +1,21 @@
-"""Every setting the app reads, parsed and validated in one place.
+"""Every setting the app reads, declared once, parsed and validated in one place.
 
-The names are the app settings Bicep writes (infra/ is checked against `SETTINGS` by a test)
-and the keys of local.settings.json. A missing or malformed setting raises `SettingsError`,
-which names it.
+Each setting is one row: the field of the typed settings object it fills, its app-setting name
+(the name Bicep writes and local.settings.json holds; infra/ is checked against `SETTINGS` by a
+test), its default, its parser, and its help text. `Settings.from_env` reads them, `SETTINGS`
+lists them, the docs' settings table is generated from them (`python -m batching.settings`,
+checked by a test), and the group of rows that orchestrators need is `RunConfig`, passed to them
+as input. A missing or malformed setting raises `SettingsError`, which names it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import orjson
 
@@ -19,73 +24,97 @@ class SettingsError(ValueError):
     """A setting is missing or malformed; the message names it."""
 
 
+Parser = Callable[[str], Any]  # raises ValueError saying what the value must be
+
+
 @dataclass(frozen=True)
 class Setting:
-    """One app setting: its name, whether it must be set, and what it means."""
+    """One app setting: its name, default, parser, whether it must be set, and what it means."""
 
     name: str
     help: str
     default: str | None = None
     required: bool = False
     secret: bool = False
+    parse: Parser | None = None  # None: the text itself, or None when unset
+
+    def read(self, env: Mapping[str, str]) -> Any:
+        raw = (env.get(self.name) or "").strip() or (self.default or "")
+        if not raw and self.required:
+            raise SettingsError(f"{self.name} must be set: {self.help}")
+        if self.parse is None:
+            return raw or None
+        try:
+            return self.parse(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{self.name} must be {exc}, not {raw!r}") from None
 
 
-# The connection name of the data storage account (input, output, errors and work containers).
-# Locally `BATCH_STORAGE` holds a connection string; in Azure, identity-based settings
-# `BATCH_STORAGE__blobServiceUri` (+ `__credential`, `__clientId`) are used instead.
-STORAGE_CONNECTION = "BATCH_STORAGE"
+def _setting(name: str, help: str, default: str | None = None, **kw: Any) -> Any:
+    """A dataclass field filled from the app setting `name`."""
+    return field(metadata={"setting": Setting(name, help, default, **kw)})
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "AZURE_OPENAI_ENDPOINT",
-        "Azure OpenAI endpoint, https://NAME.openai.azure.com",
-        required=True,
-    ),
-    Setting(
-        "AZURE_OPENAI_API_KEY", "API key; leave unset in Azure to use managed identity", secret=True
-    ),
-    Setting(
-        "AZURE_OPENAI_API_VERSION",
-        "data-plane API version that supports batch",
-        "2025-04-01-preview",
-    ),
-    Setting(
-        "AZURE_OPENAI_DEPLOYMENTS", "comma-separated deployment names files may use; empty: any"
-    ),
-    Setting("AZURE_CLIENT_ID", "client id of the user-assigned managed identity (Azure only)"),
-    Setting(STORAGE_CONNECTION, "data storage: a connection string (local)", secret=True),
-    Setting(f"{STORAGE_CONNECTION}__blobServiceUri", "data storage blob endpoint (identity-based)"),
-    Setting(f"{STORAGE_CONNECTION}__dfsServiceUri", "Data Lake endpoint when the account has HNS"),
-    Setting(f"{STORAGE_CONNECTION}__credential", "'managedidentity' for identity-based storage"),
-    Setting(f"{STORAGE_CONNECTION}__clientId", "client id of the identity used for storage"),
-    Setting("STORAGE_HIERARCHICAL_NAMESPACE", "true when the data account is ADLS Gen2", "false"),
-    Setting("INPUT_CONTAINER", "container watched for *.jsonl files", "batch-input"),
-    Setting("OUTPUT_CONTAINER", "container run folders are written to", "batch-output"),
-    Setting("ERROR_CONTAINER", "container rejected inputs are moved to", "batch-errors"),
-    Setting("WORK_CONTAINER", "container for chunks and intermediate files", "batch-work"),
-    Setting("POLL_INITIAL_SECONDS", "first batch status check after creation", "60"),
-    Setting("POLL_MAX_SECONDS", "cap of the growing interval between status checks", "600"),
-    Setting("POLLS_PER_HISTORY", "status checks before the watcher continues as new", "20"),
-    Setting("MAX_REQUESTS_PER_BATCH", "split files with more requests than this", "100000"),
-    Setting("MAX_BYTES_PER_BATCH", "split files larger than this many bytes", "200000000"),
-    Setting("INVALID_LINES", "'reject' the file or 'skip' invalid lines", "reject"),
-    Setting("FILE_EXPIRY_SECONDS", "expires_after for uploaded files and outputs", "1209600"),
-    Setting("QUOTA_RETRY_INITIAL_SECONDS", "first wait after token_limit_exceeded", "300"),
-    Setting("QUOTA_RETRY_MAX_SECONDS", "cap of the backoff after token_limit_exceeded", "3600"),
-    Setting("QUOTA_RETRY_ATTEMPTS", "token_limit_exceeded retries before the run fails", "12"),
-    Setting("MAX_ACTIVE_BATCHES", "batches in flight at once across all runs; 0: no limit", "0"),
-    Setting("MAX_ENQUEUED_TOKENS", "estimated tokens in flight per deployment; 0: no limit", "0"),
-    Setting("ADMISSION_WAIT_SECONDS", "how often a run waiting for admission asks again", "60"),
-    Setting("RESUBMIT_ROUNDS", "rounds of resubmitting retryable failed requests", "2"),
-    Setting("ACTIVITY_RETRY_ATTEMPTS", "attempts of an activity on transient errors", "5"),
-    Setting("ACTIVITY_RETRY_SECONDS", "first wait between activity attempts", "5"),
-    Setting("RECONCILE_SCHEDULE", "NCRONTAB of the missed-event reconciliation", "0 */10 * * * *"),
-    Setting("RECONCILE_GRACE_SECONDS", "age before an unstarted input counts as missed", "300"),
-    Setting("MODEL_PRICES", "JSON {model: {input, output}} USD per 1M tokens at standard prices"),
-    Setting("BATCH_DISCOUNT", "fraction of the standard price batch requests cost", "0.5"),
-)
 
-_BY_NAME = {s.name: s for s in SETTINGS}
+def _group(cls: type[Any]) -> Any:
+    """A dataclass field filled with a group of settings (a dataclass of `_setting` fields)."""
+    return field(metadata={"group": cls})
+
+
+# --- parsers: each raises ValueError("<what the value must be>") ------------------------------
+
+
+def whole(minimum: int) -> Parser:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError("a whole number") from None
+        if value < minimum:
+            raise ValueError(f"at least {minimum}")
+        return value
+
+    return parse
+
+
+def fraction(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("a number between 0 and 1") from None
+    if not 0 <= value <= 1:
+        raise ValueError("between 0 and 1")
+    return value
+
+
+def boolean(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no", ""):
+        return False
+    raise ValueError("true or false")
+
+
+def choice(*options: str) -> Parser:
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise ValueError(" or ".join(f"'{o}'" for o in options))
+        return raw
+
+    return parse
+
+
+def text(raw: str) -> str:
+    return raw
+
+
+def names(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def endpoint(raw: str) -> str:
+    return raw.rstrip("/")
+
 
 # Standard (non-batch) list prices, USD per 1M tokens; MODEL_PRICES overrides or extends them.
 DEFAULT_PRICES: dict[str, dict[str, float]] = {
@@ -101,109 +130,231 @@ DEFAULT_PRICES: dict[str, dict[str, float]] = {
 }
 
 
+def prices(raw: str) -> dict[str, dict[str, float]]:
+    merged = dict(DEFAULT_PRICES)
+    if not raw:
+        return merged
+    try:
+        parsed = orjson.loads(raw)
+        merged.update(
+            {
+                str(model): {"input": float(p["input"]), "output": float(p["output"])}
+                for model, p in parsed.items()
+            }
+        )
+    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
+        raise ValueError('JSON like {"gpt-4o": {"input": 2.5, "output": 10}}') from None
+    return merged
+
+
+# --- the settings ------------------------------------------------------------------------------
+
+# The connection name of the data storage account (input, output, errors and work containers).
+# Locally `BATCH_STORAGE` holds a connection string; in Azure, identity-based settings
+# `BATCH_STORAGE__blobServiceUri` (+ `__credential`, `__clientId`) are used instead.
+STORAGE_CONNECTION = "BATCH_STORAGE"
+
+
 @dataclass(frozen=True)
 class StorageConfig:
     """How to reach the data storage account: a connection string or an identity-based URI."""
 
-    connection_string: str | None
-    blob_service_uri: str | None
-    dfs_service_uri: str | None
-    client_id: str | None
-    hierarchical_namespace: bool
+    connection_string: str | None = _setting(
+        STORAGE_CONNECTION, "data storage: a connection string (local)", secret=True
+    )
+    blob_service_uri: str | None = _setting(
+        f"{STORAGE_CONNECTION}__blobServiceUri", "data storage blob endpoint (identity-based)"
+    )
+    dfs_service_uri: str | None = _setting(
+        f"{STORAGE_CONNECTION}__dfsServiceUri", "Data Lake endpoint when the account has HNS"
+    )
+    client_id: str | None = _setting(
+        f"{STORAGE_CONNECTION}__clientId",
+        "client id of the identity used for storage (default: AZURE_CLIENT_ID)",
+    )
+    hierarchical_namespace: bool = _setting(
+        "STORAGE_HIERARCHICAL_NAMESPACE", "true when the data account is ADLS Gen2", "false",
+        parse=boolean,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The settings orchestrators need, passed in their input (they must not read the env)."""
+
+    poll_initial_seconds: int = _setting(
+        "POLL_INITIAL_SECONDS", "first batch status check after creation", "60", parse=whole(1)
+    )
+    poll_max_seconds: int = _setting(
+        "POLL_MAX_SECONDS",
+        "cap of the growing interval between status checks",
+        "600",
+        parse=whole(1),
+    )
+    polls_per_history: int = _setting(
+        "POLLS_PER_HISTORY",
+        "status checks before the watcher continues as new",
+        "20",
+        parse=whole(1),
+    )
+    quota_retry_initial_seconds: int = _setting(
+        "QUOTA_RETRY_INITIAL_SECONDS",
+        "first wait after token_limit_exceeded",
+        "300",
+        parse=whole(1),
+    )
+    quota_retry_max_seconds: int = _setting(
+        "QUOTA_RETRY_MAX_SECONDS",
+        "cap of the backoff after token_limit_exceeded",
+        "3600",
+        parse=whole(1),
+    )
+    quota_retry_attempts: int = _setting(
+        "QUOTA_RETRY_ATTEMPTS",
+        "token_limit_exceeded retries before the run fails",
+        "12",
+        parse=whole(0),
+    )
+    max_active_batches: int = _setting(
+        "MAX_ACTIVE_BATCHES",
+        "batches in flight at once across all runs; 0: no limit",
+        "0",
+        parse=whole(0),
+    )
+    max_enqueued_tokens: int = _setting(
+        "MAX_ENQUEUED_TOKENS",
+        "estimated tokens in flight per deployment; 0: no limit",
+        "0",
+        parse=whole(0),
+    )
+    admission_wait_seconds: int = _setting(
+        "ADMISSION_WAIT_SECONDS",
+        "how often a run waiting for admission asks again",
+        "60",
+        parse=whole(1),
+    )
+    resubmit_rounds: int = _setting(
+        "RESUBMIT_ROUNDS", "rounds of resubmitting retryable failed requests", "2", parse=whole(0)
+    )
+    activity_retry_attempts: int = _setting(
+        "ACTIVITY_RETRY_ATTEMPTS",
+        "attempts of an activity on transient errors",
+        "5",
+        parse=whole(1),
+    )
+    activity_retry_seconds: int = _setting(
+        "ACTIVITY_RETRY_SECONDS", "first wait between activity attempts", "5", parse=whole(1)
+    )
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunConfig:
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
 
 
 @dataclass(frozen=True)
 class Settings:
     """The validated settings; build with `Settings.from_env()`."""
 
-    openai_endpoint: str
-    openai_api_key: str | None
-    openai_api_version: str
-    deployments: tuple[str, ...]
-    client_id: str | None
-    storage: StorageConfig
-    input_container: str
-    output_container: str
-    error_container: str
-    work_container: str
-    poll_initial_seconds: int
-    poll_max_seconds: int
-    polls_per_history: int
-    max_requests_per_batch: int
-    max_bytes_per_batch: int
-    invalid_lines: Literal["reject", "skip"]
-    file_expiry_seconds: int
-    quota_retry_initial_seconds: int
-    quota_retry_max_seconds: int
-    quota_retry_attempts: int
-    max_active_batches: int
-    max_enqueued_tokens: int
-    admission_wait_seconds: int
-    resubmit_rounds: int
-    activity_retry_attempts: int
-    activity_retry_seconds: int
-    reconcile_grace_seconds: int
-    model_prices: dict[str, dict[str, float]] = field(default_factory=dict)
-    batch_discount: float = 0.5
+    openai_endpoint: str = _setting(
+        "AZURE_OPENAI_ENDPOINT",
+        "Azure OpenAI endpoint, https://NAME.openai.azure.com",
+        required=True,
+        parse=endpoint,
+    )
+    openai_api_key: str | None = _setting(
+        "AZURE_OPENAI_API_KEY",
+        "API key; leave unset in Azure to use managed identity",
+        secret=True,
+    )
+    openai_api_version: str = _setting(
+        "AZURE_OPENAI_API_VERSION",
+        "data-plane API version that supports batch",
+        "2025-04-01-preview",
+        parse=text,
+    )
+    deployments: tuple[str, ...] = _setting(
+        "AZURE_OPENAI_DEPLOYMENTS",
+        "comma-separated deployment names files may use; empty: any",
+        parse=names,
+    )
+    client_id: str | None = _setting(
+        "AZURE_CLIENT_ID", "client id of the user-assigned managed identity (Azure only)"
+    )
+    storage: StorageConfig = _group(StorageConfig)
+    input_container: str = _setting(
+        "INPUT_CONTAINER", "container watched for *.jsonl files", "batch-input", parse=text
+    )
+    output_container: str = _setting(
+        "OUTPUT_CONTAINER", "container run folders are written to", "batch-output", parse=text
+    )
+    error_container: str = _setting(
+        "ERROR_CONTAINER", "container rejected inputs are moved to", "batch-errors", parse=text
+    )
+    work_container: str = _setting(
+        "WORK_CONTAINER", "container for chunks and intermediate files", "batch-work", parse=text
+    )
+    run: RunConfig = _group(RunConfig)
+    max_requests_per_batch: int = _setting(
+        "MAX_REQUESTS_PER_BATCH",
+        "split files with more requests than this",
+        "100000",
+        parse=whole(1),
+    )
+    max_bytes_per_batch: int = _setting(
+        "MAX_BYTES_PER_BATCH",
+        "split files larger than this many bytes",
+        "200000000",
+        parse=whole(1024),
+    )
+    invalid_lines: Literal["reject", "skip"] = _setting(
+        "INVALID_LINES",
+        "'reject' the file or 'skip' invalid lines",
+        "reject",
+        parse=choice("reject", "skip"),
+    )
+    file_expiry_seconds: int = _setting(
+        "FILE_EXPIRY_SECONDS",
+        "expires_after for uploaded files and outputs",
+        "1209600",
+        parse=whole(0),
+    )
+    reconcile_grace_seconds: int = _setting(
+        "RECONCILE_GRACE_SECONDS",
+        "age before an unstarted input counts as missed",
+        "300",
+        parse=whole(0),
+    )
+    model_prices: dict[str, dict[str, float]] = _setting(
+        "MODEL_PRICES",
+        "JSON {model: {input, output}} USD per 1M tokens at standard prices",
+        parse=prices,
+    )
+    batch_discount: float = _setting(
+        "BATCH_DISCOUNT",
+        "fraction of the standard price batch requests cost",
+        "0.5",
+        parse=fraction,
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read every setting from `env` (default: the process environment)."""
-        r = _Reader(os.environ if env is None else env)
-        conn = r.text(STORAGE_CONNECTION)
-        blob_uri = r.text(f"{STORAGE_CONNECTION}__blobServiceUri")
-        if not conn and not blob_uri:
+        env = os.environ if env is None else env
+        settings = cast(Settings, _read(cls, env))
+        storage = settings.storage
+        if not storage.connection_string and not storage.blob_service_uri:
             raise SettingsError(
                 f"{STORAGE_CONNECTION} (a connection string) or "
                 f"{STORAGE_CONNECTION}__blobServiceUri (identity-based) must be set"
             )
-        invalid = r.text("INVALID_LINES")
-        if invalid not in ("reject", "skip"):
-            raise SettingsError(f"INVALID_LINES must be 'reject' or 'skip', not {invalid!r}")
-        prices = dict(DEFAULT_PRICES)
-        prices.update(r.prices("MODEL_PRICES"))
-        settings = cls(
-            openai_endpoint=r.required("AZURE_OPENAI_ENDPOINT").rstrip("/"),
-            openai_api_key=r.text("AZURE_OPENAI_API_KEY") or None,
-            openai_api_version=r.text("AZURE_OPENAI_API_VERSION"),
-            deployments=tuple(
-                d.strip() for d in r.text("AZURE_OPENAI_DEPLOYMENTS").split(",") if d.strip()
-            ),
-            client_id=r.text("AZURE_CLIENT_ID") or None,
-            storage=StorageConfig(
-                connection_string=conn or None,
-                blob_service_uri=blob_uri or None,
-                dfs_service_uri=r.text(f"{STORAGE_CONNECTION}__dfsServiceUri") or None,
-                client_id=r.text(f"{STORAGE_CONNECTION}__clientId")
-                or r.text("AZURE_CLIENT_ID")
-                or None,
-                hierarchical_namespace=r.boolean("STORAGE_HIERARCHICAL_NAMESPACE"),
-            ),
-            input_container=r.text("INPUT_CONTAINER"),
-            output_container=r.text("OUTPUT_CONTAINER"),
-            error_container=r.text("ERROR_CONTAINER"),
-            work_container=r.text("WORK_CONTAINER"),
-            poll_initial_seconds=r.integer("POLL_INITIAL_SECONDS", minimum=1),
-            poll_max_seconds=r.integer("POLL_MAX_SECONDS", minimum=1),
-            polls_per_history=r.integer("POLLS_PER_HISTORY", minimum=1),
-            max_requests_per_batch=r.integer("MAX_REQUESTS_PER_BATCH", minimum=1),
-            max_bytes_per_batch=r.integer("MAX_BYTES_PER_BATCH", minimum=1024),
-            invalid_lines="skip" if invalid == "skip" else "reject",
-            file_expiry_seconds=r.integer("FILE_EXPIRY_SECONDS", minimum=0),
-            quota_retry_initial_seconds=r.integer("QUOTA_RETRY_INITIAL_SECONDS", minimum=1),
-            quota_retry_max_seconds=r.integer("QUOTA_RETRY_MAX_SECONDS", minimum=1),
-            quota_retry_attempts=r.integer("QUOTA_RETRY_ATTEMPTS", minimum=0),
-            max_active_batches=r.integer("MAX_ACTIVE_BATCHES", minimum=0),
-            max_enqueued_tokens=r.integer("MAX_ENQUEUED_TOKENS", minimum=0),
-            admission_wait_seconds=r.integer("ADMISSION_WAIT_SECONDS", minimum=1),
-            resubmit_rounds=r.integer("RESUBMIT_ROUNDS", minimum=0),
-            activity_retry_attempts=r.integer("ACTIVITY_RETRY_ATTEMPTS", minimum=1),
-            activity_retry_seconds=r.integer("ACTIVITY_RETRY_SECONDS", minimum=1),
-            reconcile_grace_seconds=r.integer("RECONCILE_GRACE_SECONDS", minimum=0),
-            model_prices=prices,
-            batch_discount=r.fraction("BATCH_DISCOUNT"),
-        )
-        if settings.poll_max_seconds < settings.poll_initial_seconds:
+        if storage.client_id is None and settings.client_id:
+            settings = dataclasses.replace(
+                settings, storage=dataclasses.replace(storage, client_id=settings.client_id)
+            )
+        if settings.run.poll_max_seconds < settings.run.poll_initial_seconds:
             raise SettingsError("POLL_MAX_SECONDS must be at least POLL_INITIAL_SECONDS")
         return settings
 
@@ -218,79 +369,44 @@ class Settings:
         )
 
     def orchestration_config(self) -> dict[str, Any]:
-        """What orchestrators need, passed as input: orchestrators must not read the environment."""
-        return {
-            "poll_initial_seconds": self.poll_initial_seconds,
-            "poll_max_seconds": self.poll_max_seconds,
-            "polls_per_history": self.polls_per_history,
-            "quota_retry_initial_seconds": self.quota_retry_initial_seconds,
-            "quota_retry_max_seconds": self.quota_retry_max_seconds,
-            "quota_retry_attempts": self.quota_retry_attempts,
-            "max_active_batches": self.max_active_batches,
-            "max_enqueued_tokens": self.max_enqueued_tokens,
-            "admission_wait_seconds": self.admission_wait_seconds,
-            "resubmit_rounds": self.resubmit_rounds,
-            "activity_retry_attempts": self.activity_retry_attempts,
-            "activity_retry_seconds": self.activity_retry_seconds,
-        }
+        """What orchestrators need, as the JSON their input carries (`RunConfig.from_json`)."""
+        return self.run.to_json()
 
 
-class _Reader:
-    """Looks settings up with their defaults and converts them, naming the setting on failure."""
+def _read(cls: type[Any], env: Mapping[str, str]) -> Any:
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if "group" in f.metadata:
+            values[f.name] = _read(f.metadata["group"], env)
+        else:
+            values[f.name] = f.metadata["setting"].read(env)
+    return cls(**values)
 
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
 
-    def text(self, name: str) -> str:
-        value = self._env.get(name)
-        if value is None or value.strip() == "":
-            return _BY_NAME[name].default or ""
-        return value.strip()
+def _rows(cls: type[Any]) -> list[Setting]:
+    rows: list[Setting] = []
+    for f in dataclasses.fields(cls):
+        rows += _rows(f.metadata["group"]) if "group" in f.metadata else [f.metadata["setting"]]
+    return rows
 
-    def required(self, name: str) -> str:
-        value = self.text(name)
-        if not value:
-            raise SettingsError(f"{name} must be set: {_BY_NAME[name].help}")
-        return value
 
-    def _convert(self, name: str, convert: Callable[[str], Any], what: str) -> Any:
-        raw = self.text(name)
-        try:
-            return convert(raw)
-        except ValueError:
-            raise SettingsError(f"{name} must be {what}, not {raw!r}") from None
+# Read by the Functions host, not by the app's code: still app settings Bicep must write.
+HOST_READ: tuple[Setting, ...] = (
+    Setting(f"{STORAGE_CONNECTION}__credential", "'managedidentity' for identity-based storage"),
+    Setting("RECONCILE_SCHEDULE", "NCRONTAB of the missed-event reconciliation", "0 */10 * * * *"),
+)
 
-    def integer(self, name: str, minimum: int) -> int:
-        value: int = self._convert(name, int, "a whole number")
-        if value < minimum:
-            raise SettingsError(f"{name} must be at least {minimum}, not {value}")
-        return value
+SETTINGS: tuple[Setting, ...] = (*_rows(Settings), *HOST_READ)
 
-    def fraction(self, name: str) -> float:
-        value: float = self._convert(name, float, "a number")
-        if not 0 <= value <= 1:
-            raise SettingsError(f"{name} must be between 0 and 1, not {value}")
-        return value
 
-    def boolean(self, name: str) -> bool:
-        raw = self.text(name).lower()
-        if raw in ("true", "1", "yes"):
-            return True
-        if raw in ("false", "0", "no", ""):
-            return False
-        raise SettingsError(f"{name} must be true or false, not {raw!r}")
+def markdown_table() -> str:
+    """The docs' settings table, generated from `SETTINGS` (docs/configuration.md holds it)."""
+    lines = ["| setting | default | what it does |", "|---|---|---|"]
+    for s in SETTINGS:
+        default = "**required**" if s.required else (f"`{s.default}`" if s.default else "-")
+        lines.append(f"| `{s.name}` | {default} | {s.help} |")
+    return "\n".join(lines) + "\n"
 
-    def prices(self, name: str) -> dict[str, dict[str, float]]:
-        raw = self.text(name)
-        if not raw:
-            return {}
-        try:
-            parsed = orjson.loads(raw)
-            return {
-                str(model): {"input": float(p["input"]), "output": float(p["output"])}
-                for model, p in parsed.items()
-            }
-        except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
-            raise SettingsError(
-                f'{name} must be JSON like {{"gpt-4o": {{"input": 2.5, "output": 10}}}}'
-            ) from None
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown_table())

@@ -95,9 +95,33 @@ def test_local_settings_example_lists_every_app_setting():
     Settings.from_env(values)  # and its values are valid
 
 
-def test_readme_documents_every_setting():
+def test_the_docs_settings_table_is_the_one_the_rows_generate():
     from pathlib import Path
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    missing = [s.name for s in SETTINGS if f"`{s.name}`" not in readme]
-    assert not missing, f"README's configuration table lacks {missing}"
+    from batching.settings import markdown_table
+
+    docs = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    assert markdown_table() in docs, "regenerate it: python -m batching.settings"
+    assert all(f"| `{s.name}` |" in docs for s in SETTINGS)
+
+
+def test_orchestrators_get_exactly_the_run_config_rows():
+    from batching.settings import RunConfig
+
+    config = Settings.from_env({**BASE, "RESUBMIT_ROUNDS": "4"}).orchestration_config()
+    assert config["resubmit_rounds"] == 4
+    assert RunConfig.from_json(config).resubmit_rounds == 4
+    assert set(config) == {
+        "poll_initial_seconds",
+        "poll_max_seconds",
+        "polls_per_history",
+        "quota_retry_initial_seconds",
+        "quota_retry_max_seconds",
+        "quota_retry_attempts",
+        "max_active_batches",
+        "max_enqueued_tokens",
+        "admission_wait_seconds",
+        "resubmit_rounds",
+        "activity_retry_attempts",
+        "activity_retry_seconds",
+    }
