@@ -11,13 +11,14 @@ from batching import admission, collection, submission
 from batching.logs import event
 from batching.requests import AdmitRequest, BatchRequest, CollectRequest, SubmitRequest
 from batching.settings import Settings
+from batching.statuses import BATCH_TERMINAL
 
 bp = df.Blueprint()
 log = logging.getLogger("batching.batches")
 
 
 def _batch_event(message: str, payload: BatchRequest, batch: dict[str, Any]) -> None:
-    terminal = batch.get("status") in ("completed", "failed", "expired", "cancelled")
+    terminal = str(batch.get("status")).lower() in BATCH_TERMINAL
     event(
         log,
         message,

@@ -17,8 +17,9 @@ import openai
 from openai import AzureOpenAI
 
 from batching.settings import Settings
+from batching.statuses import BATCH_TERMINAL
 
-TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+TERMINAL = BATCH_TERMINAL
 MAX_BATCH_PAGES = 20
 COGNITIVE_SCOPE = "https://cognitiveservices.azure.com/.default"
 

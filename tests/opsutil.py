@@ -8,9 +8,10 @@ from typing import Any
 
 import httpx
 
+from batching.statuses import RUN_ENDED
 from tests.e2e import Stack
 
-DONE = {"completed", "failed", "expired", "cancelled", "invalid", "error", "terminated"}
+DONE = {str(s) for s in RUN_ENDED}
 
 
 def api(stack: Stack) -> str:

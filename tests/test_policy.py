@@ -30,7 +30,13 @@ def test_poll_interval_doubles_to_cap():
 
 
 def test_final_status_prefers_failure_then_expiry():
-    assert policy.final_status([{"end": "completed"}], False) == "completed"
-    assert policy.final_status([{"end": "completed"}, {"end": "expired"}], False) == "expired"
-    assert policy.final_status([{"end": "expired"}, {"end": "failed"}], False) == "failed"
-    assert policy.final_status([{"end": "completed"}], True) == "cancelled"
+    from batching.statuses import ChunkState
+    from orchestrators.state import Chunk, final_status
+
+    def ends(*statuses):
+        return [Chunk(i, {}, 1, ChunkState.DONE, end=s) for i, s in enumerate(statuses)]
+
+    assert final_status(ends("completed"), False) == "completed"
+    assert final_status(ends("completed", "expired"), False) == "expired"
+    assert final_status(ends("expired", "failed"), False) == "failed"
+    assert final_status(ends("completed"), True) == "cancelled"

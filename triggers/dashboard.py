@@ -7,17 +7,23 @@ and it passes the key on to the API calls it makes.
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
 import azure.durable_functions as df
 import azure.functions as func
+
+from batching.statuses import RUN_RETRYABLE
 
 bp = df.Blueprint()
 
 
 @functools.cache
 def _page() -> bytes:
-    return (Path(__file__).parent / "dashboard.html").read_bytes()
+    """The page, served with the status lists it needs (declared once, in batching.statuses)."""
+    html = (Path(__file__).parent / "dashboard.html").read_text()
+    retryable = json.dumps(sorted(RUN_RETRYABLE))
+    return html.replace("/*RUN_RETRYABLE*/[]", retryable).encode()
 
 
 @bp.function_name("dashboard")

@@ -17,6 +17,7 @@ from batching import runs, storage
 from batching.layout import RunLayout, is_input
 from batching.logs import event
 from batching.settings import Settings
+from batching.statuses import RUN_RETRYABLE
 from batching.storage import BlobRef
 from orchestrators.run_file import CANCEL_EVENT, ORCHESTRATOR
 from triggers.starting import source_of, start_run
@@ -129,7 +130,7 @@ async def runs_retry(
     if instance is None:
         return _error(404, f"no run {run_id}")
     status = runs.run_status(instance)
-    if status not in ("failed", "invalid", "error", "expired", "cancelled", "terminated"):
+    if status not in RUN_RETRYABLE:
         return _error(
             409, f"run {run_id} is {status}; only a run that did not complete can be retried"
         )
