@@ -1,4 +1,4 @@
-"""`make bench`: every benchmark, one after the other; figures go into BENCHMARKS.md by hand."""
+"""`make bench`: every benchmark, one after the other; figures go into docs/benchmarks.md."""
 
 from __future__ import annotations
 
