@@ -14,21 +14,35 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 from azure.functions import meta
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from devstack.bindings import FunctionSpec, http_datum
-from devstack.engine import DurableError
+from devstack.bindings import FunctionIndex, FunctionSpec, http_datum
+from devstack.engine import DurableError, Engine
 
-if TYPE_CHECKING:
-    from devstack.host import FunctionHost
+
+class FunctionHost(Protocol):
+    """What the HTTP surface needs of the host that serves it (devstack.host.FunctionHost)."""
+
+    engine: Engine
+    index: FunctionIndex
+    log: logging.Logger
+    route_prefix: str
+
+    def management_urls(self, instance_id: str) -> dict[str, str]: ...
+    def invoke_event_grid(self, function_name: str, event: dict[str, Any]) -> None: ...
+    def event_grid_input(self, event: dict[str, Any]) -> meta.Datum: ...
+    def fire_timer(self, function_name: str) -> None: ...
+    async def call_async(self, spec: FunctionSpec, data: meta.Datum) -> meta.Datum | None: ...
+
 
 _SEGMENT_PARAM = re.compile(r"\{(\*)?(\w+)(?::([^}?=]+))?(\?)?(?:=[^}]*)?\}")
 
