@@ -81,6 +81,8 @@ def parse_url(url: str, *, folder: bool) -> BlobUrl:
 
 def account_name(connection_string: str) -> str:
     """The `AccountName=` of a connection string (what URLs are matched against)."""
+    if connection_string.replace(" ", "").lower().rstrip(";") == "usedevelopmentstorage=true":
+        return "devstoreaccount1"  # Azurite's well-known account on 127.0.0.1:10000
     for part in connection_string.split(";"):
         key, sep, value = part.partition("=")
         if sep and key.strip().lower() == "accountname" and value.strip():

@@ -21,6 +21,8 @@ from openai import AzureOpenAI, OpenAI
 from openai.types import Batch
 
 from devstack import services
+from emulator import blobs
+from emulator.config import parse_settings
 from tests.test_emulator_support import (
     azure,
     chat_file,
@@ -368,3 +370,47 @@ def test_blob_batch_resumes_after_a_restart(
         done = wait_batch(client, batch.id)
         assert done.status == "completed", done.errors
         assert len(blob_lines(container, fields(done)["output_blob"])) == 4
+
+
+@pytest.mark.parametrize(
+    ("url", "account", "container", "path"),
+    [
+        (
+            "https://myacct.blob.core.windows.net/work/run/chunk-0.jsonl",
+            "myacct",
+            "work",
+            "run/chunk-0.jsonl",
+        ),
+        (
+            "http://127.0.0.1:10000/devstoreaccount1/work/a%20b.jsonl",
+            "devstoreaccount1",
+            "work",
+            "a b.jsonl",
+        ),
+        (
+            "http://localhost:10000/devstoreaccount1/work/x.jsonl",
+            "devstoreaccount1",
+            "work",
+            "x.jsonl",
+        ),
+        ("https://MyAcct.blob.core.usgovcloudapi.net/c/x.jsonl", "myacct", "c", "x.jsonl"),
+    ],
+)
+def test_both_url_forms_map_to_the_account(
+    url: str, account: str, container: str, path: str
+) -> None:
+    parsed = blobs.parse_url(url, folder=False)
+    assert (parsed.account, parsed.container, parsed.path) == (account, container, path)
+    folder = blobs.parse_url(url.rsplit("/", 1)[0] + "/", folder=True)
+    assert folder.child("g", "results.jsonl") == url.rsplit("/", 1)[0] + "/g/results.jsonl"
+
+
+def test_storage_connection_strings_from_flags_and_environment(azurite: services.Azurite) -> None:
+    cs = azurite.connection_string
+    assert parse_settings(["--storage-connection-string", cs]).storage_connection_strings == (cs,)
+    from_env = parse_settings([], {"EMULATOR_STORAGE_CONNECTION_STRING": cs})
+    assert from_env.storage_connection_strings == (cs,)
+    assert parse_settings([], {}).storage_connection_strings == ()
+    assert blobs.account_name(cs) == ACCOUNT == blobs.account_name("UseDevelopmentStorage=true")
+    with pytest.raises(SystemExit):
+        parse_settings(["--storage-connection-string", "BlobEndpoint=http://x"])
