@@ -7,8 +7,10 @@ The same routes answer under `/openai/...?api-version=V` (classic, versioned) an
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from fastapi.responses import FileResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from emulator import uploads
+from emulator.blobs import BlobUrl, Storage, parse_url
 from emulator.clock import Clock
 from emulator.config import Settings
 from emulator.errors import ACCESS_DENIED, ApiError, bad_request, not_found
@@ -39,6 +42,8 @@ API_VERSIONS = frozenset(
         "2025-04-01-preview",
     }
 )
+# The dated versions that know `input_blob` / `output_folder` (and the v1 API does).
+BLOB_API_VERSIONS = frozenset({"2025-04-01-preview"})
 MAX_FILE_BYTES = 200 * 1024 * 1024
 EXPIRES_AFTER_SECONDS = (1_209_600, 2_592_000)  # 14 to 30 days, as the service allows
 FILE_PROCESSING_SHARE, FILE_PROCESSING_MAX = 0.1, 1.0
@@ -62,6 +67,7 @@ class Emulator:
     store: Store
     clock: Clock
     lifecycle: Lifecycle
+    storage: Storage
     scenario: Scenario = field(default_factory=Scenario)
     requests: Counter[str] = field(default_factory=Counter)
 
@@ -292,6 +298,60 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return body
 
 
+def _upload_mode_input(em: Emulator, body: dict[str, Any]) -> str:
+    """The `input_file_id` of an upload-mode batch, which must be a processed batch file."""
+    input_file_id = body.get("input_file_id")
+    if not isinstance(input_file_id, str) or not input_file_id:
+        raise bad_request("input_file_id is required.", param="input_file_id")
+    source = _file(em, input_file_id)
+    if source.purpose != "batch":
+        raise bad_request("The input file's purpose must be 'batch'.", param="input_file_id")
+    if source.view(em.clock.now())["status"] != "processed":
+        raise bad_request(
+            "Only files with status 'Processed' are accepted. Wait until the file is processed.",
+            param="input_file_id",
+        )
+    return input_file_id
+
+
+def _blob_mode(request: Request, body: dict[str, Any]) -> tuple[BlobUrl, BlobUrl]:
+    """Check a bring-your-own-storage create: `input_blob` and `output_folder.url`."""
+    version = request.query_params.get("api-version")
+    if not request.url.path.startswith("/openai/v1/") and version not in BLOB_API_VERSIONS:
+        raise bad_request(
+            f"input_blob and output_folder are not supported in api-version {version}: use "
+            f"{', '.join(sorted(BLOB_API_VERSIONS))} or the v1 API (/openai/v1/).",
+            param="input_blob",
+        )
+    if body.get("input_file_id") is not None:
+        raise bad_request(
+            "Give either input_file_id or input_blob, not both.", param="input_file_id"
+        )
+    if body.get("metadata") is not None:
+        raise bad_request(
+            "metadata is not supported for batches with input_blob and output_folder.",
+            param="metadata",
+        )
+    raw_input, raw_folder = body.get("input_blob"), body.get("output_folder")
+    if not isinstance(raw_input, str) or not raw_input:
+        raise bad_request("input_blob must be the URL of a blob.", param="input_blob")
+    if not isinstance(raw_folder, dict) or not isinstance(raw_folder.get("url"), str):
+        raise bad_request(
+            'output_folder is required with input_blob: {"url": "https://ACCOUNT.blob.core.'
+            'windows.net/CONTAINER/FOLDER"}.',
+            param="output_folder",
+        )
+    try:
+        blob_input = parse_url(raw_input, folder=False)
+    except ValueError as exc:
+        raise bad_request(f"input_blob {exc}.", param="input_blob") from None
+    try:
+        folder = parse_url(raw_folder["url"], folder=True)
+    except ValueError as exc:
+        raise bad_request(f"output_folder.url {exc}.", param="output_folder") from None
+    return blob_input, folder
+
+
 @router.post("/batches")
 async def create_batch(request: Request) -> Response:
     em = _em(request)
@@ -305,20 +365,19 @@ async def create_batch(request: Request) -> Response:
         )
     if body.get("completion_window") != "24h":
         raise bad_request("completion_window must be '24h'.", param="completion_window")
-    metadata = _metadata(body.get("metadata"))
-    output_expiry = _output_expiry(body.get("output_expires_after"))
-    input_file_id = body.get("input_file_id")
-    if not isinstance(input_file_id, str) or not input_file_id:
-        raise bad_request("input_file_id is required.", param="input_file_id")
+    blob_input: BlobUrl | None = None
+    folder: BlobUrl | None = None
+    if body.get("input_blob") is not None or body.get("output_folder") is not None:
+        blob_input, folder = _blob_mode(request, body)
+        metadata, output_expiry, input_file_id = None, None, None
+        etag = None
+        if em.scenario.blob_access != "none":
+            etag = await asyncio.to_thread(em.storage.etag, blob_input)
+    else:
+        metadata = _metadata(body.get("metadata"))
+        output_expiry = _output_expiry(body.get("output_expires_after"))
+        input_file_id = _upload_mode_input(em, body)
     now = em.clock.now()
-    source = _file(em, input_file_id)
-    if source.purpose != "batch":
-        raise bad_request("The input file's purpose must be 'batch'.", param="input_file_id")
-    if source.view(now)["status"] != "processed":
-        raise bad_request(
-            "Only files with status 'Processed' are accepted. Wait until the file is processed.",
-            param="input_file_id",
-        )
     outcome = em.scenario.take_outcome()
     if outcome == "token_limit_fail_fast":
         raise bad_request(
@@ -340,6 +399,10 @@ async def create_batch(request: Request) -> Response:
         line_failure_status=em.scenario.line_failure_status,
         seed=em.scenario.batch_seed(),
     )
+    if blob_input is not None and folder is not None:
+        record.input_blob, record.input_etag = blob_input.url, etag
+        record.output_folder, record.output_guid = folder.url, str(uuid.uuid4())
+        record.blob_access = em.scenario.blob_access
     em.store.add_batch(record)
     em.lifecycle.start(record)
     return json_response(record.view())
@@ -413,6 +476,25 @@ async def reset(request: Request) -> Response:
     return json_response(em.scenario.describe())
 
 
+@control.get("/storage")
+async def get_storage(request: Request) -> Response:
+    return json_response(_em(request).storage.describe())
+
+
+@control.post("/storage")
+async def add_storage(request: Request) -> Response:
+    """`{"connection_string": CS}`: the service's identity can now reach that account."""
+    em = _em(request)
+    cs = (await _json_body(request)).get("connection_string")
+    if not isinstance(cs, str):
+        raise bad_request("connection_string must be a string.", param="connection_string")
+    try:
+        em.storage.add(cs)
+    except ValueError as exc:
+        raise bad_request(str(exc), param="connection_string") from None
+    return json_response(em.storage.describe())
+
+
 def _clock_view(em: Emulator) -> dict[str, float]:
     return {"now": em.clock.now(), "offset_seconds": em.clock.offset_seconds}
 
@@ -438,12 +520,13 @@ def create_app(settings: Settings) -> FastAPI:
     """Build the app; batches left unfinished in `settings.data_dir` resume when it starts."""
     store = Store(settings.data_dir)
     clock = Clock(store.clock_offset)
+    storage = Storage(settings.storage_connection_strings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         upstream = httpx.AsyncClient(timeout=120.0) if settings.upstream else None
-        lifecycle = Lifecycle(store, settings, clock, upstream)
-        app.state.emulator = Emulator(settings, store, clock, lifecycle)
+        lifecycle = Lifecycle(store, settings, clock, upstream, storage)
+        app.state.emulator = Emulator(settings, store, clock, lifecycle, storage)
         lifecycle.resume_all()
         try:
             yield

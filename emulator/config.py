@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from emulator.blobs import account_name
+
 DEFAULT_DEPLOYMENT = "gpt-4o-batch=gpt-4o"
 # The service's default enqueued-token quota for gpt-4o Global Batch deployments.
 DEFAULT_TOKEN_LIMIT = 200_000_000
@@ -32,6 +34,7 @@ class Settings:
     batch_duration: float = DEFAULT_BATCH_DURATION
     data_dir: Path | None = None
     upstream: str | None = None
+    storage_connection_strings: tuple[str, ...] = ()
 
     def deployment(self, name: str) -> Deployment | None:
         return next((d for d in self.deployments if d.name == name), None)
@@ -70,7 +73,8 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str] = os.environ) -> 
         description="Local Azure OpenAI Batch API emulator.",
         epilog="Environment variables set the same: EMULATOR_HOST, EMULATOR_PORT, "
         "EMULATOR_API_KEY, EMULATOR_DEPLOYMENTS (comma-separated), EMULATOR_BATCH_DURATION, "
-        "EMULATOR_DATA_DIR, EMULATOR_UPSTREAM. Flags win. See the README (emulator section).",
+        "EMULATOR_DATA_DIR, EMULATOR_UPSTREAM, EMULATOR_STORAGE_CONNECTION_STRING. Flags win. "
+        "See docs/emulator.md.",
     )
     parser.add_argument("--host", default=env.get("EMULATOR_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(env.get("EMULATOR_PORT", "8765")))
@@ -97,6 +101,13 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str] = os.environ) -> 
         default=env.get("EMULATOR_UPSTREAM") or None,
         help="OpenAI-compatible base URL that answers each request instead of synthesizing it",
     )
+    parser.add_argument(
+        "--storage-connection-string",
+        action="append",
+        metavar="CONNECTION_STRING",
+        help="repeatable: a storage account the service's identity reaches in blob mode "
+        "(input_blob, output_folder), matched to URLs by its AccountName",
+    )
     args = parser.parse_args(list(argv))
     specs: list[str] = args.deployment or [
         s for s in env.get("EMULATOR_DEPLOYMENTS", DEFAULT_DEPLOYMENT).split(",") if s.strip()
@@ -107,6 +118,14 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str] = os.environ) -> 
         parser.error(str(exc))
     if len({d.name for d in deployments}) != len(deployments):
         parser.error("a deployment name is given twice")
+    storage: list[str] = args.storage_connection_string or [
+        s for s in [env.get("EMULATOR_STORAGE_CONNECTION_STRING", "").strip()] if s
+    ]
+    for cs in storage:
+        try:
+            account_name(cs)
+        except ValueError as exc:
+            parser.error(f"--storage-connection-string: {exc}")
     return Settings(
         host=args.host,
         port=args.port,
@@ -115,4 +134,5 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str] = os.environ) -> 
         batch_duration=args.batch_duration,
         data_dir=args.data_dir,
         upstream=args.upstream.rstrip("/") if args.upstream else None,
+        storage_connection_strings=tuple(storage),
     )

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from emulator.blobs import ERRORS_NAME, RESULTS_NAME, BlobProblem, Storage, parse_url
 from emulator.clock import Clock
 from emulator.config import Settings
 from emulator.processing import Chunk, LineRunner, processing_order
@@ -42,9 +43,15 @@ def _tick(duration: float) -> float:
 
 class Lifecycle:
     def __init__(
-        self, store: Store, settings: Settings, clock: Clock, upstream: httpx.AsyncClient | None
+        self,
+        store: Store,
+        settings: Settings,
+        clock: Clock,
+        upstream: httpx.AsyncClient | None,
+        storage: Storage | None = None,
     ) -> None:
         self.store = store
+        self.storage = storage or Storage()
         self.settings = settings
         self.clock = clock
         self.upstream = upstream
@@ -107,12 +114,12 @@ class Lifecycle:
             complete_at = max(b.created_at + b.duration, b.finalizing_at)
             await self._sleep_until(b, complete_at, "finalizing")
             if b.status == "finalizing":
-                self._publish(b, "completed", "completed_at", complete_at)
+                await self._finish(b, "completed", "completed_at", complete_at)
         if b.status == "cancelling":
             assert b.cancelling_at is not None
             delay = min(b.duration * CANCEL_DELAY_SHARE, CANCEL_DELAY_MAX)
             await self._sleep_until(b, b.cancelling_at + delay, "cancelling")
-            self._publish(b, "cancelled", "cancelled_at", b.cancelling_at + delay)
+            await self._finish(b, "cancelled", "cancelled_at", b.cancelling_at + delay)
 
     async def _sleep_until(self, b: BatchRecord, when: float, status: str) -> None:
         """Wait for the clock to reach `when`, or until the batch leaves `status` (a cancel)."""
@@ -129,17 +136,31 @@ class Lifecycle:
         ready = planned
         if not b.validated:
             work = self._work(b)
-            names = frozenset(d.name for d in self.settings.deployments)
-            started = time.monotonic()
-            result = await asyncio.to_thread(
-                scan, work / "input.jsonl", work / "offsets.bin", b.endpoint, names
-            )
-            ready = max(planned, b.created_at + time.monotonic() - started)
-            b.validated, b.total = True, result.total
-            b.deployment, b.estimated_tokens = result.deployment, result.estimated_tokens
-            b.errors = self._verdict(b, result.errors) or None
-            b.tokens_enqueued = b.errors is None
-            self.store.save_batch(b)
+            problem: BlobProblem | None = None
+            if b.input_blob is not None:
+                # Blob mode reads the input when validation runs, not at creation, so a blob
+                # overwritten in between is caught (`input_modified`), as on the service.
+                await self._sleep_until(b, planned, "validating")
+                if b.status != "validating":
+                    return
+                started = time.monotonic()
+                problem = await asyncio.to_thread(self._read_input_blob, b, work / "input.jsonl")
+                ready = planned + time.monotonic() - started
+            if problem is not None:
+                b.validated, b.errors = True, [error(problem.code, problem.message, None)]
+                self.store.save_batch(b)
+            else:
+                names = frozenset(d.name for d in self.settings.deployments)
+                started = time.monotonic()
+                result = await asyncio.to_thread(
+                    scan, work / "input.jsonl", work / "offsets.bin", b.endpoint, names
+                )
+                ready = max(ready, b.created_at + time.monotonic() - started)
+                b.validated, b.total = True, result.total
+                b.deployment, b.estimated_tokens = result.deployment, result.estimated_tokens
+                b.errors = self._verdict(b, result.errors) or None
+                b.tokens_enqueued = b.errors is None
+                self.store.save_batch(b)
         await self._sleep_until(b, ready, "validating")
         if b.status != "validating":
             return
@@ -148,6 +169,29 @@ class Lifecycle:
         else:
             b.status, b.in_progress_at = "in_progress", ready
         self.store.save_batch(b)
+
+    def _read_input_blob(self, b: BatchRecord, dest: Path) -> BlobProblem | None:
+        """Copy the input blob into the work dir with the identity's access (in a thread)."""
+        assert b.input_blob is not None and b.output_folder is not None
+        where, folder = (
+            parse_url(b.input_blob, folder=False),
+            parse_url(b.output_folder, folder=True),
+        )
+        if b.blob_access != "read_write":
+            lacking = "read access on the input" if b.blob_access == "none" else "write access"
+            target = where.url if b.blob_access == "none" else folder.url
+            return BlobProblem(
+                "input_no_permissions",
+                f"The service's managed identity has no {lacking} ('{target}'): grant it "
+                "Storage Blob Data Reader on the input and Storage Blob Data Contributor on the "
+                "output folder's container.",
+            )
+        try:
+            self.storage.download(where, b.input_etag, dest)
+            self.storage.check_reachable(folder)
+        except BlobProblem as problem:
+            return problem
+        return None
 
     def _verdict(self, b: BatchRecord, errors: list[dict[str, object]]) -> list[dict[str, object]]:
         """Scan errors first; then the scenario's outcome; then the enqueued-token quota."""
@@ -228,7 +272,7 @@ class Lifecycle:
             b.out_bytes, b.err_bytes = await asyncio.to_thread(
                 self._append_parts, b, Chunk(errors=rest)
             )
-            self._publish(b, "expired", "expired_at", end + overrun)
+            await self._finish(b, "expired", "expired_at", end + overrun)
         else:
             b.status, b.finalizing_at = "finalizing", end + overrun
             self.store.save_batch(b)
@@ -263,6 +307,23 @@ class Lifecycle:
                 sizes.append(f.tell())
         return sizes[0], sizes[1]
 
+    async def _finish(self, b: BatchRecord, status: str, stamp: str, planned: float) -> None:
+        if b.output_folder is not None:
+            await asyncio.to_thread(self._write_result_blobs, b)
+        self._publish(b, status, stamp, planned)
+
+    def _write_result_blobs(self, b: BatchRecord) -> None:
+        """Blob mode: `{folder}/{guid}/results.jsonl` and `errors.jsonl`, each only when it has
+        lines; both URLs are returned either way (as the service does)."""
+        assert b.output_folder is not None and b.output_guid is not None
+        folder = parse_url(b.output_folder, folder=True)
+        out, err = self._parts(b)
+        for part, name in ((out, RESULTS_NAME), (err, ERRORS_NAME)):
+            if part.exists() and part.stat().st_size > 0:
+                self.storage.upload(folder, f"{b.output_guid}/{name}", part)
+        b.output_blob = folder.child(b.output_guid, RESULTS_NAME)
+        b.error_blob = folder.child(b.output_guid, ERRORS_NAME)
+
     def _publish(self, b: BatchRecord, status: str, stamp: str, planned: float) -> None:
         """End the batch: its part files become the output and error files, then it is terminal.
 
@@ -270,10 +331,11 @@ class Lifecycle:
         """
         now = self.clock.now()
         out, err = self._parts(b)
-        if out.exists() and out.stat().st_size > 0:
-            b.output_file_id = self._add_result_file(b, out, "output")
-        err.touch()
-        b.error_file_id = self._add_result_file(b, err, "error")
+        if b.output_folder is None:  # upload mode: results are files of the Files API
+            if out.exists() and out.stat().st_size > 0:
+                b.output_file_id = self._add_result_file(b, out, "output")
+            err.touch()
+            b.error_file_id = self._add_result_file(b, err, "error")
         b.status = status
         setattr(b, stamp, min(planned, now))
         self.store.save_batch(b)

@@ -11,6 +11,9 @@ from emulator.errors import bad_request
 
 Outcome = Literal["completed", "failed", "expired", "token_limit_fail_fast", "token_limit_failed"]
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
+# What the service's managed identity may do in the customer's storage (blob mode).
+BlobAccess = Literal["read_write", "read_only", "none"]
+BLOB_ACCESS: tuple[str, ...] = get_args(BlobAccess)
 
 
 def _rate(payload: dict[str, Any], key: str) -> float:
@@ -27,6 +30,19 @@ def _status(payload: dict[str, Any], key: str) -> int:
     return value
 
 
+def _seed(seed: Any) -> int | None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise bad_request("seed must be an integer or null", param="seed")
+    return seed
+
+
+def _blob_access(value: Any) -> BlobAccess:
+    if value not in BLOB_ACCESS:
+        raise bad_request(f"blob_access must be one of {list(BLOB_ACCESS)}", param="blob_access")
+    access: BlobAccess = value
+    return access
+
+
 @dataclass
 class Scenario:
     """Mutable test knobs; POST /_emulator/scenario sets the keys it names, reset clears all."""
@@ -38,6 +54,7 @@ class Scenario:
     api_failure_status: int = 429
     seed: int | None = None
     batch_duration: float | None = None
+    blob_access: BlobAccess = "read_write"
     rng: random.Random = field(default_factory=random.Random)
 
     def update(self, payload: dict[str, Any]) -> None:
@@ -50,6 +67,7 @@ class Scenario:
             "api_failure_status",
             "seed",
             "batch_duration",
+            "blob_access",
         }
         unknown = set(payload) - known
         if unknown:
@@ -67,10 +85,7 @@ class Scenario:
             if key in payload:
                 changes[key] = _status(payload, key)
         if "seed" in payload:
-            seed = payload["seed"]
-            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-                raise bad_request("seed must be an integer or null", param="seed")
-            changes["seed"] = seed
+            changes["seed"] = seed = _seed(payload["seed"])
             changes["rng"] = random.Random(seed)  # noqa: S311 - repeatable tests, not security
         if "batch_duration" in payload:
             duration = payload["batch_duration"]
@@ -79,6 +94,8 @@ class Scenario:
             ):
                 raise bad_request("batch_duration must be a positive number of seconds or null")
             changes["batch_duration"] = None if duration is None else float(duration)
+        if "blob_access" in payload:
+            changes["blob_access"] = _blob_access(payload["blob_access"])
         for key, value in changes.items():
             setattr(self, key, value)
 
@@ -106,4 +123,5 @@ class Scenario:
             "api_failure_status": self.api_failure_status,
             "seed": self.seed,
             "batch_duration": self.batch_duration,
+            "blob_access": self.blob_access,
         }

@@ -55,7 +55,7 @@ class BatchRecord:
     """A batch as the lifecycle runner advances it; times are clock seconds (floats)."""
 
     id: str
-    input_file_id: str
+    input_file_id: str | None
     endpoint: str
     completion_window: str
     metadata: dict[str, str] | None
@@ -89,6 +89,16 @@ class BatchRecord:
     failed: int = 0
     out_bytes: int = 0
     err_bytes: int = 0
+    # Blob mode: the input blob and the ETag seen at creation, the output folder, the
+    # `{folder}/{output_guid}/` of this batch's results, the result URLs once published, and
+    # the identity's access at creation (the scenario's `blob_access`).
+    input_blob: str | None = None
+    input_etag: str | None = None
+    output_folder: str | None = None
+    output_guid: str | None = None
+    output_blob: str | None = None
+    error_blob: str | None = None
+    blob_access: str = "read_write"
 
     @property
     def expires_at(self) -> float:
@@ -124,6 +134,18 @@ class BatchRecord:
                 "failed": self.failed,
             },
             "metadata": self.metadata,
+            **self._blob_view(),
+        }
+
+    def _blob_view(self) -> dict[str, Any]:
+        """Blob mode's fields: the result URLs are empty strings until the batch ends."""
+        if self.input_blob is None:
+            return {}
+        return {
+            "input_blob": self.input_blob,
+            "output_folder": {"url": self.output_folder},
+            "output_blob": self.output_blob or "",
+            "error_blob": self.error_blob or "",
         }
 
 
@@ -219,6 +241,10 @@ class Store:
         """Record a new batch; its input is hard-linked so deleting the input file is harmless."""
         work = self.batch_dir(record.id)
         work.mkdir(parents=True, exist_ok=True)
+        if record.input_file_id is None:  # blob mode: the input is read when validation runs
+            self.batches[record.id] = record
+            self.save_batch(record)
+            return
         source, target = self.content_path(record.input_file_id), work / "input.jsonl"
         try:
             os.link(source, target)

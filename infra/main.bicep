@@ -72,6 +72,9 @@ param errorContainerName string = 'batch-errors'
 @description('Container for chunks and intermediate files (WORK_CONTAINER).')
 param workContainerName string = 'batch-work'
 
+@description('Container the Azure OpenAI service writes its output folders to in blob batch mode (SERVICE_OUTPUT_CONTAINER); the app moves the outputs into the run folder.')
+param serviceOutputContainerName string = 'batch-service-output'
+
 @description('Container Event Grid dead-letters undeliverable BlobCreated events to.')
 param deadLetterContainerName string = 'eventgrid-deadletter'
 
@@ -96,6 +99,13 @@ param openAiDeploymentCapacity int = 50
 
 @description('Comma-separated deployment names input files may use (AZURE_OPENAI_DEPLOYMENTS). Empty: the created deployment when a new account is created, any deployment with an existing account.')
 param openAiAllowedDeployments string = ''
+
+@allowed([
+  'blob'
+  'files'
+])
+@description('How batches reach Azure OpenAI (AZURE_OPENAI_BATCH_MODE). blob: the service reads each staged chunk and writes its outputs in the data account with its system-assigned identity (granted roles on two containers). files: chunks are uploaded and outputs downloaded through the Files API, for accounts the service cannot reach.')
+param batchMode string = 'blob'
 
 @description('Batches in flight at once across all runs (MAX_ACTIVE_BATCHES); 0: no limit.')
 @minValue(0)
@@ -197,6 +207,7 @@ module dataStorage './core/storage-account.bicep' = {
       outputContainerName
       errorContainerName
       workContainerName
+      serviceOutputContainerName
       deadLetterContainerName
     ]
     isHnsEnabled: storageHierarchicalNamespace
@@ -263,6 +274,20 @@ module rbac './app/rbac.bicep' = {
   }
 }
 
+// Blob batch mode: the Azure OpenAI account's system identity reads the work container and writes
+// the service-output container; the app reads and cleans that container. Nothing in files mode.
+module openAiStorage './app/openai-storage.bicep' = if (batchMode == 'blob') {
+  name: 'openai-storage'
+  scope: rg
+  params: {
+    dataStorageAccountName: dataStorage.outputs.name
+    workContainerName: workContainerName
+    serviceOutputContainerName: serviceOutputContainerName
+    openAiPrincipalId: openAiAccess.outputs.principalId
+    appPrincipalId: identity.outputs.principalId
+  }
+}
+
 // Exactly the settings batching/settings.py reads (tests/test_infra.py checks the parity); every
 // other setting takes the code's default. Identity-based storage, no keys, no AZURE_OPENAI_API_KEY.
 var baseAppSettings = {
@@ -277,6 +302,8 @@ var baseAppSettings = {
   OUTPUT_CONTAINER: outputContainerName
   ERROR_CONTAINER: errorContainerName
   WORK_CONTAINER: workContainerName
+  SERVICE_OUTPUT_CONTAINER: serviceOutputContainerName
+  AZURE_OPENAI_BATCH_MODE: batchMode
   POLL_INITIAL_SECONDS: '60'
   POLL_MAX_SECONDS: '600'
   // The reconciliation timer's schedule is a binding expression (%RECONCILE_SCHEDULE%): it must exist.
@@ -309,6 +336,7 @@ module functionApp './app/function-app.bicep' = {
   // The host must be able to reach its storage and App Insights when it first starts.
   dependsOn: [
     rbac
+    openAiStorage
   ]
 }
 
@@ -332,6 +360,8 @@ output INPUT_CONTAINER string = inputContainerName
 output OUTPUT_CONTAINER string = outputContainerName
 output ERROR_CONTAINER string = errorContainerName
 output WORK_CONTAINER string = workContainerName
+output SERVICE_OUTPUT_CONTAINER string = serviceOutputContainerName
+output AZURE_OPENAI_BATCH_MODE string = batchMode
 output EVENTGRID_SYSTEM_TOPIC_NAME string = eventGridTopic.outputs.name
 output EVENTGRID_DEADLETTER_CONTAINER string = deadLetterContainerName
 output AZURE_OPENAI_ENDPOINT string = openAiAccess.outputs.endpoint

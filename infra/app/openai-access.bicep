@@ -1,6 +1,7 @@
 // Deployed into the resource group (and subscription) of the Azure OpenAI account, new or existing:
 // Cognitive Services OpenAI User for the app identity on that account only, and its endpoint.
-// File-upload batch mode needs nothing from the account's own identity.
+// File-upload batch mode needs nothing from the account's own identity; blob mode needs its
+// system-assigned identity, whose principal id is an output here (empty when it has none).
 @description('Name of the Azure OpenAI account in this resource group.')
 param accountName string
 
@@ -26,3 +27,7 @@ resource openAiUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 
 // https://<subdomain>.openai.azure.com/ (the app strips the trailing slash).
 output endpoint string = account.properties.endpoint
+
+// The account's system-assigned identity (blob batch mode grants it storage roles). An existing
+// account without one gives '': enable it first (docs/deploy.md) or use batchMode 'files'.
+output principalId string = account.?identity.?principalId ?? ''

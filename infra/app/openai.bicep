@@ -30,6 +30,8 @@ resource account 'Microsoft.CognitiveServices/accounts@2024-10-01' = {
   sku: {
     name: 'S0'
   }
+  // System-assigned: blob batch mode reads inputs and writes outputs in our storage with it
+  // (the service does not support a user-assigned identity for that).
   identity: {
     type: 'SystemAssigned'
   }
