@@ -177,7 +177,10 @@ async def upload_file(request: Request) -> Response:
         dest.unlink(missing_ok=True)
         raise
     now = em.clock.now()
-    delay = min(em.duration() * FILE_PROCESSING_SHARE, FILE_PROCESSING_MAX)
+    # On a frozen clock no time passes during a call, so a file is processed at once.
+    delay = (
+        0.0 if em.clock.frozen else min(em.duration() * FILE_PROCESSING_SHARE, FILE_PROCESSING_MAX)
+    )
     record = FileRecord(
         id=em.store.new_file_id(),
         filename=upload.filename or "upload.jsonl",
@@ -495,8 +498,12 @@ async def add_storage(request: Request) -> Response:
     return json_response(em.storage.describe())
 
 
-def _clock_view(em: Emulator) -> dict[str, float]:
-    return {"now": em.clock.now(), "offset_seconds": em.clock.offset_seconds}
+def _clock_view(em: Emulator) -> dict[str, Any]:
+    return {
+        "now": em.clock.now(),
+        "offset_seconds": em.clock.offset_seconds,
+        "frozen": em.clock.frozen,
+    }
 
 
 @control.get("/clock")
@@ -506,13 +513,24 @@ async def get_clock(request: Request) -> Response:
 
 @control.post("/clock")
 async def set_clock(request: Request) -> Response:
+    """`{"offset_seconds": s}`: real time plus s; `{"frozen_at": t}`: stop at epoch t (not back)."""
     em = _em(request)
-    offset = (await _json_body(request)).get("offset_seconds")
-    if isinstance(offset, bool) or not isinstance(offset, int | float):
-        raise bad_request("offset_seconds must be a number.", param="offset_seconds")
-    em.clock.set_offset(float(offset))
-    em.store.save_clock(float(offset))
-    return json_response(_clock_view(em))
+    body = await _json_body(request)
+    offset, frozen_at = body.get("offset_seconds"), body.get("frozen_at")
+    if frozen_at is not None:
+        if isinstance(frozen_at, bool) or not isinstance(frozen_at, int | float):
+            raise bad_request("frozen_at must be a number (epoch seconds).", param="frozen_at")
+        em.clock.freeze(float(frozen_at))
+    else:
+        if isinstance(offset, bool) or not isinstance(offset, int | float):
+            raise bad_request("offset_seconds must be a number.", param="offset_seconds")
+        em.clock.set_offset(float(offset))
+    em.store.save_clock(em.clock.offset_seconds)
+    # Answer once every batch has caught up with the new time, so that the next status read
+    # already shows it: callers wait on this answer, never on a real-time pause.
+    em.lifecycle.clock_moved()
+    settled = await em.lifecycle.settled()
+    return json_response({**_clock_view(em), "settled": settled})
 
 
 # --- the app -------------------------------------------------------------------------------

@@ -57,6 +57,9 @@ class Lifecycle:
         self.upstream = upstream
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.wakes: dict[str, asyncio.Event] = {}
+        # Batches whose task sleeps with nothing due before its deadline: their view is current.
+        self._idle: set[str] = set()
+        self._went_idle = asyncio.Event()
 
     # --- control -----------------------------------------------------------------------------
     def start(self, b: BatchRecord) -> None:
@@ -73,6 +76,37 @@ class Lifecycle:
         self.store.save_batch(b)
         if b.id in self.wakes:
             self.wakes[b.id].set()
+
+    def clock_moved(self) -> None:
+        """Every sleeping batch may have work due now: none counts as caught up until it looked."""
+        self._idle.clear()
+
+    async def settled(self, timeout: float = 30.0) -> bool:
+        """Wait until every unfinished batch has caught up with the clock (its task sleeps).
+
+        A test that moves the clock then reads statuses waits on this instead of a real-time
+        pause: batches do their catching up (validation, output lines) in tasks and threads.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(not t.done() and i not in self._idle for i, t in self.tasks.items()):
+            self._went_idle.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._went_idle.wait(), min(remaining, 0.5))
+        return True
+
+    async def _sleep(self, b: BatchRecord, seconds: float) -> None:
+        """The one place a batch task sleeps: it is caught up while it does."""
+        self._idle.add(b.id)
+        self._went_idle.set()
+        try:
+            await self.clock.sleep(seconds, self.wakes[b.id])
+        finally:
+            self._idle.discard(b.id)
+        self.wakes[b.id].clear()
 
     async def stop(self) -> None:
         for task in self.tasks.values():
@@ -103,6 +137,7 @@ class Lifecycle:
         finally:
             self.tasks.pop(b.id, None)
             self.wakes.pop(b.id, None)
+            self._went_idle.set()
 
     async def _run(self, b: BatchRecord) -> None:
         if b.status == "validating":
@@ -123,10 +158,8 @@ class Lifecycle:
 
     async def _sleep_until(self, b: BatchRecord, when: float, status: str) -> None:
         """Wait for the clock to reach `when`, or until the batch leaves `status` (a cancel)."""
-        wake = self.wakes[b.id]
         while b.status == status and (remaining := when - self.clock.now()) > 0:
-            await self.clock.sleep(min(remaining, _tick(b.duration)), wake)
-            wake.clear()
+            await self._sleep(b, min(remaining, _tick(b.duration)))
 
     def _work(self, b: BatchRecord) -> Path:
         return self.store.batch_dir(b.id)
@@ -263,8 +296,7 @@ class Lifecycle:
             elif now >= end:
                 break
             else:
-                await self.clock.sleep(min(end - now, _tick(b.duration)), self.wakes[b.id])
-                self.wakes[b.id].clear()
+                await self._sleep(b, min(end - now, _tick(b.duration)))
         if b.status != "in_progress":
             return
         if natural_expiry or b.outcome == "expired":

@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,17 +109,20 @@ class Stack:
 
 
 def _emulator_follows(clock: VirtualClock, emulator: services.Emulator) -> None:
-    """Move the emulator's clock with the host's (never back), and let its batches catch up."""
-    offset = 0.0
+    """Freeze the emulator's clock at the host's virtual time and move it with it: batches then
+    progress only with virtual time, and the emulator answers once they have caught up, so what
+    a status check sees never depends on the machine's speed."""
 
     def follow(now: datetime) -> None:
-        nonlocal offset
-        offset = max(offset, (now - datetime.now(UTC)).total_seconds())
-        httpx.post(
-            f"{emulator.endpoint}/_emulator/clock", json={"offset_seconds": offset}, timeout=10
-        ).raise_for_status()
-        time.sleep(0.15)
+        answer = httpx.post(
+            f"{emulator.endpoint}/_emulator/clock",
+            json={"frozen_at": now.timestamp()},
+            timeout=60,
+        )
+        answer.raise_for_status()
+        assert answer.json()["settled"], "the emulator's batches did not catch up with its clock"
 
+    follow(clock.now())
     clock.on_advance(follow)
 
 

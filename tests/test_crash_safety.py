@@ -8,8 +8,9 @@ undisturbed one: the same results (each custom_id once, same answers), errors, t
 and no second upload or batch at Azure OpenAI. One more run loses every orchestrator episode
 once (`episode_crash_hook`: the orchestrator ran, its new history was never saved).
 
-The host runs on a VirtualClock that the emulator follows (its clock offset is moved on every
-advance), so the batches' minutes of polling take a few real seconds per run.
+The host runs on a VirtualClock and the emulator's clock is frozen to it (moved on every
+advance, answered once its batches caught up), so every run makes the same calls however busy
+the machine is, and the batches' minutes of polling take a few real seconds per run.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from tests.e2e import Stack, local_stack, requests_file
 ENV = {
     "MAX_REQUESTS_PER_BATCH": "4",  # 9 valid requests -> chunks of 4, 4 and 1
     "INVALID_LINES": "skip",  # the invalid line goes to errors.jsonl, the rest runs
-    "POLL_INITIAL_SECONDS": "2",  # longer than a batch: one status check sees it end
-    "POLL_MAX_SECONDS": "4",
+    "POLL_INITIAL_SECONDS": "2",  # shorter than a batch (3 s): the first check sees it running
+    "POLL_MAX_SECONDS": "4",  # longer: the second check sees it end
 }
 DATA = requests_file(9, schema=True) + b'{"custom_id": "broken"}\n'
 
@@ -45,7 +46,7 @@ SHAPE = Counter(
         "validate_input": 1,
         "prepare_chunks": 1,
         "submit_batch": 4,  # three chunks, then the expired chunk's second round
-        "check_batch": 7,  # per batch: one check in flight, one that sees it end (one for round 1)
+        "check_batch": 8,  # per batch: one check that sees it running, one that sees it end
         "collect_batch": 4,
         "write_results": 1,
         "write_errors": 1,
@@ -176,7 +177,7 @@ class Harness:
 def harness(azurite, tmp_path_factory) -> Iterator[Harness]:
     clock = VirtualClock(datetime.now(UTC))
     with local_stack(
-        azurite, tmp_path_factory.mktemp("crash"), batch_duration=1.0, extra_env=ENV, clock=clock
+        azurite, tmp_path_factory.mktemp("crash"), batch_duration=3.0, extra_env=ENV, clock=clock
     ) as stack:
         yield Harness(stack)
 
