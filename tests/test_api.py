@@ -107,13 +107,15 @@ def test_start_a_run_for_a_blob_already_in_the_input_container(stack):
     assert answer.status_code == 202, answer.text
     run_id = answer.json()["id"]
     assert answer.json()["started"] is True
-    again = post(stack, "runs", {"path": "/started/by-post.jsonl"})  # same upload: same run
+    again = post(stack, "runs", {"path": "started/by-post.jsonl"})  # same upload: same run
     assert again.status_code == 200 and again.json() == {"id": run_id, "started": False}
     detail = wait_run(stack, run_id)
     assert detail["status"] == "completed" and detail["source"] == "started/by-post.jsonl"
     assert get(stack, "runs", prefix="started/").json()["total"] == 1
 
     assert post(stack, "runs", {"path": "started/none.jsonl"}).status_code == 404
+    slash = post(stack, "runs", {"path": "/started/by-post.jsonl"})  # not relative: refused
+    assert slash.status_code == 400 and slash.json()["field"] == "path"
     assert post(stack, "runs", {"path": "started/notes.txt"}).status_code == 400
     assert post(stack, "runs", {"file": "x.jsonl"}).status_code == 400
     assert post(stack, "runs", [1, 2]).status_code == 400
