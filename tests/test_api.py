@@ -474,24 +474,24 @@ def test_health_makes_no_upstream_call_per_hit(stack):
     assert all(a.json()["checked_seconds_ago"] >= 0 for a in answers)
 
 
-def test_a_run_that_errors_shows_a_code_and_one_line_reason(stack, scenario):
-    """The output container vanishes mid-run: writing results fails with a storage error.
+def test_a_run_that_errors_shows_a_code_and_one_line_reason(stack, scenario, caplog):
+    """The work container vanishes mid-run: collecting the batch fails with a storage error.
 
     The API shows a code and a one-line reason; the storage error's text (request id) and the
-    traceback stay on the server.
+    traceback stay on the server: in the logs and in metadata.json, under the run id.
     """
     scenario(batch_duration=4)
     stack.drop("errors/gone.jsonl", requests_file(2, prefix="g"))
     run_id = run_id_of(stack, "errors/gone.jsonl")
     wait_run(stack, run_id, lambda d: d["status"] == "running" and d["phase"] == "running")
-    output = stack.container("output")
-    output.delete_container()
+    work = stack.container("work")
+    work.delete_container()
     try:
         detail = wait_run(stack, run_id, timeout=60)
     finally:
         for _ in range(60):  # Azurite refuses to create a container it is still deleting
             try:
-                output.create_container()
+                work.create_container()
                 break
             except ResourceExistsError:
                 time.sleep(0.5)
@@ -500,3 +500,12 @@ def test_a_run_that_errors_shows_a_code_and_one_line_reason(stack, scenario):
     assert "\n" not in detail["error"]["reason"]
     for response in (get(stack, f"runs/{run_id}"), get(stack, "runs", prefix="errors/")):
         assert_answer_is_clean(response)
+
+    meta = orjson.loads(stack.read("output", f"errors/gone/{run_id}/metadata.json"))
+    assert meta["run_id"] == run_id and meta["status"] == "error"
+    assert meta["error"] == detail["error"]
+    assert "ContainerNotFound" in meta["error_detail"]["text"]
+    logged = [r for r in caplog.records if getattr(r, "run_id", None) == run_id]
+    assert any(
+        "ContainerNotFound" in r.getMessage() for r in logged if r.message.startswith("run failed")
+    )

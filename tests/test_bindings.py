@@ -37,6 +37,7 @@ ACTIVITIES = {
     "write_table",
     "write_metadata",
     "cleanup_run",
+    "record_failure",
 }
 
 
