@@ -213,20 +213,27 @@ def list_runs(args: argparse.Namespace, console: Console) -> int:
             return 0
 
 
+def _quoted(run_id: str) -> str:
+    """The id as one URL path segment: a `/`, `?` or `#` in it cannot reach another route."""
+    from urllib.parse import quote
+
+    return quote(run_id, safe="")
+
+
 def show(args: argparse.Namespace, console: Console) -> int:
-    detail = Target.from_args(args).call("GET", f"runs/{args.run_id}")
+    detail = Target.from_args(args).call("GET", f"runs/{_quoted(args.run_id)}")
     console.print_json(orjson.dumps(detail).decode())
     return 0
 
 
 def cancel(args: argparse.Namespace, console: Console) -> int:
-    Target.from_args(args).call("POST", f"runs/{args.run_id}/cancel")
+    Target.from_args(args).call("POST", f"runs/{_quoted(args.run_id)}/cancel")
     console.print(Text(f"cancelling {args.run_id}: its finished results will be written"))
     return 0
 
 
 def retry(args: argparse.Namespace, console: Console) -> int:
-    answer = Target.from_args(args).call("POST", f"runs/{args.run_id}/retry")
+    answer = Target.from_args(args).call("POST", f"runs/{_quoted(args.run_id)}/retry")
     line = Text(f"retrying {args.run_id} as run ")
     line.append(str(answer["id"]), style="bold")
     console.print(line)
@@ -244,7 +251,7 @@ def _blob_lines(target: Target, ref: dict[str, str]) -> Iterator[bytes]:
 
 def results(args: argparse.Namespace, console: Console) -> int:
     target = Target.from_args(args)
-    detail = target.call("GET", f"runs/{args.run_id}")
+    detail = target.call("GET", f"runs/{_quoted(args.run_id)}")
     ref = (detail.get("outputs") or {}).get("results")
     if not ref:
         console.print(
@@ -320,4 +327,10 @@ def run_command(func: Any, args: argparse.Namespace) -> int:
     except AzureError as e:  # storage: a missing container or blob, a refused credential
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         console.print(Text(f"storage: {first}", style="red"))
+        return 1
+    except OSError as e:  # a file to write that cannot be: no such folder, no permission
+        console.print(Text(f"{e.strerror or type(e).__name__}: {e.filename or ''}", style="red"))
+        return 1
+    except ValueError as e:  # a stored output that is not what the run writes (not JSON)
+        console.print(Text(f"unreadable output: {str(e).splitlines()[0][:200]}", style="red"))
         return 1

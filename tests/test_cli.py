@@ -106,6 +106,10 @@ def test_submit_prints_run_ids_that_runs_lists_and_results_exports(stack, batchc
     assert rows[0] == ["custom_id", "content"]
     assert sorted(r[0] for r in rows[1:]) == ["a-0", "a-1", "a-2"] and all(r[1] for r in rows[1:])
 
+    nowhere = batchctl("results", alpha, "-o", str(tmp_path / "no" / "such" / "dir.jsonl"))
+    assert nowhere.returncode == 1 and "Traceback" not in nowhere.stderr
+    assert "No such file" in nowhere.stdout
+
     table = batchctl("results", beta, "--format", "csv")  # structured outputs: table.csv
     assert table.returncode == 0, table.stderr
     rows = list(csv.reader(io.StringIO(table.stdout)))
@@ -154,6 +158,9 @@ def test_errors_have_exit_codes_and_messages(stack, batchctl, tmp_path):
     assert missing.returncode == 1 and "404" in missing.stdout and "no-such-run" in missing.stdout
     assert batchctl("retry", "no-such-run").returncode == 1
     assert batchctl("results", "no-such-run").returncode == 1
+    for odd in ("a/b?c#d", "[/x]", "../runs", "%2e%2e"):
+        answered = batchctl("show", odd)
+        assert answered.returncode == 1 and "Traceback" not in answered.stderr, odd
 
     nofile = batchctl("submit", str(tmp_path / "absent.jsonl"))
     assert nofile.returncode == 2 and "no such file" in nofile.stdout
