@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
+from rich import box
 from rich.console import Console
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -30,6 +31,7 @@ from batching.tables import answer_text, csv_writer, safe_cell
 
 # `batchctl runs` lays runs out as a table on a terminal this wide or wider, else one per line.
 TABLE_MIN_WIDTH = 100
+FULL_TABLE_WIDTH = 160  # below this, a compact table (source under the id)
 
 
 def add_target_options(p: argparse.ArgumentParser) -> None:
@@ -120,7 +122,7 @@ def _bar(run: dict[str, Any]) -> ProgressBar:
     q = run.get("requests") or {}
     total = int(q.get("total") or 0)
     done = int(q.get("succeeded") or 0) + int(q.get("failed") or 0)
-    return ProgressBar(total=max(total, 1), completed=done if total else 0, width=20)
+    return ProgressBar(total=max(total, 1), completed=done if total else 0, width=12)
 
 
 def _printable(value: Any) -> str:
@@ -146,10 +148,28 @@ def _fields(r: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _table(data: dict[str, Any]) -> Table:
-    table = Table(title=Text(f"{data['total']} runs"), expand=True)
+def _table(data: dict[str, Any], width: int) -> Table:
+    """The runs as a table: every column when `width` allows (FULL_TABLE_WIDTH), else compact.
+
+    Ids never wrap. The compact table has two columns: the id with the source under it, and the
+    status and phase with the counts under them; no progress bar, tokens or cost (`-o plain` and
+    `-o json` have them).
+    """
     rows = [_fields(r) for r in data["runs"]]
     longest_id = max((len(f["run"]) for f in rows), default=3)
+    title = Text(f"{data['total']} runs")
+    if width < FULL_TABLE_WIDTH:
+        table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("run / source", no_wrap=True, min_width=longest_id)
+        table.add_column("status / ok/failed/total", overflow="fold")
+        for f in rows:
+            source = Text(f["source"], style="dim", overflow="fold", no_wrap=False)
+            table.add_row(
+                Text(f["run"]) + Text("\n") + source,
+                Text(f"{f['status']} {f['phase']}".strip() + "\n" + f["ok/failed/total"]),
+            )
+        return table
+    table = Table(title=title, expand=True)
     table.add_column("run", no_wrap=True, min_width=longest_id)
     table.add_column("source", overflow="fold", ratio=1)
     for col in ("status", "phase"):
@@ -200,15 +220,17 @@ def list_runs(args: argparse.Namespace, console: Console) -> int:
         elif layout == "plain":
             sys.stdout.write(_plain(data))
         else:
-            console.print(_table(data))
+            console.print(_table(data, console.width))
         return 0
     from rich.live import Live
 
-    with Live(_table(target.call("GET", "runs", params=params)), console=console) as live:
+    with Live(
+        _table(target.call("GET", "runs", params=params), console.width), console=console
+    ) as live:
         try:
             while True:
                 time.sleep(2)
-                live.update(_table(target.call("GET", "runs", params=params)))
+                live.update(_table(target.call("GET", "runs", params=params), console.width))
         except KeyboardInterrupt:
             return 0
 

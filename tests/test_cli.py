@@ -271,6 +271,9 @@ def test_runs_stay_readable_at_80_columns_and_piped(stack, batchctl):
     assert table.returncode == 0, table.stderr
     assert all(i in table.stdout for i in ids)  # whole on one line: ids never wrap
     assert max(len(line) for line in table.stdout.splitlines()) <= 80
+    assert "run / source" in table.stdout and "completed" in table.stdout  # the compact table
+    wide = batchctl("runs", "--prefix", "cli/narrow/", "-o", "table", columns=200)
+    assert all(i in wide.stdout for i in ids) and "tokens" in wide.stdout
 
     as_json = batchctl("runs", "--prefix", "cli/narrow/", "-o", "json", columns=80)
     assert sorted(r["id"] for r in orjson.loads(as_json.stdout)["runs"]) == sorted(ids)
