@@ -21,7 +21,8 @@ CACHE_SECONDS = 30.0
 log = logging.getLogger("batching.health")
 
 _lock = threading.Lock()
-_cached: list[tuple[float, bool, dict[str, Any]]] = []  # the last check, once made
+# The last check per configuration (what the environment's settings point at), once made.
+_cached: dict[str, tuple[float, bool, dict[str, Any]]] = {}
 
 
 def check(settings_env: Any = None) -> tuple[bool, dict[str, Any]]:
@@ -53,11 +54,16 @@ def cached_check(
     max_age: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic
 ) -> tuple[bool, dict[str, Any]]:
     """check(), at most once per `max_age` seconds; details say how old it is."""
+    try:
+        key = repr(Settings.from_env())
+    except SettingsError:
+        key = ""  # check() says why
     with _lock:
         now = clock()
-        if not _cached or now - _cached[0][0] >= max_age:
+        last = _cached.get(key)
+        if last is None or now - last[0] >= max_age:
             healthy, details = check()
-            _cached[:] = [(clock(), healthy, details)]
-            now = _cached[0][0]
-        made, healthy, details = _cached[0]
+            last = _cached[key] = (clock(), healthy, details)
+            now = last[0]
+        made, healthy, details = last
     return healthy, {**details, "checked_seconds_ago": round(now - made, 1)}
