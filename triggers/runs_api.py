@@ -62,7 +62,13 @@ async def _serve(
         return _problem(problem, allowed)
     except Exception as e:
         reference = f"run_id={run_id}" if run_id else f"request_id={uuid.uuid4().hex[:12]}"
-        log.exception("runs API %s %s failed %s", method, req.url.split("?")[0], reference)
+        log.exception(
+            "runs API %s %s failed %s",
+            method,
+            req.url.split("?")[0],
+            reference,
+            extra={"run_id": run_id} if run_id else {},
+        )
         if isinstance(e, AzureError):
             return _problem(api.unavailable("storage"))
         return _problem(api.internal(reference))
