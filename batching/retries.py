@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from batching import storage
@@ -53,4 +52,4 @@ def release(settings: Settings, run_id: str) -> None:
     """Give the claim back: the retry did not start a run."""
     client = storage.blob(settings.storage, _ref(settings, run_id))
     with contextlib.suppress(ResourceNotFoundError):
-        client.delete_blob(match_condition=MatchConditions.Unconditionally)
+        client.delete_blob()

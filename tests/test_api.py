@@ -514,3 +514,13 @@ def test_a_run_that_errors_shows_a_code_and_one_line_reason(stack, scenario, cap
     assert any(
         "ContainerNotFound" in r.getMessage() for r in logged if r.message.startswith("run failed")
     )
+
+
+def test_a_retry_that_starts_nothing_gives_its_claim_back(stack):
+    stack.drop("retry/lost.jsonl", b"not json\n")
+    run_id = run_id_of(stack, "retry/lost.jsonl")
+    assert wait_run(stack, run_id)["status"] == "invalid"
+    stack.container("error").delete_blob(f"retry/lost/{run_id}/input.jsonl")
+    for _ in range(2):  # gone each time, never "already retried"
+        answer = post(stack, f"runs/{run_id}/retry")
+        assert answer.status_code == 410 and answer.json()["code"] == "gone", answer.text
