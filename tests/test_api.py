@@ -419,9 +419,11 @@ def test_property_odd_query_values_on_the_list(stack, params):
     body=st.one_of(st.binary(max_size=3000), JSON.map(orjson.dumps)),
     route=st.sampled_from(ROUTES),
     method=METHODS,
+    params=st.dictionaries(ODD_TEXT, ODD_TEXT, max_size=3),
 )
-def test_property_odd_bodies_and_methods_on_every_route(stack, body, route, method):
-    answer = send(stack, method, route.replace("{id}", "no-such-run"), content=body)
+def test_property_odd_bodies_methods_and_queries_on_every_route(stack, body, route, method, params):
+    path = route.replace("{id}", "no-such-run")
+    answer = send(stack, method, path, content=body, params=params)
     assert_answer_is_clean(answer)
 
 
