@@ -7,12 +7,13 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from batching import finalize
+from batching import failures, finalize
 from batching.logs import event
 from batching.requests import (
     ChunksRequest,
     CleanupRequest,
     ErrorsRequest,
+    FailureRequest,
     MetadataRequest,
     TableRequest,
 )
@@ -98,3 +99,18 @@ def cleanup_run(payload: CleanupRequest) -> dict[str, Any]:
         deleted_files=cleaned["deleted_files"],
     )
     return cleaned
+
+
+@bp.activity_trigger(input_name="payload", activity="record_failure")
+def record_failure(payload: FailureRequest) -> dict[str, Any]:
+    """A run failed on an unexpected error: its detail into metadata.json (not the API)."""
+    written = failures.record_failure(
+        Settings.from_env(),
+        payload["run_id"],
+        payload["source"],
+        payload["detail"],
+        payload.get("phase"),
+        payload["failed_at"],
+    )
+    event(log, "failure recorded", payload["run_id"], level=logging.ERROR, **written["metadata"])
+    return written

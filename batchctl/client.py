@@ -64,8 +64,14 @@ class Target:
             raise ApiError(f"cannot reach {self.api}: {e} (is `make run` running?)") from e
         if response.status_code >= 400:
             try:
-                message = response.json().get("error") or response.text
+                answer = response.json()
             except ValueError:
-                message = response.text
-            raise ApiError(f"{response.status_code}: {message}")
-        return response.json()
+                answer = None
+            error = answer.get("error") if isinstance(answer, dict) else None
+            message = str(error) if error else response.text.strip()[:500] or response.reason_phrase
+            code = answer.get("code") if isinstance(answer, dict) else None
+            raise ApiError(f"{response.status_code}: {message}" + (f" ({code})" if code else ""))
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(f"{self.api} did not answer JSON (is it the runs API?)") from None

@@ -93,16 +93,22 @@ def run(args: argparse.Namespace) -> int:
     else:
         from rich.console import Console
 
-        _summary(Console(), path, report)
+        _summary(Console(highlight=False), path, report)
     return 0 if report.valid else 1
 
 
 def _summary(console: Console, path: Path, report: ValidationReport) -> None:
-    """The report for a person: verdict, figures, split plan, problems."""
-    from rich.table import Table
+    """The report for a person: verdict, figures, split plan, problems.
 
-    verdict = "[green]valid[/]" if report.valid else "[red]INVALID[/]"
-    console.print(f"{path}: {verdict}")
+    Everything from the file (custom ids, names, messages quoting it) is printed as text, never
+    as rich markup.
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    verdict = Text(f"{path}: ")
+    verdict.append(*(("valid", "green") if report.valid else ("INVALID", "red")))
+    console.print(verdict)
     facts = Table.grid(padding=(0, 2))
     facts.add_row("requests", f"{report.requests:,} on {report.lines:,} lines, {report.bytes:,} B")
     if report.blank_lines:
@@ -110,8 +116,8 @@ def _summary(console: Console, path: Path, report: ValidationReport) -> None:
     if report.invalid_lines:
         action = "skipped" if report.options.invalid_lines == "skip" else "reject the file"
         facts.add_row("invalid lines", f"{report.invalid_lines:,} ({action})")
-    facts.add_row("endpoint", report.endpoint or "-")
-    facts.add_row("deployment", f"{report.deployment or '-'} (family {report.model_family})")
+    facts.add_row("endpoint", Text(report.endpoint or "-"))
+    facts.add_row("deployment", Text(f"{report.deployment or '-'} (family {report.model_family})"))
     if report.tokens:
         t = report.tokens
         facts.add_row(
@@ -120,7 +126,7 @@ def _summary(console: Console, path: Path, report: ValidationReport) -> None:
             f"({t.encoding}, {t.method})",
         )
     if report.table_columns:
-        facts.add_row("table columns", ", ".join(report.table_columns))
+        facts.add_row("table columns", Text(", ".join(report.table_columns)))
     console.print(facts)
     if len(report.split) > 1:
         plan = Table("chunk", "lines", "requests", "bytes", title="split plan")
@@ -131,10 +137,10 @@ def _summary(console: Console, path: Path, report: ValidationReport) -> None:
     if report.problems:
         problems = Table("line", "code", "custom_id", "message", title="problems")
         for p in report.problems[:SHOWN_PROBLEMS]:
-            problems.add_row(str(p.line), p.code, p.custom_id or "", p.message)
+            problems.add_row(str(p.line), Text(p.code), Text(p.custom_id or ""), Text(p.message))
         console.print(problems)
         counts = ", ".join(f"{code} {n:,}" for code, n in sorted(report.problem_counts.items()))
         more = sum(report.problem_counts.values()) - min(len(report.problems), SHOWN_PROBLEMS)
         console.print(
-            f"problems by code: {counts}" + (f"; {more:,} more with --json" if more else "")
+            Text(f"problems by code: {counts}" + (f"; {more:,} more with --json" if more else ""))
         )

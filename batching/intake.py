@@ -77,6 +77,14 @@ def reject_input(
             "run_id": run_id,
             "reason": summary.get("reason"),
             "status": "invalid",
+            # none of its requests ran: not pending, not failed (`requests` is the valid count)
+            "request_counts": {
+                "total": int(summary.get("requests") or 0),
+                "succeeded": 0,
+                "failed": 0,
+                "pending": 0,
+                "not_run": int(summary.get("requests") or 0),
+            },
         }
     )
     storage.write_bytes(

@@ -85,3 +85,11 @@ class MetadataRequest(ChunksRequest):
 class CleanupRequest(ChunksRequest):
     status: str
     reason: str | None
+
+
+class FailureRequest(RunRequest):
+    """A run failed on an unexpected error: its detail, for metadata.json."""
+
+    detail: str
+    phase: str
+    failed_at: str

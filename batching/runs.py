@@ -12,6 +12,7 @@ import orjson
 from azure.core.exceptions import ResourceNotFoundError
 
 from batching import storage
+from batching.api import public_error
 from batching.settings import Settings
 from batching.storage import BlobRef
 
@@ -54,6 +55,8 @@ def summary(instance: dict[str, Any]) -> dict[str, Any]:
     output = instance.get("output") if isinstance(instance.get("output"), dict) else {}
     source = custom.get("source") or (run_input(instance).get("source") or {}).get("path")
     requests = custom.get("requests") or {"total": 0, "succeeded": 0, "failed": 0, "pending": 0}
+    if run_status(instance) == "invalid" or custom.get("phase") == "rejected":
+        requests = not_run(requests)
     total = int(requests.get("total") or 0)
     done = int(requests.get("succeeded") or 0) + int(requests.get("failed") or 0)
     return {
@@ -77,8 +80,16 @@ def summary(instance: dict[str, Any]) -> dict[str, Any]:
             for k, v in (output or {}).items()
             if k in ("results", "errors", "table", "metadata", "report", "input")
         },
-        "error": (instance.get("output") if run_status(instance) == "error" else None),
+        # A code and a one-line reason; the failure's text stays in the logs and the instance.
+        "error": public_error(instance.get("output")) if run_status(instance) == "error" else None,
     }
+
+
+def not_run(requests: dict[str, Any]) -> dict[str, Any]:
+    """The counts of a rejected run: what was neither done nor failed was not run (not pending)."""
+    total = int(requests.get("total") or 0)
+    done = int(requests.get("succeeded") or 0) + int(requests.get("failed") or 0)
+    return {**requests, "pending": 0, "not_run": max(0, total - done)}
 
 
 def detail(settings: Settings, instance: dict[str, Any]) -> dict[str, Any]:

@@ -3,12 +3,17 @@
 When requests ask for a json_schema response, each answer is a JSON object with the schema's
 properties; the table has `custom_id` and one column per property, which is what people build
 by hand from the seeds' notebooks. Requests that failed get a row with empty cells.
+
+Cells are spreadsheet-safe (OWASP CSV injection): a cell a spreadsheet would read as a formula
+(starting with `=`, `+`, `-`, `@`, tab or carriage return) gets a leading `'`, which
+spreadsheets show as text. Plain numbers such as `-3.5` are left alone: they are not formulas.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,6 +38,22 @@ def answer_text(body: Any) -> str | None:
     return None
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def safe_cell(text: str) -> str:
+    """The cell as a spreadsheet shows it as text: `'` before a would-be formula."""
+    if text.startswith(FORMULA_START) and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
+def csv_writer(buffer: io.StringIO) -> Any:
+    """The CSV dialect of table.csv and `batchctl results --format csv`."""
+    return csv.writer(buffer, lineterminator="\n")
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
@@ -49,10 +70,10 @@ def write_table(
 ) -> int:
     """Write the CSV (header, then a row per request); returns the number of rows."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv_writer(buffer)
 
     def emit(row: list[str]) -> None:
-        writer.writerow(row)
+        writer.writerow([safe_cell(c) for c in row])  # the header too: names come from a schema
         out.write(buffer.getvalue().encode())
         buffer.seek(0)
         buffer.truncate()

@@ -10,6 +10,7 @@ The state is typed (orchestrators/state.py) and travels as the same JSON as alwa
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Generator
@@ -96,15 +97,39 @@ class _Run:
 @bp.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)
 def run_file(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
     run = _Run(context)
-    if run.state.phase == Phase.VALIDATING:
-        rejected = yield from _prepare(run)
-        if rejected is not None:
-            return rejected
-    if run.state.phase == Phase.RUNNING:
-        continued = yield from _watch(run)
-        if continued is not None:
-            return continued
-    return (yield from _finish(run))
+    try:
+        if run.state.phase == Phase.VALIDATING:
+            rejected = yield from _prepare(run)
+            if rejected is not None:
+                return rejected
+        if run.state.phase == Phase.RUNNING:
+            continued = yield from _watch(run)
+            if continued is not None:
+                return continued
+        return (yield from _finish(run))
+    except Exception as exc:  # an activity failed after its retries: the run ends `error`
+        yield from _record_failure(run, exc)
+        raise
+
+
+def _record_failure(run: _Run, exc: Exception) -> Generator[Any, Any, None]:
+    """Log the failure's full detail and keep it in metadata.json, under the run id.
+
+    The API shows only a code and a one-line reason. If even this write fails, the run still
+    fails with its first error.
+    """
+    detail = str(exc).strip()
+    phase = str(run.state.phase)
+    run.note("run failed", logging.ERROR, phase=phase, detail=detail)
+    with contextlib.suppress(Exception):  # the first error is the one the run ends with
+        yield run.call(
+            "record_failure",
+            {
+                "detail": detail,
+                "phase": phase,
+                "failed_at": run.context.current_utc_datetime.isoformat(),
+            },
+        )
 
 
 def _prepare(run: _Run) -> Generator[Any, Any, dict[str, Any] | None]:

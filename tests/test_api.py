@@ -6,11 +6,20 @@ the emulator's scenario puts it back.
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote
+
+import httpx
 import orjson
 import pytest
+from azure.core.exceptions import ResourceExistsError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from tests.e2e import local_stack, requests_file
-from tests.opsutil import custom_ids, get, in_progress, post, run, run_id_of, wait_run
+from tests.e2e import ROOT, local_stack, requests_file
+from tests.opsutil import api, custom_ids, get, in_progress, post, run, run_id_of, wait_run
 
 
 @pytest.fixture(scope="module")
@@ -107,13 +116,15 @@ def test_start_a_run_for_a_blob_already_in_the_input_container(stack):
     assert answer.status_code == 202, answer.text
     run_id = answer.json()["id"]
     assert answer.json()["started"] is True
-    again = post(stack, "runs", {"path": "/started/by-post.jsonl"})  # same upload: same run
+    again = post(stack, "runs", {"path": "started/by-post.jsonl"})  # same upload: same run
     assert again.status_code == 200 and again.json() == {"id": run_id, "started": False}
     detail = wait_run(stack, run_id)
     assert detail["status"] == "completed" and detail["source"] == "started/by-post.jsonl"
     assert get(stack, "runs", prefix="started/").json()["total"] == 1
 
     assert post(stack, "runs", {"path": "started/none.jsonl"}).status_code == 404
+    slash = post(stack, "runs", {"path": "/started/by-post.jsonl"})  # not relative: refused
+    assert slash.status_code == 400 and slash.json()["field"] == "path"
     assert post(stack, "runs", {"path": "started/notes.txt"}).status_code == 400
     assert post(stack, "runs", {"file": "x.jsonl"}).status_code == 400
     assert post(stack, "runs", [1, 2]).status_code == 400
@@ -240,3 +251,278 @@ def test_retry_or_cancel_of_a_running_run_is_a_conflict(stack, scenario):
     assert retry.status_code == 409 and "running" in retry.json()["error"]
     assert post(stack, f"runs/{run_id}/cancel").status_code == 202
     assert wait_run(stack, run_id, timeout=20)["status"] == "cancelled"
+
+
+# --- hardening: every route answers bad input with a 4xx, never a 5xx or a traceback --------
+
+ROUTES = ("runs", "runs/{id}", "runs/{id}/cancel", "runs/{id}/retry", "health", "dashboard")
+SERVED = {
+    "runs": ("GET", "POST"),
+    "runs/{id}": ("GET",),
+    "runs/{id}/cancel": ("POST",),
+    "runs/{id}/retry": ("POST",),
+    "health": ("GET",),
+    "dashboard": ("GET",),
+}
+LEAKS = ("Traceback", 'File "', "site-packages", "RequestId", str(ROOT))
+
+
+def send(stack, method: str, path: str, **kwargs) -> httpx.Response:
+    return httpx.request(method, f"{api(stack)}/{path}", timeout=30, **kwargs)
+
+
+def assert_answer_is_clean(response: httpx.Response) -> None:
+    """A 4xx (or success) with a JSON error that has a code; nothing of the server's insides."""
+    assert response.status_code < 500, (response.status_code, response.text)
+    for leak in LEAKS:
+        assert leak not in response.text, (leak, response.text[:500])
+    if response.status_code == 404 and b'"code"' not in response.content:
+        return  # the host's own answer for a path no route matches (`runs//cancel`, `runs/%0A0`)
+    if response.status_code >= 400 and response.request.method != "HEAD":
+        body = response.json()
+        assert isinstance(body["error"], str) and "\n" not in body["error"]
+        assert isinstance(body["code"], str)
+
+
+def test_bad_paths_are_400s_that_name_the_path(stack):
+    too_long = "a/" * 600 + "x.jsonl"
+    for path in (
+        "../../etc/passwd.jsonl",
+        "./a.jsonl",
+        "a/../b.jsonl",
+        "a//b.jsonl",
+        "/abs.jsonl",
+        "back\\slash.jsonl",
+        "ctl\x07.jsonl",
+        "deep/" * 254 + "x.jsonl",
+        too_long,
+        "x" * 2_000 + ".jsonl",
+        "notes.txt",
+        "",
+    ):
+        answer = post(stack, "runs", {"path": path})
+        assert answer.status_code == 400, (path[:40], answer.status_code, answer.text[:200])
+        assert answer.json()["field"] == "path" and answer.json()["error"].startswith("path")
+    for body in ({"path": 7}, {"file": "a.jsonl"}, [1], "a.jsonl"):
+        answer = post(stack, "runs", body)
+        assert answer.status_code == 400 and answer.json()["field"] == "path", body
+    huge = post(stack, "runs", {"path": "x" * 20_000_000 + ".jsonl"})  # a 20 MB path
+    assert huge.status_code == 413 and huge.json()["code"] == "too_large"
+    garbage = send(stack, "POST", "runs", content=b"{not json")
+    assert garbage.status_code == 400 and garbage.json()["field"] == "body"
+
+
+def test_bad_query_values_are_400s_that_name_the_parameter(stack):
+    for params, field in (
+        ({"status": "bogus"}, "status"),
+        ({"limit": "-5"}, "limit"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "201"}, "limit"),
+        ({"limit": "1e3"}, "limit"),
+        ({"cursor": "-1"}, "cursor"),
+        ({"cursor": "٣"}, "cursor"),
+        ({"prefix": "p" * 1025}, "prefix"),
+    ):
+        answer = get(stack, "runs", **params)
+        assert answer.status_code == 400, (params, answer.text)
+        assert answer.json()["field"] == field and field in answer.json()["error"]
+    assert get(stack, "runs", limit="200", cursor="0", code="any-key").status_code == 200
+
+
+def test_wrong_methods_are_405_with_allow(stack):
+    for route, served in SERVED.items():
+        path = route.replace("{id}", "some-run")
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            if method in served:
+                continue
+            answer = send(stack, method, path)
+            assert answer.status_code == 405, (method, path, answer.status_code)
+            assert answer.json()["code"] == "method_not_allowed"
+            assert set(answer.headers["allow"].split(", ")) == set(served)
+    assert send(stack, "GET", "nowhere").status_code == 404  # an unknown route stays a 404
+
+
+def test_bodies_over_the_limit_are_413(stack):
+    from batching.api import MAX_BODY_BYTES
+
+    big = b'{"path": "' + b"a" * MAX_BODY_BYTES + b'.jsonl"}'
+    for path in ("runs", "runs/some-run/cancel", "runs/some-run/retry"):
+        answer = send(stack, "POST", path, content=big)
+        assert answer.status_code == 413 and answer.json()["code"] == "too_large", path
+    twenty_mb = send(stack, "POST", "runs", content=b" " * (20 << 20))
+    assert twenty_mb.status_code == 413
+
+
+def test_ids_that_cannot_be_run_ids_are_400s(stack):
+    for raw in ("a%20b", "%2E%2E", "x" * 201, "%E2%80%AE", "-lead"):
+        answer = send(stack, "GET", f"runs/{raw}")
+        assert answer.status_code == 400 and answer.json()["field"] == "id", raw
+    assert send(stack, "POST", "runs/a%00b/retry").status_code == 400
+
+
+ODD_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300)
+ODD_PATHS = st.one_of(
+    ODD_TEXT,
+    ODD_TEXT.map(lambda t: t + ".jsonl"),
+    st.lists(
+        st.sampled_from(["a", ".", "..", "", "ü😀", "[/x]", "%2e", "\\", " ", "\x00"]), max_size=8
+    )
+    .map("/".join)
+    .map(lambda t: t + ".jsonl"),
+)
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | ODD_TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(ODD_TEXT, inner, max_size=4),
+    max_leaves=10,
+)
+METHODS = st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"])
+HTTP = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@HTTP
+@given(path=ODD_PATHS)
+def test_property_odd_paths_to_start_are_4xx(stack, path):
+    answer = post(stack, "runs", {"path": path})
+    assert_answer_is_clean(answer)
+    assert answer.status_code in (400, 404), (path, answer.status_code, answer.text)
+
+
+@HTTP
+@given(run_id=ODD_TEXT, route=st.sampled_from(ROUTES[1:4]), method=METHODS)
+def test_property_odd_ids_on_every_run_route(stack, run_id, route, method):
+    path = route.replace("{id}", quote(run_id, safe=""))
+    answer = send(stack, method, path)
+    assert_answer_is_clean(answer)
+
+
+@HTTP
+@given(
+    params=st.dictionaries(
+        st.sampled_from(["status", "prefix", "limit", "cursor", "code"]) | ODD_TEXT,
+        ODD_TEXT | st.integers().map(str),
+        max_size=5,
+    )
+)
+def test_property_odd_query_values_on_the_list(stack, params):
+    answer = get(stack, "runs", **params)
+    assert_answer_is_clean(answer)
+    if answer.status_code == 200:
+        assert isinstance(answer.json()["runs"], list)
+
+
+@HTTP
+@given(
+    body=st.one_of(st.binary(max_size=3000), JSON.map(orjson.dumps)),
+    route=st.sampled_from(ROUTES),
+    method=METHODS,
+    params=st.dictionaries(ODD_TEXT, ODD_TEXT, max_size=3),
+)
+def test_property_odd_bodies_methods_and_queries_on_every_route(stack, body, route, method, params):
+    path = route.replace("{id}", "no-such-run")
+    answer = send(stack, method, path, content=body, params=params)
+    assert_answer_is_clean(answer)
+
+
+def test_two_concurrent_retries_start_one_run(stack):
+    stack.drop("retry/twice.jsonl", b"not json\n")
+    run_id = run_id_of(stack, "retry/twice.jsonl")
+    assert wait_run(stack, run_id)["status"] == "invalid"
+    barrier = threading.Barrier(2)
+
+    def retry() -> httpx.Response:
+        barrier.wait()
+        return post(stack, f"runs/{run_id}/retry")
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: retry(), range(2)))
+    assert sorted(a.status_code for a in answers) == [202, 409], [a.text for a in answers]
+    (started,) = [a.json()["id"] for a in answers if a.status_code == 202]
+    (refused,) = [a.json() for a in answers if a.status_code == 409]
+    assert refused["code"] == "conflict" and run_id in refused["error"]
+    later = post(stack, f"runs/{run_id}/retry")  # once done, a retry names the run it started
+    assert later.status_code == 409 and started in later.json()["error"]
+    assert wait_run(stack, started)["status"] == "invalid"
+    assert get(stack, "runs", prefix="retry/twice.jsonl").json()["total"] == 2
+
+
+def test_a_rejected_run_counts_its_requests_as_not_run(stack):
+    lines = requests_file(3, prefix="r") + b"[1, 2]\n"
+    stack.drop("rejected/some.jsonl", lines)
+    run_id = run_id_of(stack, "rejected/some.jsonl")
+    detail = wait_run(stack, run_id)
+    assert detail["status"] == "invalid"
+    assert detail["requests"] == {
+        "total": 3,
+        "succeeded": 0,
+        "failed": 0,
+        "pending": 0,
+        "not_run": 3,
+    }
+    (listed,) = get(stack, "runs", prefix="rejected/some.jsonl").json()["runs"]
+    assert listed["requests"] == detail["requests"]
+    assert detail["report"]["request_counts"] == detail["requests"]
+
+
+def test_health_makes_no_upstream_call_per_hit(stack):
+    def batch_lists() -> int:
+        return int(stack.emulator_state()["requests"].get("GET /openai/batches", 0))
+
+    first = send(stack, "GET", "health")
+    assert first.status_code == 200 and first.json()["status"] == "healthy", first.text
+    before = batch_lists()
+    assert before >= 1  # this stack's emulator was checked once (now or earlier in the module)
+    answers = [send(stack, "GET", "health") for _ in range(20)]
+    assert all(a.status_code == 200 for a in answers)
+    assert batch_lists() == before  # all 20 answered from the cached check
+    assert all(a.json()["checked_seconds_ago"] >= 0 for a in answers)
+
+
+def test_a_run_that_errors_shows_a_code_and_one_line_reason(stack, scenario, caplog):
+    """The work container vanishes mid-run: collecting the batch fails with a storage error.
+
+    The API shows a code and a one-line reason; the storage error's text (request id) and the
+    traceback stay on the server: in the logs and in metadata.json, under the run id.
+    """
+    scenario(batch_duration=4)
+    stack.drop("errors/gone.jsonl", requests_file(2, prefix="g"))
+    run_id = run_id_of(stack, "errors/gone.jsonl")
+    wait_run(stack, run_id, lambda d: d["status"] == "running" and d["phase"] == "running")
+    work = stack.container("work")
+    work.delete_container()
+    try:
+        detail = wait_run(stack, run_id, timeout=60)
+    finally:
+        for _ in range(60):  # Azurite refuses to create a container it is still deleting
+            try:
+                work.create_container()
+                break
+            except ResourceExistsError:
+                time.sleep(0.5)
+    assert detail["status"] == "error", detail
+    assert detail["error"]["code"] == "internal_error"
+    assert "\n" not in detail["error"]["reason"]
+    for response in (get(stack, f"runs/{run_id}"), get(stack, "runs", prefix="errors/")):
+        assert_answer_is_clean(response)
+
+    meta = orjson.loads(stack.read("output", f"errors/gone/{run_id}/metadata.json"))
+    assert meta["run_id"] == run_id and meta["status"] == "error"
+    assert meta["error"] == detail["error"]
+    assert "ContainerNotFound" in meta["error_detail"]["text"]
+    logged = [r for r in caplog.records if getattr(r, "run_id", None) == run_id]
+    assert any(
+        "ContainerNotFound" in r.getMessage() for r in logged if r.message.startswith("run failed")
+    )
+
+
+def test_a_retry_that_starts_nothing_gives_its_claim_back(stack):
+    stack.drop("retry/lost.jsonl", b"not json\n")
+    run_id = run_id_of(stack, "retry/lost.jsonl")
+    assert wait_run(stack, run_id)["status"] == "invalid"
+    stack.container("error").delete_blob(f"retry/lost/{run_id}/input.jsonl")
+    for _ in range(2):  # gone each time, never "already retried"
+        answer = post(stack, f"runs/{run_id}/retry")
+        assert answer.status_code == 410 and answer.json()["code"] == "gone", answer.text

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from tests.e2e import ROOT, local_stack, requests_file
-from tests.opsutil import api, custom_ids, in_progress, run, wait_run
+from tests.opsutil import api, custom_ids, in_progress, run, run_id_of, wait_run
 
 RUN_ID = re.compile(r"run (\S+-[0-9a-f]{16})")
 
@@ -30,7 +30,9 @@ def stack(azurite, tmp_path_factory):
 def batchctl(stack, azurite):
     """Run batchctl against the test stack; returns the completed process."""
 
-    def call(*args: str, target: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    def call(
+        *args: str, target: bool = True, timeout: float = 60, columns: int = 250
+    ) -> subprocess.CompletedProcess:
         options = (
             [
                 "--api",
@@ -45,7 +47,7 @@ def batchctl(stack, azurite):
             if target
             else []
         )
-        env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1"}
+        env = {**os.environ, "COLUMNS": str(columns), "NO_COLOR": "1"}
         for name in ("BATCHCTL_API", "BATCHCTL_KEY", "BATCHCTL_STORAGE", "BATCHCTL_ACCOUNT_URL"):
             env.pop(name, None)
         return subprocess.run(
@@ -80,11 +82,11 @@ def test_submit_prints_run_ids_that_runs_lists_and_results_exports(stack, batchc
 
     for run_id in (alpha, beta):
         assert wait_run(stack, run_id)["status"] == "completed"
-    listed = batchctl("runs", "--prefix", "cli/team/")
+    listed = batchctl("runs", "--prefix", "cli/team/", "-o", "table")
     assert listed.returncode == 0, listed.stderr
     assert alpha in listed.stdout and beta in listed.stdout and "2 runs" in listed.stdout
     assert listed.stdout.count("completed") >= 2 and "3/0/3" in listed.stdout
-    none = batchctl("runs", "--prefix", "cli/team/", "--status", "failed")
+    none = batchctl("runs", "--prefix", "cli/team/", "--status", "failed", "-o", "table")
     assert none.returncode == 0 and alpha not in none.stdout and "0 runs" in none.stdout
 
     shown = batchctl("show", alpha)
@@ -103,6 +105,10 @@ def test_submit_prints_run_ids_that_runs_lists_and_results_exports(stack, batchc
     rows = list(csv.reader(io.StringIO(plain.read_text())))
     assert rows[0] == ["custom_id", "content"]
     assert sorted(r[0] for r in rows[1:]) == ["a-0", "a-1", "a-2"] and all(r[1] for r in rows[1:])
+
+    nowhere = batchctl("results", alpha, "-o", str(tmp_path / "no" / "such" / "dir.jsonl"))
+    assert nowhere.returncode == 1 and "Traceback" not in nowhere.stderr
+    assert "No such file" in nowhere.stdout
 
     table = batchctl("results", beta, "--format", "csv")  # structured outputs: table.csv
     assert table.returncode == 0, table.stderr
@@ -152,6 +158,9 @@ def test_errors_have_exit_codes_and_messages(stack, batchctl, tmp_path):
     assert missing.returncode == 1 and "404" in missing.stdout and "no-such-run" in missing.stdout
     assert batchctl("retry", "no-such-run").returncode == 1
     assert batchctl("results", "no-such-run").returncode == 1
+    for odd in ("a/b?c#d", "[/x]", "../runs", "%2e%2e"):
+        answered = batchctl("show", odd)
+        assert answered.returncode == 1 and "Traceback" not in answered.stderr, odd
 
     nofile = batchctl("submit", str(tmp_path / "absent.jsonl"))
     assert nofile.returncode == 2 and "no such file" in nofile.stdout
@@ -207,3 +216,87 @@ def test_runs_watch_refreshes_until_interrupted(stack, azurite):
                 proc.kill()
     assert proc.returncode == 0, err
     assert "1 runs" in out and "cli/watch/w.jsonl" in out
+
+
+MARKUP_NAME = "xss/ünï😀 [bold]b[/bold] [/x].jsonl"
+
+
+def test_names_with_markup_are_shown_as_text(stack, batchctl, tmp_path):
+    """A blob name that is rich markup breaks no listing, and submit prints the run id."""
+    stack.drop(MARKUP_NAME, requests_file(1, prefix="m"))
+    run_id = wait_run(stack, run_id_of(stack, MARKUP_NAME))["id"]
+    for layout in ("table", "plain", "json"):
+        listed = batchctl("runs", "-o", layout)  # unfiltered: every run, this one too
+        assert listed.returncode == 0, listed.stdout + listed.stderr
+        assert "Traceback" not in listed.stderr
+        assert run_id in listed.stdout
+        if layout != "table":  # the table may fold a long source over lines
+            assert MARKUP_NAME in listed.stdout
+    f = tmp_path / "odd.jsonl"
+    f.write_bytes(requests_file(1))
+    done = batchctl("submit", str(f), "--prefix", "[/x]")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert len(submitted_ids(done.stdout)) == 1
+    assert "[/x]/odd.jsonl" in done.stdout and "[/x]/odd.jsonl" in stack.names("input")
+    shown = batchctl("show", "no-such-[/x]-run")  # an id with markup in an error message
+    assert shown.returncode == 1 and "Traceback" not in shown.stderr
+
+
+def test_submit_refuses_names_that_are_no_blob_name(batchctl, stack, tmp_path):
+    f = tmp_path / "x.jsonl"
+    f.write_bytes(requests_file(1))
+    before = stack.names("input")
+    for prefix in ("../up", "a/./b", "a\\b", "ctl\x01"):
+        done = batchctl("submit", str(f), "--prefix", prefix)
+        assert done.returncode == 2, (prefix, done.stdout, done.stderr)
+        assert "blob name" in done.stdout
+    assert stack.names("input") == before  # nothing was uploaded
+
+
+def test_runs_stay_readable_at_80_columns_and_piped(stack, batchctl):
+    names = [f"cli/narrow/a-rather-long-file-name-for-a-narrow-console-{i}.jsonl" for i in (1, 2)]
+    for name in names:
+        stack.drop(name, requests_file(1, prefix="n"))
+    ids = [wait_run(stack, run_id_of(stack, name))["id"] for name in names]
+    assert all(len(i) > 40 for i in ids)
+
+    plain = batchctl("runs", "--prefix", "cli/narrow/", columns=80)  # piped: plain by default
+    assert plain.returncode == 0, plain.stderr
+    header, *rows = plain.stdout.splitlines()
+    assert header.split()[:3] == ["RUN", "STATUS", "PHASE"]
+    assert sorted(r.split()[0] for r in rows) == sorted(ids)  # one line per run, id first
+    assert all(r.split()[1] == "completed" and r.endswith(".jsonl") for r in rows)
+
+    table = batchctl("runs", "--prefix", "cli/narrow/", "-o", "table", columns=80)
+    assert table.returncode == 0, table.stderr
+    assert all(i in table.stdout for i in ids)  # whole on one line: ids never wrap
+    assert max(len(line) for line in table.stdout.splitlines()) <= 80
+    assert "run / source" in table.stdout and "completed" in table.stdout  # the compact table
+    wide = batchctl("runs", "--prefix", "cli/narrow/", "-o", "table", columns=200)
+    assert all(i in wide.stdout for i in ids) and "tokens" in wide.stdout
+
+    as_json = batchctl("runs", "--prefix", "cli/narrow/", "-o", "json", columns=80)
+    assert sorted(r["id"] for r in orjson.loads(as_json.stdout)["runs"]) == sorted(ids)
+
+
+def test_csv_cells_that_would_be_formulas_are_neutralised(stack, batchctl, tmp_path):
+    f = tmp_path / "formula.jsonl"
+    f.write_bytes(requests_file(2, prefix="=1+2", schema=True))
+    g = tmp_path / "at.jsonl"
+    g.write_bytes(requests_file(1, prefix="@SUM(A1)"))
+    done = batchctl("submit", str(f), str(g), "--prefix", "cli/csv")
+    assert done.returncode == 0, done.stdout + done.stderr
+    table_id, plain_id = submitted_ids(done.stdout)
+    stack.watcher.poll_once()
+    for run_id in (table_id, plain_id):
+        assert wait_run(stack, run_id)["status"] == "completed"
+
+    stored = stack.read("output", f"cli/csv/formula/{table_id}/table.csv").decode()
+    rows = list(csv.reader(io.StringIO(stored)))
+    assert sorted(r[0] for r in rows[1:]) == ["'=1+2-0", "'=1+2-1"]
+    exported = batchctl("results", table_id, "--format", "csv")
+    assert exported.returncode == 0 and exported.stdout == stored
+
+    plain = batchctl("results", plain_id, "--format", "csv")
+    rows = list(csv.reader(io.StringIO(plain.stdout)))
+    assert [r[0] for r in rows[1:]] == ["'@SUM(A1)-0"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +140,26 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "validate" in out
     assert "runs" in out
+
+
+def test_summary_shows_markup_in_the_file_as_text(tmp_path: Path) -> None:
+    """Custom ids, deployments and the file's name reach rich as text, not markup."""
+    path = tmp_path / "odd [bold]b[x].jsonl"
+    line = {
+        "custom_id": "[/x]",
+        "method": "POST",
+        "url": "/chat/completions",
+        "body": {"model": "[bold]m[/x]", "messages": [{"role": "user", "content": "hi"}]},
+    }
+    path.write_bytes(orjson.dumps(line) + b"\n" + orjson.dumps({"custom_id": "[/y]"}) + b"\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "batchctl", "validate", str(path)],
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "250", "NO_COLOR": "1"},
+        capture_output=True,
+        check=False,
+    )
+    out = done.stdout.decode()
+    assert done.returncode == 1, done.stderr.decode()
+    assert b"Traceback" not in done.stderr
+    assert "[bold]m[/x]" in out and "[/y]" in out and "odd [bold]b[x].jsonl" in out

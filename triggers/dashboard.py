@@ -12,6 +12,7 @@ from pathlib import Path
 
 import azure.durable_functions as df
 import azure.functions as func
+import orjson
 
 from batching.statuses import RUN_RETRYABLE
 
@@ -27,6 +28,13 @@ def _page() -> bytes:
 
 
 @bp.function_name("dashboard")
-@bp.route(route="dashboard", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="dashboard", auth_level=func.AuthLevel.ANONYMOUS)
 def dashboard(req: func.HttpRequest) -> func.HttpResponse:
+    if (req.method or "").upper() != "GET":  # the host would answer 404; 405 says what is wrong
+        return func.HttpResponse(
+            orjson.dumps({"error": "use GET", "code": "method_not_allowed"}),
+            status_code=405,
+            headers={"Allow": "GET"},
+            mimetype="application/json",
+        )
     return func.HttpResponse(_page(), mimetype="text/html", headers={"Cache-Control": "no-cache"})
