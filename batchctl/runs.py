@@ -10,16 +10,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
-
-import orjson
-from rich.console import Console
-from rich.progress_bar import ProgressBar
-from rich.table import Table
+from typing import IO, TYPE_CHECKING, Any
 
 from batchctl.client import ApiError, Target
-from batching.layout import run_id_for
-from batching.tables import answer_text
+
+if TYPE_CHECKING:  # imported where used, so that `batchctl --help` starts fast
+    from rich.console import Console
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
 
 
 def add_target_options(p: argparse.ArgumentParser) -> None:
@@ -56,13 +54,15 @@ def register(sub: Any) -> None:
     _command(sub, "retry", "reprocess a run that did not complete", retry).add_argument(
         "run_id", metavar="RUN"
     )
-    p = _command(sub, "results", "a run's results, as JSONL or CSV", results)
+    p = _command(sub, "results", "a run's results in input order, as JSONL or CSV", results)
     p.add_argument("run_id", metavar="RUN")
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     p.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
 
 
 def submit(args: argparse.Namespace, console: Console) -> int:
+    from batching.layout import run_id_for
+
     target = Target.from_args(args)
     container = target.blobs().get_container_client(target.input_container)
     prefix = args.prefix.strip("/")
@@ -79,6 +79,8 @@ def submit(args: argparse.Namespace, console: Console) -> int:
 
 
 def _bar(run: dict[str, Any]) -> ProgressBar:
+    from rich.progress_bar import ProgressBar
+
     q = run.get("requests") or {}
     total = int(q.get("total") or 0)
     done = int(q.get("succeeded") or 0) + int(q.get("failed") or 0)
@@ -86,6 +88,8 @@ def _bar(run: dict[str, Any]) -> ProgressBar:
 
 
 def _table(data: dict[str, Any]) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"{data['total']} runs", expand=True)
     for col in (
         "run",
@@ -136,6 +140,8 @@ def list_runs(args: argparse.Namespace, console: Console) -> int:
 
 
 def show(args: argparse.Namespace, console: Console) -> int:
+    import orjson
+
     detail = Target.from_args(args).call("GET", f"runs/{args.run_id}")
     console.print_json(orjson.dumps(detail).decode())
     return 0
@@ -186,6 +192,10 @@ def results(args: argparse.Namespace, console: Console) -> int:
 
 def _write_csv(target: Target, detail: dict[str, Any], ref: dict[str, str], out: IO[bytes]) -> None:
     """table.csv when the run has one (structured outputs), else custom_id and answer text."""
+    import orjson
+
+    from batching.tables import answer_text
+
     table = (detail.get("outputs") or {}).get("table")
     if table:
         blob = target.blobs().get_blob_client(table["container"], table["path"])
@@ -208,6 +218,7 @@ def _write_csv(target: Target, detail: dict[str, Any], ref: dict[str, str], out:
 
 def run_command(func: Any, args: argparse.Namespace) -> int:
     from azure.core.exceptions import AzureError
+    from rich.console import Console
 
     console = Console()
     try:
