@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         deployments=tuple(args.deployment),
         invalid_lines=args.invalid_lines,
     )
-    report = validate(read_blocks(path), options)
+    report = validate(read_blocks(path), options, size_hint=path.stat().st_size)
     if args.json:
         import orjson
 

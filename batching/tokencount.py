@@ -26,6 +26,7 @@ class ChildCounter:
     """Counts samples in a child process; `counts()` waits for it."""
 
     def __init__(self, encoding_name: str) -> None:
+        self.encoding_name = encoding_name
         root = str(Path(__file__).resolve().parent.parent)
         path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
         self._child = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
@@ -43,6 +44,15 @@ class ChildCounter:
     def submit(self, pieces: Sequence[str]) -> None:
         with contextlib.suppress(BrokenPipeError):  # the child died: `counts()` says why
             self._stdin.write(orjson.dumps(list(pieces)) + b"\n")
+
+    def close(self) -> None:
+        """Stop the child if it still runs (its counts were not wanted, or never asked for)."""
+        if self._child.returncode is None:
+            self._child.kill()
+            self._child.wait()
+        for pipe in (self._child.stdin, self._child.stdout, self._child.stderr):
+            if pipe is not None:
+                pipe.close()
 
     def counts(self) -> list[int]:
         out, err = self._child.communicate()
