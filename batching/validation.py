@@ -22,7 +22,7 @@ from batching.bodies import Columns, RequestError, check_chat, check_responses
 from batching.idindex import CustomIdIndex
 from batching.jsonlines import iter_lines
 from batching.plan import Chunk, SplitPlanner
-from batching.tokencount import ChildCounter
+from batching.tokencount import ChildCounter, early_counter
 from batching.tokens import Prompt, TokenEstimate, TokenEstimator, model_family
 
 # Our code -> the service code it corresponds to (service codes map to themselves).
@@ -50,11 +50,6 @@ ENDPOINTS = {
     "/v1/responses": check_responses,
 }
 _BOM = b"\xef\xbb\xbf"
-# For an input at least this large, the token counter's child process starts before the first
-# line is read, building the encoding most deployments use, so that its start-up and the
-# encoding (~0.4 s of CPU) overlap the whole parse instead of following its first lines.
-EARLY_CHILD_BYTES = 8 << 20
-EARLY_ENCODING = "o200k_base"
 
 
 @dataclass(frozen=True)
@@ -289,14 +284,19 @@ class _ByteCount:
 
 
 def validate(
-    blocks: Iterable[bytes], options: ValidationOptions, *, size_hint: int | None = None
+    blocks: Iterable[bytes],
+    options: ValidationOptions,
+    *,
+    size_hint: int | None = None,
+    counter: ChildCounter | None = None,
 ) -> ValidationReport:
     """Check every line, estimate tokens and plan the split, in one pass over `blocks`.
 
     `size_hint`, the input's size in bytes when known, lets a large input's token counting
-    start at once (`EARLY_CHILD_BYTES`); the report is the same with or without it.
+    start at once (`batching.tokencount.early_counter`), or `counter` is such a child already
+    started; either is stopped at the end. The report is the same with or without them.
     """
-    early = ChildCounter(EARLY_ENCODING) if (size_hint or 0) >= EARLY_CHILD_BYTES else None
+    early = counter or (early_counter(size_hint) if size_hint is not None else None)
     try:
         return _validate(blocks, options, early)
     finally:

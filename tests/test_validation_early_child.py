@@ -6,7 +6,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from batching import validation
+from batching import tokencount
+from batching.tokencount import ChildCounter
 from batching.validation import ValidationOptions, validate
 
 OPTIONS = ValidationOptions(max_requests_per_batch=1000, max_bytes_per_batch=10_000_000)
@@ -32,7 +33,7 @@ def _file(model: str, n: int = 300) -> list[bytes]:
 
 @pytest.mark.parametrize("model", ["gpt-4o-batch", "gpt-4-turbo-batch"])  # o200k, cl100k
 def test_an_early_child_changes_nothing_in_the_report(monkeypatch, model):
-    monkeypatch.setattr(validation, "EARLY_CHILD_BYTES", 1)
+    monkeypatch.setattr(tokencount, "EARLY_CHILD_BYTES", 1)
     blocks = _file(model)
     plain = validate(blocks, OPTIONS).to_dict()
     early = validate(blocks, OPTIONS, size_hint=len(blocks[0])).to_dict()
@@ -40,16 +41,12 @@ def test_an_early_child_changes_nothing_in_the_report(monkeypatch, model):
     assert plain["tokens"]["prompt"] > 0
 
 
-def test_an_early_child_is_stopped_when_no_line_is_valid(monkeypatch):
-    monkeypatch.setattr(validation, "EARLY_CHILD_BYTES", 1)
-    started = []
-    real = validation.ChildCounter
-
-    def counting(name):
-        started.append(real(name))
-        return started[-1]
-
-    monkeypatch.setattr(validation, "ChildCounter", counting)
-    report = validate([b"not json\n"], OPTIONS, size_hint=10)
+def test_an_early_child_is_stopped_when_no_line_is_valid():
+    counter = ChildCounter("o200k_base")
+    report = validate([b"not json\n"], OPTIONS, counter=counter)
     assert not report.valid and report.tokens is None
-    assert len(started) == 1 and started[0]._child.returncode is not None
+    assert counter._child.returncode is not None
+
+
+def test_a_small_file_starts_no_early_child():
+    assert tokencount.early_counter(tokencount.EARLY_CHILD_BYTES - 1) is None
