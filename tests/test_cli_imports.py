@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from batchctl.__main__ import COMMANDS
+from batchctl.__main__ import COMMANDS, main
 from tests.e2e import ROOT
 
 SAMPLE = ROOT / "samples" / "quickstart.jsonl"
@@ -76,3 +76,13 @@ def test_listed_help_matches_each_command_s_own():
         importlib.import_module(module).register(sub)
         registered = {a.dest: a.help for a in sub._choices_actions}
         assert registered[name] == helptext, name
+
+
+def test_the_console_script_is_main_and_only_the_intended_packages_install():
+    import importlib
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    module, _, function = project["project"]["scripts"]["batchctl"].partition(":")
+    assert getattr(importlib.import_module(module), function) is main
+    assert project["tool"]["setuptools"]["packages"] == ["batchctl", "batching"]
