@@ -36,6 +36,19 @@ def _tagged(blocks: Iterator[bytes], kind: str, keyed: bool) -> Iterator[tuple[i
     return ((-1, kind, line) for _, line in iter_lines(blocks) if line)
 
 
+MERGE_BLOCK = 4 << 20  # bytes read at a time from each run being merged
+
+
+def _run_blocks(settings: Settings, ref: BlobRef) -> Iterator[bytes]:
+    """A run's bytes in `MERGE_BLOCK` ranges: a chunk's runs are all open during its merge,
+    and a whole-blob download would fetch up to 32 MB of each at once."""
+    client = storage.blob(settings.storage, ref)
+    size = client.get_blob_properties().size
+    for offset in range(0, size, MERGE_BLOCK):
+        length = min(MERGE_BLOCK, size - offset)
+        yield client.download_blob(offset=offset, length=length, max_concurrency=1).readall()
+
+
 def _in_order(
     settings: Settings, chunks: list[dict[str, Any]], kinds: tuple[str, ...]
 ) -> Iterator[tuple[str, bytes]]:
@@ -46,9 +59,7 @@ def _in_order(
             for kind in kinds:
                 refs = part[kind] if isinstance(part[kind], list) else [part[kind]]
                 for ref in refs:
-                    blocks = storage.read_blocks(
-                        storage.blob(settings.storage, BlobRef.from_dict(ref))
-                    )
+                    blocks = _run_blocks(settings, BlobRef.from_dict(ref))
                     runs.append(_tagged(blocks, kind, bool(part.get("keyed"))))
         for _, kind, line in merge(runs):
             yield kind, line

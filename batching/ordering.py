@@ -15,8 +15,8 @@ lines, so (chunk, position) is the input order).
   (`merge`), chunk after chunk.
 
 Memory: `Positions` takes 16-32 bytes per request of one chunk (a `CustomIdIndex`), a run
-buffer at most `RUN_BYTES` plus one line, and the merge one download block per run of the chunk
-being merged. Nothing holds a whole output.
+buffer at most `RUN_BYTES` plus one line, and the merge one read of `finalize.MERGE_BLOCK` per
+run of the chunk being merged. Nothing holds a whole output.
 """
 
 from __future__ import annotations
@@ -128,9 +128,9 @@ class _Buffered:
 class SortedRuns:
     """Keyed lines into runs sorted by position, each run its own sink (`open_run(i)`)."""
 
-    def __init__(self, open_run: Callable[[int], Sink], run_bytes: int = RUN_BYTES) -> None:
+    def __init__(self, open_run: Callable[[int], Sink], run_bytes: int | None = None) -> None:
         self._open = open_run
-        self._run_bytes = run_bytes
+        self._run_bytes = run_bytes or RUN_BYTES
         self._buffer: list[tuple[int, int, bytes]] = []
         self._bytes = 0
         self.runs = 0

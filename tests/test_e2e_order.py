@@ -24,7 +24,23 @@ def _in_input_order(ids: list[str]) -> bool:
     return positions == sorted(positions) and len(set(positions)) == len(positions)
 
 
-def test_split_run_with_a_resubmission_round_writes_every_output_in_input_order(azurite, tmp_path):
+def test_split_run_with_a_resubmission_round_writes_every_output_in_input_order(
+    azurite, tmp_path, monkeypatch
+):
+    # The host runs the app in this process: tiny sort runs (several per batch) and merge reads
+    # of a few bytes (lines cut across blocks) exercise what large files do.
+    from batching import finalize, ordering
+
+    monkeypatch.setattr(ordering, "RUN_BYTES", 4000)
+    monkeypatch.setattr(finalize, "MERGE_BLOCK", 97)
+    runs_written = []
+    real_flush = ordering.SortedRuns._flush
+
+    def counting_flush(self):
+        runs_written.append(len(self._buffer))
+        real_flush(self)
+
+    monkeypatch.setattr(ordering.SortedRuns, "_flush", counting_flush)
     # Blank lines shift line numbers from positions: the order must still be the input's.
     lines = requests_file(N, schema=True).splitlines()
     data = b"\n".join([*lines[:7], b"", *lines[7:100], b"  ", *lines[100:]]) + b"\n"
@@ -66,6 +82,8 @@ def test_split_run_with_a_resubmission_round_writes_every_output_in_input_order(
                 timeout=60,
             )
             return done.stdout
+
+        assert len(runs_written) > 10  # several sorted runs per batch were merged
 
         exported = batchctl("results", run_id)
         assert [orjson.loads(x)["custom_id"] for x in exported.splitlines()] == results
