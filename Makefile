@@ -22,10 +22,13 @@ $(WORKER_STAMP): requirements.txt requirements-worker.txt
 	$(WORKER)/bin/python -m pip install -q --disable-pip-version-check -r requirements-worker.txt
 	@touch $@
 
-$(STAMP): requirements.txt requirements-dev.txt
+# The pinned requirements, then the project itself (editable, no dependencies) for the
+# `batchctl` command: .venv/bin/batchctl.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (Python 3.11)"; exit 1; }
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
 $(NODE_STAMP): package.json package-lock.json

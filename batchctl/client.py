@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-from azure.storage.blob import BlobServiceClient
+if TYPE_CHECKING:  # imported where used: `batchctl --help` and `validate` start without them
+    from azure.storage.blob import BlobServiceClient
 
 LOCAL_API = "http://127.0.0.1:7071/api"
 LOCAL_STORAGE = "UseDevelopmentStorage=true"
@@ -46,6 +46,8 @@ class Target:
         )
 
     def blobs(self) -> BlobServiceClient:
+        from azure.storage.blob import BlobServiceClient
+
         if self.storage_connection:
             return BlobServiceClient.from_connection_string(self.storage_connection)
         from azure.identity import DefaultAzureCredential
@@ -55,6 +57,8 @@ class Target:
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call the runs API; raises ApiError with the API's own message on failure."""
+        import httpx
+
         headers = {"x-functions-key": self.key} if self.key else {}
         try:
             response = httpx.request(

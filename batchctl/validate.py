@@ -71,20 +71,24 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from batching.jsonlines import read_blocks
-    from batching.validation import ValidationOptions, validate
+    from batching.tokencount import early_counter
 
     path: Path = args.file
     if not path.is_file():
         print(f"batchctl validate: {path}: no such file", file=sys.stderr)
         return 2
+    # A large file's token counter starts first, so it loads while the validator is imported.
+    counter = early_counter(path.stat().st_size)
+    from batching.jsonlines import read_blocks
+    from batching.validation import ValidationOptions, validate
+
     options = ValidationOptions(
         max_requests_per_batch=args.max_requests,
         max_bytes_per_batch=args.max_bytes,
         deployments=tuple(args.deployment),
         invalid_lines=args.invalid_lines,
     )
-    report = validate(read_blocks(path), options)
+    report = validate(read_blocks(path), options, counter=counter)
     if args.json:
         import orjson
 

@@ -17,6 +17,7 @@ from batching.tokens import DEFAULT_COMPLETION_BUDGET, Prompt, prompt_overhead
 
 CHAT_ROLES = frozenset({"system", "user", "assistant", "developer", "tool"})
 PLAIN_ROLES = ("user", "system", "assistant", "developer")  # a tuple: `in` needs no hashing
+PLAIN_ROLE_SET = frozenset(PLAIN_ROLES)
 RESPONSES_ROLES = frozenset({"system", "user", "assistant", "developer"})
 CHAT_TEXT_PARTS = frozenset({"text", "refusal"})
 CHAT_OTHER_PARTS = frozenset({"input_audio", "file"})
@@ -46,25 +47,41 @@ def check_chat(body: dict[str, Any]) -> tuple[Prompt, Columns]:
         raise RequestError(
             'body.messages must be a non-empty list like [{"role": "user", "content": "..."}]'
         )
-    pieces: list[str] = []
     images = 0
-    for i, message in enumerate(messages):
-        # the common message first: text content and a role that needs nothing else
-        if type(message) is dict and message.get("role") in PLAIN_ROLES:
-            content = message.get("content")
-            if type(content) is str:
-                pieces.append(content)
-                continue
-        found = _chat_message(message, pieces)
-        if isinstance(found, str):
-            raise RequestError(f"body.messages[{i}]{found}")
-        images += found
+    pieces = _plain_contents(messages)
+    if pieces is None:  # some message has parts, tool calls, or is wrong: one at a time
+        pieces = []
+        for i, message in enumerate(messages):
+            # the common message first: text content and a role that needs nothing else
+            if type(message) is dict and message.get("role") in PLAIN_ROLES:
+                content = message.get("content")
+                if type(content) is str:
+                    pieces.append(content)
+                    continue
+            found = _chat_message(message, pieces)
+            if isinstance(found, str):
+                raise RequestError(f"body.messages[{i}]{found}")
+            images += found
     columns = None
     response_format = body.get("response_format")
     if response_format is not None:
         columns = _format(response_format, "body.response_format", pieces)
     budget = _budget(body, "max_completion_tokens", "max_tokens")
     return _prompt(body, pieces, len(messages), images, budget), columns
+
+
+def _plain_contents(messages: list[Any]) -> list[str] | None:
+    """The contents when every message is {role: user/system/assistant/developer, content:
+    "text"} (most files), else None. Comprehensions instead of a loop: conversations of many
+    short messages made the per-message loop the largest cost of validating them."""
+    try:
+        roles = {m["role"] for m in messages}
+        contents = [m["content"] for m in messages]
+    except (TypeError, KeyError):  # not an object, no role or content, an unhashable role
+        return None
+    if roles <= PLAIN_ROLE_SET and set(map(type, contents)) == {str}:
+        return contents
+    return None
 
 
 def check_responses(body: dict[str, Any]) -> tuple[Prompt, Columns]:

@@ -4,6 +4,9 @@ Outputs are written (each by its own activity, in parallel) before anything is d
 Azure OpenAI files and the work area go only once results.jsonl, errors.jsonl, table.csv and
 metadata.json exist, and the input moves last into the run folder (or, when the run failed,
 into the error container beside a report), so it never triggers again and is never lost.
+
+results.jsonl, errors.jsonl and table.csv are in input order: each chunk's sorted runs, of every
+round, are merged by input position, chunk after chunk (`batching.ordering`).
 """
 
 from __future__ import annotations
@@ -17,19 +20,54 @@ from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from batching import aoai, storage
 from batching.cost import estimate_cost
 from batching.intake import SKIPPED
+from batching.jsonlines import iter_lines
 from batching.layout import RunLayout
+from batching.ordering import merge, read_run
 from batching.settings import Settings
 from batching.storage import BlobRef
 from batching.submission import upload_prefix
-from batching.tables import write_table as _write_table
+from batching.tables import write_rows
 
 
-def _parts(
-    settings: Settings, chunks: list[dict[str, Any]], kind: str
-) -> Iterator[Iterator[bytes]]:
-    for c in chunks:
+def _tagged(blocks: Iterator[bytes], kind: str, keyed: bool) -> Iterator[tuple[int, str, bytes]]:
+    if keyed:
+        return ((position, kind, line) for position, line in read_run(blocks))
+    # a part collected before outputs were ordered: its lines as they are, before the others
+    return ((-1, kind, line) for _, line in iter_lines(blocks) if line)
+
+
+MERGE_BLOCK = 4 << 20  # bytes read at a time from each run being merged
+
+
+def _run_blocks(settings: Settings, ref: BlobRef) -> Iterator[bytes]:
+    """A run's bytes in `MERGE_BLOCK` ranges: a chunk's runs are all open during its merge,
+    and a whole-blob download would fetch up to 32 MB of each at once."""
+    client = storage.blob(settings.storage, ref)
+    size = client.get_blob_properties().size
+    for offset in range(0, size, MERGE_BLOCK):
+        length = min(MERGE_BLOCK, size - offset)
+        yield client.download_blob(offset=offset, length=length, max_concurrency=1).readall()
+
+
+def _in_order(
+    settings: Settings, chunks: list[dict[str, Any]], kinds: tuple[str, ...]
+) -> Iterator[tuple[str, bytes]]:
+    """(kind, line) of the chunks' parts of these kinds, in input order."""
+    for c in sorted(chunks, key=lambda c: int(c["index"])):
+        runs = []
         for part in c["parts"]:
-            yield storage.read_blocks(storage.blob(settings.storage, BlobRef.from_dict(part[kind])))
+            for kind in kinds:
+                refs = part[kind] if isinstance(part[kind], list) else [part[kind]]
+                for ref in refs:
+                    blocks = _run_blocks(settings, BlobRef.from_dict(ref))
+                    runs.append(_tagged(blocks, kind, bool(part.get("keyed"))))
+        for _, kind, line in merge(runs):
+            yield kind, line
+
+
+def _lines(rows: Iterator[tuple[str, bytes]]) -> Iterator[bytes]:
+    for _, line in rows:
+        yield line + b"\n"
 
 
 def _skipped(
@@ -53,7 +91,8 @@ def write_results(
 ) -> dict[str, Any]:
     layout = RunLayout.of(settings, source["path"], run_id)
     dest = layout.output("results.jsonl")
-    size = _concat(settings, _parts(settings, chunks, "results"), dest, "application/jsonl")
+    ordered = _lines(_in_order(settings, chunks, ("results",)))
+    size = _concat(settings, [ordered], dest, "application/jsonl")
     return {"results": dest.to_dict(), "bytes": size}
 
 
@@ -70,7 +109,8 @@ def write_errors(
     if not failed:
         return {"errors": None}
     dest = layout.output("errors.jsonl")
-    sources = [*_parts(settings, chunks, "failures"), *_skipped(settings, layout, summary)]
+    ordered = _lines(_in_order(settings, chunks, ("failures",)))
+    sources = [ordered, *_skipped(settings, layout, summary)]
     _concat(settings, sources, dest, "application/jsonl")
     return {"errors": dest.to_dict()}
 
@@ -85,9 +125,7 @@ def write_table(
     layout = RunLayout.of(settings, source["path"], run_id)
     dest = layout.output("table.csv")
     with storage.BlobWriter(storage.blob(settings.storage, dest), "text/csv") as out:
-        rows = _write_table(
-            columns, _parts(settings, chunks, "results"), _parts(settings, chunks, "failures"), out
-        )
+        rows = write_rows(columns, _in_order(settings, chunks, ("results", "failures")), out)
     return {"table": dest.to_dict(), "rows": rows}
 
 

@@ -48,6 +48,20 @@ class CustomIdIndex:
             self._grow(zip(hashes, self._lines, strict=True), 2 * len(hashes))
         return 0
 
+    def get(self, custom_id: str) -> int:
+        """The line `custom_id` was added with, else 0 (for the outputs' input order)."""
+        key = hash(custom_id)
+        if self._small is not None:
+            return self._small.get(key, 0)
+        hashes = self._hashes
+        mask = len(hashes) - 1
+        slot = key & mask
+        while (found := hashes[slot]) != _EMPTY:
+            if found == key:
+                return self._lines[slot]
+            slot = (slot + 1) & mask
+        return 0
+
     def _to_table(self) -> None:
         assert self._small is not None
         small, self._small = self._small, None

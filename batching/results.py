@@ -4,17 +4,20 @@ A batch's output and error files are read as streams. Every request of the batch
 exactly one of three places: succeeded (kept as the service wrote it), failed for good (with the
 reason and the round), or to be resubmitted (its original input line). Requests that appear in
 neither file (the batch expired or was cancelled before they ran) count as not run.
+Each line is written with its request's input position (`batching.ordering`), so that the
+run's outputs can be merged back into input order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 
 from batching.jsonlines import iter_lines
+from batching.ordering import KeyedSink
 
 RETRYABLE_CODES = frozenset(
     {
@@ -117,10 +120,11 @@ def is_success(line: dict[str, Any]) -> bool:
 def collect(
     outputs: Iterable[Iterable[bytes]],
     chunk_input: Iterable[bytes],
-    results: Sink,
-    failures: Sink,
-    retry: Sink,
+    results: KeyedSink,
+    failures: KeyedSink,
+    retry: KeyedSink,
     *,
+    positions: Callable[[str], int],
     round_no: int,
     batch_id: str,
     resubmit: bool,
@@ -129,14 +133,15 @@ def collect(
     """Sort a batch's output and error files (`outputs`) against its input.
 
     `resubmit` False sends retryable failures to `failures` too (last round, or cancelled by
-    the user).
+    the user). `positions` gives a custom_id's input position, which every line is written with.
     """
     outcome = Outcome()
     done: set[str] = set()
     to_retry: dict[str, tuple[str, str]] = {}
 
     def fail(custom_id: str, status: int | None, code: str, message: str) -> None:
-        failures.write(
+        failures.add(
+            positions(custom_id),
             orjson.dumps(
                 {
                     "custom_id": custom_id,
@@ -147,8 +152,7 @@ def collect(
                     "reason": message,
                     "retryable": is_retryable(status, code),
                 }
-            )
-            + b"\n"
+            ),
         )
         outcome.failed += 1
         outcome.failure_codes[code] = outcome.failure_codes.get(code, 0) + 1
@@ -163,7 +167,7 @@ def collect(
                 continue  # the service may repeat a line; each request counts once
             done.add(custom_id)
             if is_success(line):
-                results.write(raw + b"\n")
+                results.add(positions(custom_id), raw)
                 outcome.succeeded += 1
                 outcome.usage.add(line["response"].get("body"))
                 continue
@@ -182,6 +186,6 @@ def collect(
         if custom_id not in done and not resubmit:
             fail(custom_id, None, "not_run", not_run_reason)
             continue
-        retry.write(raw + b"\n")
+        retry.add(positions(custom_id), raw)
         outcome.retry += 1
     return outcome

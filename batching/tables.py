@@ -2,7 +2,8 @@
 
 When requests ask for a json_schema response, each answer is a JSON object with the schema's
 properties; the table has `custom_id` and one column per property, which is what people build
-by hand from the seeds' notebooks. Requests that failed get a row with empty cells.
+by hand from the seeds' notebooks. Requests that failed get a row with empty cells. Rows follow
+the input's order (the pipeline gives them merged by input position: `batching.finalize`).
 
 Cells are spreadsheet-safe (OWASP CSV injection): a cell a spreadsheet would read as a formula
 (starting with `=`, `+`, `-`, `@`, tab or carriage return) gets a leading `'`, which
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -68,7 +70,15 @@ def write_table(
     failures: Iterable[Iterable[bytes]],
     out: Sink,
 ) -> int:
-    """Write the CSV (header, then a row per request); returns the number of rows."""
+    """The CSV of result lines, then failure lines, each given as byte blocks."""
+    successes = (("results", raw) for blocks in results for _, raw in iter_lines(blocks))
+    failed = (("failures", raw) for blocks in failures for _, raw in iter_lines(blocks))
+    return write_rows(columns, itertools.chain(successes, failed), out)
+
+
+def write_rows(columns: list[str], lines: Iterable[tuple[str, bytes]], out: Sink) -> int:
+    """Write the CSV (header, then a row per request, in the order of `lines`: ("results" or
+    "failures", line)); returns the number of rows."""
     buffer = io.StringIO()
     writer = csv_writer(buffer)
 
@@ -80,22 +90,20 @@ def write_table(
 
     emit(["custom_id", *columns])
     rows = 0
-    for blocks in results:
-        for _, raw in iter_lines(blocks):
-            if not raw.strip():
-                continue
-            line = orjson.loads(raw)
-            text = answer_text((line.get("response") or {}).get("body"))
-            try:
-                parsed = orjson.loads(text) if text else {}
-            except orjson.JSONDecodeError:
-                parsed = {}
-            values = parsed if isinstance(parsed, dict) else {}
-            emit([str(line.get("custom_id")), *(_cell(values.get(c)) for c in columns)])
+    for kind, raw in lines:
+        if not raw.strip():
+            continue
+        line = orjson.loads(raw)
+        if kind == "failures":
+            emit([str(line.get("custom_id")), *([""] * len(columns))])
             rows += 1
-    for blocks in failures:
-        for _, raw in iter_lines(blocks):
-            if raw.strip():
-                emit([str(orjson.loads(raw).get("custom_id")), *([""] * len(columns))])
-                rows += 1
+            continue
+        text = answer_text((line.get("response") or {}).get("body"))
+        try:
+            parsed = orjson.loads(text) if text else {}
+        except orjson.JSONDecodeError:
+            parsed = {}
+        values = parsed if isinstance(parsed, dict) else {}
+        emit([str(line.get("custom_id")), *(_cell(values.get(c)) for c in columns)])
+        rows += 1
     return rows

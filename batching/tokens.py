@@ -193,7 +193,8 @@ class TokenEstimator:
 
     Samples are counted at the end, in this process; but once more than `child_after_chars`
     of sample text has gathered and this process has not built the encoding yet, they are
-    streamed to a `ChildCounter` process instead, which builds it while this one parses.
+    streamed to a `ChildCounter` process instead, which builds it while this one parses. A
+    `child` given (started before the first line was read) takes them all from the start.
     """
 
     def __init__(
@@ -203,6 +204,7 @@ class TokenEstimator:
         step_chars: int = STEP_CHARS,
         sample_chars: int = SAMPLE_CHARS,
         child_after_chars: int = CHILD_AFTER_CHARS,
+        child: ChildCounter | None = None,
     ) -> None:
         self.encoding_name = encoding_name
         self._warmup = warmup_chars
@@ -217,7 +219,7 @@ class TokenEstimator:
         self._weights: list[tuple[int, int]] = []  # per sample: (marks, 0 in the warm-up; chars)
         self._pending: list[Sequence[str]] = []  # samples not handed to a child
         self._pending_chars = 0
-        self._child: ChildCounter | None = None
+        self._child = child  # a child started early (for a large file) takes every sample
 
     def add(self, prompt: Prompt) -> None:
         self._overhead += prompt.overhead

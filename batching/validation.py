@@ -22,6 +22,7 @@ from batching.bodies import Columns, RequestError, check_chat, check_responses
 from batching.idindex import CustomIdIndex
 from batching.jsonlines import iter_lines
 from batching.plan import Chunk, SplitPlanner
+from batching.tokencount import ChildCounter, early_counter
 from batching.tokens import Prompt, TokenEstimate, TokenEstimator, model_family
 
 # Our code -> the service code it corresponds to (service codes map to themselves).
@@ -282,8 +283,30 @@ class _ByteCount:
             yield block
 
 
-def validate(blocks: Iterable[bytes], options: ValidationOptions) -> ValidationReport:
-    """Check every line, estimate tokens and plan the split, in one pass over `blocks`."""
+def validate(
+    blocks: Iterable[bytes],
+    options: ValidationOptions,
+    *,
+    size_hint: int | None = None,
+    counter: ChildCounter | None = None,
+) -> ValidationReport:
+    """Check every line, estimate tokens and plan the split, in one pass over `blocks`.
+
+    `size_hint`, the input's size in bytes when known, lets a large input's token counting
+    start at once (`batching.tokencount.early_counter`), or `counter` is such a child already
+    started; either is stopped at the end. The report is the same with or without them.
+    """
+    early = counter or (early_counter(size_hint) if size_hint is not None else None)
+    try:
+        return _validate(blocks, options, early)
+    finally:
+        if early is not None:  # a no-op once the estimator has its counts
+            early.close()
+
+
+def _validate(
+    blocks: Iterable[bytes], options: ValidationOptions, early: ChildCounter | None
+) -> ValidationReport:
     source = _ByteCount(blocks)
     checker = LineChecker(options)
     planner = SplitPlanner(options.max_requests_per_batch, options.max_bytes_per_batch)
@@ -305,7 +328,9 @@ def validate(blocks: Iterable[bytes], options: ValidationOptions) -> ValidationR
             continue
         planner.add(lines, len(raw) + 1)
         if estimator is None:
-            estimator = TokenEstimator(model_family(result.model)[1])
+            name = model_family(result.model)[1]
+            child = early if early is not None and early.encoding_name == name else None
+            estimator = TokenEstimator(name, child=child)
         estimator.add(result.prompt)
         if result.columns is not last_columns and result.columns:
             last_columns = result.columns

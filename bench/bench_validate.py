@@ -1,25 +1,35 @@
-"""Benchmark: `batchctl validate --json` against a bare `json.loads`-per-line loop.
+"""Benchmark: `batchctl validate --json` against a bare `json.loads`-per-line loop, per file shape.
 
-Run: `.venv/bin/python -m bench.bench_validate [--requests N] [--repeat R]`.
-Generates (once, into bench/out/) a file of N structured-output chat requests of about 1.9 KB
-each (100,000 requests: about 190 MB): English prose with quotes, line breaks, and some accented,
-CJK and emoji text. Both commands run as subprocesses, alternately, R times each; the best wall
-time and the peak RSS (from wait4) are reported. Goals: validate no slower than the loop, and
-peak RSS under 200 MB.
+Run: `.venv/bin/python -m bench.bench_validate [--mb MB] [--repeat R] [--shapes a,b] [--no-busy]`.
+Generates (once, into bench/out/) a deterministic file of about MB megabytes (default 64) for
+each shape of request people send: `review` (the original bench file: ~1.9 KB structured-output
+chat requests, English prose with quotes, line breaks, accented, CJK and emoji text),
+`long-prose` (~30 KB documents), `short-messages` (40-turn conversations), `tools` (ten
+function definitions a request), `images` (two base64 images a request, ~100 KB lines) and
+`responses` (/responses bodies with instructions and a json_schema text format). Both commands
+run as whole processes, alternately, R times each on each file: first with nothing else of ours
+running, then again with a busy-loop process keeping the other core busy. Best and median wall
+time and the peak RSS (from wait4) are reported. Goals: validate no slower than the loop on
+every shape, quiet and busy, and peak RSS under 200 MB.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import random
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 OUT = Path(__file__).parent / "out"
+# the installed console script when there is one (what people run), else `-m batchctl`
+_SCRIPT = Path(sys.executable).parent / "batchctl"
+BATCHCTL = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "batchctl"]
 RSS_GOAL_MB = 200
 BASELINE = """
 import json, sys
@@ -66,24 +76,127 @@ def _prose(rng: random.Random, words: int) -> str:
     return " ".join(text).replace(" the ", ". The ", 3) + ".\n"
 
 
-def generate(path: Path, requests: int) -> None:
-    """A deterministic file of `requests` lines of about 1.9 KB."""
-    rng = random.Random(42)
+def _review(rng: random.Random, i: int) -> tuple[str, dict[str, Any]]:
+    """~1.9 KB: a structured-output chat request about a review (the original bench file)."""
     system = "You summarise customer reviews. Answer in JSON that follows the schema."
+    review = "".join(_prose(rng, rng.randint(25, 55)) for _ in range(5))
+    return "/chat/completions", {
+        "model": "gpt-4o-batch",
+        "messages": [
+            {"role": "system", "content": system},
+            {"role": "user", "content": f"Review #{i}:\n{review}"},
+        ],
+        "max_tokens": 400,
+        "response_format": SCHEMA,
+    }
+
+
+def _long_prose(rng: random.Random, i: int) -> tuple[str, dict[str, Any]]:
+    """~30 KB: one long document to summarise."""
+    document = "".join(_prose(rng, rng.randint(40, 120)) for _ in range(60))
+    return "/chat/completions", {
+        "model": "gpt-4o-batch",
+        "messages": [
+            {"role": "system", "content": "Summarise the document in five bullet points."},
+            {"role": "user", "content": f"Document {i}:\n\n{document}"},
+        ],
+        "max_completion_tokens": 800,
+    }
+
+
+def _short_messages(rng: random.Random, i: int) -> tuple[str, dict[str, Any]]:
+    """~3 KB: a conversation of 40 short turns."""
+    turns = [{"role": "system", "content": "You are a helpful support agent."}]
+    for t in range(40):
+        words = " ".join(rng.choices(WORDS, k=rng.randint(4, 14)))
+        turns.append({"role": "user" if t % 2 == 0 else "assistant", "content": words + "?"})
+    turns.append({"role": "user", "content": f"Ticket {i}: what should I do next?"})
+    return "/chat/completions", {"model": "gpt-4o-batch", "messages": turns, "max_tokens": 300}
+
+
+def _tool(rng: random.Random, n: int) -> dict[str, Any]:
+    props = {
+        f"{rng.choice(WORDS)}_{k}": {
+            "type": rng.choice(["string", "integer", "boolean"]),
+            "description": " ".join(rng.choices(WORDS, k=rng.randint(6, 16))),
+        }
+        for k in range(rng.randint(3, 8))
+    }
+    props["options"] = {
+        "type": "object",
+        "properties": {"mode": {"type": "string", "enum": ["fast", "full", "dry_run"]}},
+    }
+    return {
+        "type": "function",
+        "function": {
+            "name": f"tool_{n}_{rng.choice(WORDS)}",
+            "description": " ".join(rng.choices(WORDS, k=rng.randint(10, 30))),
+            "parameters": {"type": "object", "properties": props, "required": list(props)[:2]},
+        },
+    }
+
+
+def _tools(rng: random.Random, i: int) -> tuple[str, dict[str, Any]]:
+    """~7 KB: ten function tools and a short question (the tools dominate)."""
+    question = " ".join(rng.choices(WORDS, k=25))
+    return "/chat/completions", {
+        "model": "gpt-4o-batch",
+        "messages": [{"role": "user", "content": f"Request {i}: {question}"}],
+        "tools": [_tool(rng, n) for n in range(10)],
+        "tool_choice": "auto",
+        "max_tokens": 200,
+    }
+
+
+def _images(rng: random.Random, i: int) -> tuple[str, dict[str, Any]]:
+    """~100 KB: a question about two base64-encoded images."""
+    parts: list[dict[str, Any]] = [{"type": "text", "text": f"Photo set {i}: what is damaged?"}]
+    for _ in range(2):
+        data = base64.b64encode(rng.randbytes(rng.randint(30_000, 45_000))).decode()
+        parts.append({"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{data}"}})
+    return "/chat/completions", {
+        "model": "gpt-4o-batch",
+        "messages": [{"role": "user", "content": parts}],
+        "max_tokens": 300,
+    }
+
+
+def _responses(rng: random.Random, i: int) -> tuple[str, dict[str, Any]]:
+    """~2 KB: a /responses request with instructions and a json_schema text format."""
+    review = "".join(_prose(rng, rng.randint(25, 55)) for _ in range(4))
+    return "/responses", {
+        "model": "gpt-4o-batch",
+        "instructions": "Summarise the review. Answer in JSON that follows the schema.",
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": f"#{i}\n{review}"}]}],
+        "text": {"format": {"type": "json_schema", **SCHEMA["json_schema"]}},
+        "max_output_tokens": 400,
+    }
+
+
+SHAPES = {
+    "review": _review,
+    "long-prose": _long_prose,
+    "short-messages": _short_messages,
+    "tools": _tools,
+    "images": _images,
+    "responses": _responses,
+}
+
+
+def generate(path: Path, shape: str, megabytes: int) -> int:
+    """A deterministic file of `shape` requests, about `megabytes` MB; returns its lines."""
+    rng = random.Random(42)
+    make = SHAPES[shape]
+    limit, written, i = megabytes * 1_000_000, 0, 0
     with path.open("wb") as f:
-        for i in range(requests):
-            review = "".join(_prose(rng, rng.randint(25, 55)) for _ in range(5))
-            body = {
-                "model": "gpt-4o-batch",
-                "messages": [
-                    {"role": "system", "content": system},
-                    {"role": "user", "content": f"Review #{i}:\n{review}"},
-                ],
-                "max_tokens": 400,
-                "response_format": SCHEMA,
-            }
-            line = {"custom_id": f"review-{i:07d}", "method": "POST", "url": "/chat/completions"}
-            f.write(orjson.dumps({**line, "body": body}) + b"\n")
+        while written < limit:
+            url, body = make(rng, i)
+            line = {"custom_id": f"{shape}-{i:07d}", "method": "POST", "url": url, "body": body}
+            data = orjson.dumps(line) + b"\n"
+            f.write(data)
+            written += len(data)
+            i += 1
+    return i
 
 
 # A child's peak RSS includes its parent's until it execs, so runs start from this small
@@ -108,37 +221,72 @@ def measure(command: list[str]) -> tuple[float, float]:
     return float(seconds), int(peak_kb) / 1024
 
 
+BUSY = "while True: pass"
+
+
+def _measure_all(
+    files: dict[str, Path], repeat: int
+) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """shape -> command -> [(seconds, peak MB)], the commands alternating on each file."""
+    commands = {
+        "validate": [*BATCHCTL, "validate", "--json"],
+        "loop": [sys.executable, "-c", BASELINE],
+    }
+    runs: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for shape, path in files.items():
+        runs[shape] = {name: [] for name in commands}
+        for _ in range(repeat):
+            for name, command in commands.items():
+                runs[shape][name].append(measure([*command, str(path)]))
+    return runs
+
+
+def _report(title: str, files: dict[str, Path], runs: dict[str, Any], repeat: int) -> None:
+    print(f"\n{title} (best of {repeat}; median in brackets)")
+    print("| shape | MB | lines | validate s | loop s | validate / loop | validate peak MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for shape, path in files.items():
+        size = path.stat().st_size / 1e6
+        with path.open("rb") as f:
+            lines = sum(block.count(b"\n") for block in iter(lambda f=f: f.read(1 << 20), b""))
+        v = [t for t, _ in runs[shape]["validate"]]
+        loop = [t for t, _ in runs[shape]["loop"]]
+        rss = max(m for _, m in runs[shape]["validate"])
+        print(
+            f"| {shape} | {size:.0f} | {lines:,} | {min(v):.2f} ({statistics.median(v):.2f}) "
+            f"| {min(loop):.2f} ({statistics.median(loop):.2f}) | {min(v) / min(loop):.2f} "
+            f"| {rss:.0f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument("--mb", type=int, default=64, help="size of each shape's file")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated")
+    parser.add_argument("--no-busy", action="store_true", help="skip the busy-core pass")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
-    path = OUT / f"validate-{args.requests}.jsonl"
-    if not path.exists():
-        generate(path, args.requests)
-    size = path.stat().st_size
-    commands = {
-        "batchctl validate --json": [sys.executable, "-m", "batchctl", "validate", "--json"],
-        "json.loads loop (stdlib)": [sys.executable, "-c", BASELINE],
-    }
-    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
-    for _ in range(args.repeat):
-        for name, command in commands.items():
-            runs[name].append(measure([*command, str(path)]))
-    print(f"{path.name}: {args.requests:,} requests, {size / 1e6:.1f} MB, best of {args.repeat}")
-    print("| command | best s | median s | MB/s (best) | peak RSS MB |")
-    print("|---|---:|---:|---:|---:|")
-    for name, results in runs.items():
-        times = [s for s, _ in results]
-        best, rss = min(times), max(m for _, m in results)
-        row = f"{best:.2f} | {statistics.median(times):.2f} | {size / 1e6 / best:.0f} | {rss:.0f}"
-        print(f"| {name} | {row} |")
-    ours = min(s for s, _ in runs["batchctl validate --json"])
-    base = min(s for s, _ in runs["json.loads loop (stdlib)"])
-    rss = max(m for _, m in runs["batchctl validate --json"])
-    print(f"validate / loop time: {ours / base:.2f} (goal <= 1.00)")
-    print(f"validate peak RSS: {rss:.0f} MB (goal < {RSS_GOAL_MB})")
+    files = {}
+    for shape in args.shapes.split(","):
+        path = OUT / f"validate-{shape}-{args.mb}mb.jsonl"
+        if not path.exists():
+            generate(path, shape, args.mb)
+        files[shape] = path
+    quiet = _measure_all(files, args.repeat)
+    _report("Quiet (nothing else of ours running)", files, quiet, args.repeat)
+    if not args.no_busy:
+        busy = subprocess.Popen([sys.executable, "-c", BUSY])
+        try:
+            loaded = _measure_all(files, args.repeat)
+        finally:
+            busy.kill()
+            busy.wait()
+        _report("The other core busy (a busy-loop process)", files, loaded, args.repeat)
+    print(f"\ngoals: validate / loop <= 1.00 on every shape; peak RSS < {RSS_GOAL_MB} MB")
+    load = Path("/proc/loadavg")
+    if load.exists():
+        print(f"load average at the end: {' '.join(load.read_text().split()[:3])}")
 
 
 if __name__ == "__main__":

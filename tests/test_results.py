@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batching.cost import estimate_cost, price_for
+from batching.ordering import Positions
 from batching.results import collect, is_retryable
 from batching.settings import Settings
 from batching.tables import answer_text, write_table
@@ -74,8 +75,18 @@ def expired(cid):
     )
 
 
+class Keyed:
+    """A keyed sink in memory: (position, line) pairs as collect adds them."""
+
+    def __init__(self):
+        self.lines = []
+
+    def add(self, position, line):
+        self.lines.append((position, line))
+
+
 def run(output_lines, error_lines, ids, resubmit):
-    results, failures, retry = io.BytesIO(), io.BytesIO(), io.BytesIO()
+    results, failures, retry = Keyed(), Keyed(), Keyed()
     files = [
         [b"\n".join(output_lines) + b"\n"],
         [b"\n".join(error_lines) + b"\n"] if error_lines else [],
@@ -86,11 +97,16 @@ def run(output_lines, error_lines, ids, resubmit):
         results,
         failures,
         retry,
+        positions=Positions.of_input([_input(ids)]),
         round_no=1,
         batch_id="batch_1",
         resubmit=resubmit,
     )
-    parse = lambda buf: [orjson.loads(x) for x in buf.getvalue().splitlines() if x]  # noqa: E731
+    for sink in (results, failures, retry):  # each line carries its request's input position
+        assert [p for p, _ in sink.lines] == [
+            ids.index(orjson.loads(x)["custom_id"]) for _, x in sink.lines
+        ]
+    parse = lambda sink: [orjson.loads(x) for _, x in sink.lines]  # noqa: E731
     return outcome, parse(results), parse(failures), parse(retry)
 
 

@@ -94,7 +94,7 @@ def test_submit_is_idempotent_and_streams_from_blob(env):
         resubmit=True,
     )
     lines = (
-        container.get_blob_client(out["parts"]["results"]["path"])
+        container.get_blob_client(out["parts"]["results"][0]["path"])
         .download_blob()
         .readall()
         .splitlines()

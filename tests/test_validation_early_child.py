@@ -1,0 +1,52 @@
+"""A large input's token counter starts before the first line (batching.validation): the
+report is the same as without the size hint, whichever encoding the deployment needs."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from batching import tokencount
+from batching.tokencount import ChildCounter
+from batching.validation import ValidationOptions, validate
+
+OPTIONS = ValidationOptions(max_requests_per_batch=1000, max_bytes_per_batch=10_000_000)
+
+
+def _file(model: str, n: int = 300) -> list[bytes]:
+    lines = [
+        orjson.dumps(
+            {
+                "custom_id": f"r{i}",
+                "method": "POST",
+                "url": "/chat/completions",
+                "body": {
+                    "model": model,
+                    "messages": [{"role": "user", "content": f"question {i} " * (40 + i % 7)}],
+                },
+            }
+        )
+        for i in range(n)
+    ]
+    return [b"\n".join(lines) + b"\n"]
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-batch", "gpt-4-turbo-batch"])  # o200k, cl100k
+def test_an_early_child_changes_nothing_in_the_report(monkeypatch, model):
+    monkeypatch.setattr(tokencount, "EARLY_CHILD_BYTES", 1)
+    blocks = _file(model)
+    plain = validate(blocks, OPTIONS).to_dict()
+    early = validate(blocks, OPTIONS, size_hint=len(blocks[0])).to_dict()
+    assert early == plain
+    assert plain["tokens"]["prompt"] > 0
+
+
+def test_an_early_child_is_stopped_when_no_line_is_valid():
+    counter = ChildCounter("o200k_base")
+    report = validate([b"not json\n"], OPTIONS, counter=counter)
+    assert not report.valid and report.tokens is None
+    assert counter._child.returncode is not None
+
+
+def test_a_small_file_starts_no_early_child():
+    assert tokencount.early_counter(tokencount.EARLY_CHILD_BYTES - 1) is None
