@@ -7,7 +7,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from batching import intake
+from batching import intake, runindex
 from batching.logs import event
 from batching.settings import Settings
 
@@ -15,9 +15,23 @@ bp = df.Blueprint()
 log = logging.getLogger("batching.intake")
 
 
+def _index(settings: Settings, payload: dict[str, Any], phase: str, *args: Any, **kw: Any) -> None:
+    runindex.record(
+        settings,
+        payload["run_id"],
+        payload.get("received_at"),
+        payload["source"],
+        phase,
+        *args,
+        **kw,
+    )
+
+
 @bp.activity_trigger(input_name="payload", activity="validate_input")
 def validate_input(payload: dict[str, Any]) -> dict[str, Any]:
-    summary = intake.validate_input(Settings.from_env(), payload["run_id"], payload["source"])
+    settings = Settings.from_env()
+    _index(settings, payload, "validating")
+    summary = intake.validate_input(settings, payload["run_id"], payload["source"])
     event(
         log,
         "input validated",
@@ -34,9 +48,11 @@ def validate_input(payload: dict[str, Any]) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload", activity="reject_input")
 def reject_input(payload: dict[str, Any]) -> dict[str, Any]:
+    settings = Settings.from_env()
     rejected = intake.reject_input(
-        Settings.from_env(), payload["run_id"], payload["source"], payload["summary"]
+        settings, payload["run_id"], payload["source"], payload["summary"]
     )
+    _index(settings, payload, "rejected", "invalid", outputs={"report": rejected.get("report")})
     event(
         log,
         "input rejected",
@@ -50,9 +66,12 @@ def reject_input(payload: dict[str, Any]) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload", activity="prepare_chunks")
 def prepare_chunks(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    settings = Settings.from_env()
     chunks = intake.prepare_chunks(
-        Settings.from_env(), payload["run_id"], payload["source"], payload["summary"]
+        settings, payload["run_id"], payload["source"], payload["summary"]
     )
+    requests = sum(int(c["requests"]) for c in chunks)
+    _index(settings, payload, "running", requests={"total": requests, "pending": requests})
     event(
         log,
         "chunks prepared",

@@ -7,7 +7,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from batching import finalize
+from batching import finalize, runindex
 from batching.logs import event
 from batching.settings import Settings
 
@@ -58,6 +58,17 @@ def write_metadata(payload: dict[str, Any]) -> dict[str, Any]:
         payload["finished_at"],
     )
     written = finalize.write_metadata(settings, payload["run_id"], payload["source"], metadata)
+    runindex.record(
+        settings,
+        payload["run_id"],
+        payload.get("received_at"),
+        payload["source"],
+        "writing",
+        requests={**metadata["requests"], "pending": 0},
+        tokens=metadata["tokens"]["usage"],
+        cost=metadata["cost"],
+        outputs={"metadata": written["metadata"]},
+    )
     event(
         log,
         "metadata written",
@@ -74,13 +85,24 @@ def write_metadata(payload: dict[str, Any]) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload", activity="cleanup_run")
 def cleanup_run(payload: dict[str, Any]) -> dict[str, Any]:
+    settings = Settings.from_env()
     cleaned = finalize.cleanup_run(
-        Settings.from_env(),
+        settings,
         payload["run_id"],
         payload["source"],
         payload["chunks"],
         payload["status"],
         payload.get("reason"),
+    )
+    runindex.record(
+        settings,
+        payload["run_id"],
+        payload.get("received_at"),
+        payload["source"],
+        "done",
+        payload["status"],
+        reason=payload.get("reason"),
+        outputs={"input": cleaned.get("input")},
     )
     event(
         log,

@@ -49,7 +49,11 @@ def register(sub: Any) -> None:
     p = _command(sub, "runs", "list runs with their progress", list_runs)
     p.add_argument("--status")
     p.add_argument("--prefix")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--since", help="runs received at or after this ISO time")
+    p.add_argument("--until", help="runs received before this ISO time")
+    p.add_argument("--limit", type=int, default=50, help="runs per page (at most 200)")
+    p.add_argument("--cursor", help="the page after a previous listing's `next`")
+    p.add_argument("--all", action="store_true", help="follow `next` through every page")
     p.add_argument("--watch", action="store_true", help="refresh every 2 s until Ctrl-C")
     _command(sub, "show", "a run's detail", show).add_argument("run_id", metavar="RUN")
     _command(sub, "cancel", "cancel a running run", cancel).add_argument("run_id", metavar="RUN")
@@ -86,7 +90,11 @@ def _bar(run: dict[str, Any]) -> ProgressBar:
 
 
 def _table(data: dict[str, Any]) -> Table:
-    table = Table(title=f"{data['total']} runs", expand=True)
+    more = " (more: --all, or --cursor NEXT)" if data.get("next") else ""
+    title = f"{len(data['runs'])} runs, newest first{more}"
+    table = Table(
+        title=title, caption=f"next: {data['next']}" if data.get("next") else None, expand=True
+    )
     for col in (
         "run",
         "source",
@@ -114,23 +122,40 @@ def _table(data: dict[str, Any]) -> Table:
     return table
 
 
+def _pages(target: Target, params: dict[str, str], every: bool) -> dict[str, Any]:
+    """One page of the runs index, or with `every` all of them, following `next`."""
+    data: dict[str, Any] = target.call("GET", "runs", params=params)
+    runs = list(data["runs"])
+    while every and data.get("next"):
+        data = target.call("GET", "runs", params={**params, "cursor": data["next"]})
+        runs.extend(data["runs"])
+    return {"runs": runs, "next": data.get("next")}
+
+
 def list_runs(args: argparse.Namespace, console: Console) -> int:
     target = Target.from_args(args)
     params = {
         k: v
-        for k, v in {"status": args.status, "prefix": args.prefix, "limit": str(args.limit)}.items()
+        for k, v in {
+            "status": args.status,
+            "prefix": args.prefix,
+            "since": args.since,
+            "until": args.until,
+            "cursor": args.cursor,
+            "limit": str(args.limit),
+        }.items()
         if v
     }
     if not args.watch:
-        console.print(_table(target.call("GET", "runs", params=params)))
+        console.print(_table(_pages(target, params, args.all)))
         return 0
     from rich.live import Live
 
-    with Live(_table(target.call("GET", "runs", params=params)), console=console) as live:
+    with Live(_table(_pages(target, params, False)), console=console) as live:
         try:
             while True:
                 time.sleep(2)
-                live.update(_table(target.call("GET", "runs", params=params)))
+                live.update(_table(_pages(target, params, False)))
         except KeyboardInterrupt:
             return 0
 

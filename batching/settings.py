@@ -56,6 +56,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(STORAGE_CONNECTION, "data storage: a connection string (local)", secret=True),
     Setting(f"{STORAGE_CONNECTION}__blobServiceUri", "data storage blob endpoint (identity-based)"),
     Setting(f"{STORAGE_CONNECTION}__dfsServiceUri", "Data Lake endpoint when the account has HNS"),
+    Setting(f"{STORAGE_CONNECTION}__tableServiceUri", "data storage table endpoint (runs index)"),
     Setting(f"{STORAGE_CONNECTION}__credential", "'managedidentity' for identity-based storage"),
     Setting(f"{STORAGE_CONNECTION}__clientId", "client id of the identity used for storage"),
     Setting("STORAGE_HIERARCHICAL_NAMESPACE", "true when the data account is ADLS Gen2", "false"),
@@ -63,6 +64,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("OUTPUT_CONTAINER", "container run folders are written to", "batch-output"),
     Setting("ERROR_CONTAINER", "container rejected inputs are moved to", "batch-errors"),
     Setting("WORK_CONTAINER", "container for chunks and intermediate files", "batch-work"),
+    Setting("RUNS_TABLE", "table of the data account that indexes runs, newest first", "runs"),
     Setting("POLL_INITIAL_SECONDS", "first batch status check after creation", "60"),
     Setting("POLL_MAX_SECONDS", "cap of the growing interval between status checks", "600"),
     Setting("POLLS_PER_HISTORY", "status checks before the watcher continues as new", "20"),
@@ -110,6 +112,7 @@ class StorageConfig:
     dfs_service_uri: str | None
     client_id: str | None
     hierarchical_namespace: bool
+    table_service_uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,7 @@ class Settings:
     output_container: str
     error_container: str
     work_container: str
+    runs_table: str
     poll_initial_seconds: int
     poll_max_seconds: int
     polls_per_history: int
@@ -178,11 +182,13 @@ class Settings:
                 or r.text("AZURE_CLIENT_ID")
                 or None,
                 hierarchical_namespace=r.boolean("STORAGE_HIERARCHICAL_NAMESPACE"),
+                table_service_uri=r.text(f"{STORAGE_CONNECTION}__tableServiceUri") or None,
             ),
             input_container=r.text("INPUT_CONTAINER"),
             output_container=r.text("OUTPUT_CONTAINER"),
             error_container=r.text("ERROR_CONTAINER"),
             work_container=r.text("WORK_CONTAINER"),
+            runs_table=r.text("RUNS_TABLE"),
             poll_initial_seconds=r.integer("POLL_INITIAL_SECONDS", minimum=1),
             poll_max_seconds=r.integer("POLL_MAX_SECONDS", minimum=1),
             polls_per_history=r.integer("POLLS_PER_HISTORY", minimum=1),

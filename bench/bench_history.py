@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -32,6 +33,7 @@ from openai import AzureOpenAI
 from bench.bench_pipeline import Pipeline, drive, make_file, pipeline
 
 LISTING = ("GET /openai/files", "GET /openai/batches")
+TERMINAL = ("completed", "failed", "expired", "cancelled")
 
 
 class Counters:
@@ -120,6 +122,14 @@ def seed(p: Pipeline, files: int, batches: int) -> None:
             )
         )
     httpx.post(f"{base}/_emulator/clock", json={"offset_seconds": 0}).raise_for_status()
+    # The old batches must have ended: the emulator processing them would slow the runs down.
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        states = _emulator(p)["batches"]
+        if sum(n for status, n in states.items() if status not in TERMINAL) == 0:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"old batches did not end: {states}")
 
 
 def measure(

@@ -18,7 +18,7 @@ from batching.layout import RunLayout, is_input
 from batching.logs import event
 from batching.settings import Settings
 from batching.storage import BlobRef
-from orchestrators.run_file import CANCEL_EVENT, ORCHESTRATOR
+from orchestrators.run_file import CANCEL_EVENT
 from triggers.starting import source_of, start_run
 
 bp = df.Blueprint()
@@ -48,18 +48,26 @@ async def _instance(client: df.DurableOrchestrationClient, run_id: str) -> dict[
 async def runs_list(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
-    """GET /api/runs?status=&prefix=&limit=&cursor=: newest first."""
+    """GET /api/runs?status=&prefix=&since=&until=&limit=&cursor=: the newest `limit` runs
+    from the runs index, and `next`, the cursor of the following page (null at the end)."""
     try:
         limit = max(1, min(200, int(req.params.get("limit", "50"))))
-        cursor = max(0, int(req.params.get("cursor", "0")))
     except ValueError:
-        return _error(400, "limit and cursor must be whole numbers")
-    instances = [s.to_json() for s in await client.get_status_all() if s.name == ORCHESTRATOR]
-    found = [runs.summary(i) for i in instances]
-    found = [
-        r for r in found if runs.matches(r, req.params.get("status"), req.params.get("prefix"))
-    ]
-    return _json(runs.page(found, limit, cursor))
+        return _error(400, "limit must be a whole number")
+    try:
+        page = await runs.list_page(
+            Settings.from_env(),
+            client,
+            limit,
+            cursor=req.params.get("cursor") or None,
+            status=req.params.get("status") or None,
+            prefix=req.params.get("prefix") or None,
+            since=req.params.get("since") or None,
+            until=req.params.get("until") or None,
+        )
+    except ValueError as e:
+        return _error(400, str(e))
+    return _json(page)
 
 
 @bp.function_name("runs_start")
