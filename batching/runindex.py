@@ -12,14 +12,13 @@ the partition.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from batching.settings import Settings, StorageConfig
@@ -62,10 +61,16 @@ def _service(cfg: StorageConfig) -> TableServiceClient:
 
 @functools.lru_cache(maxsize=8)
 def table(cfg: StorageConfig, name: str) -> TableClient:
-    """The index table, created on first use (Bicep creates it in Azure)."""
+    """The index table, created on first use locally. In Azure, Bicep creates it and the app's
+    role is scoped to the table, which does not allow creating tables: a 403 here is expected."""
     service = _service(cfg)
-    with contextlib.suppress(ResourceExistsError):
+    try:
         service.create_table(name)
+    except ResourceExistsError:
+        pass
+    except HttpResponseError as e:
+        if e.status_code != 403:
+            raise
     return service.get_table_client(name)
 
 
