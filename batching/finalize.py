@@ -226,8 +226,7 @@ def cleanup_run(
         found = aoai.find_file_since(c, name, ledger.since(started_at))
         if found is not None:
             file_ids.add(found["id"])
-    for file_id in sorted(file_ids):
-        aoai.delete_file(c, file_id)
+    storage.parallel(lambda file_id: aoai.delete_file(c, file_id), sorted(file_ids))
     deleted = len(file_ids)
     work = storage.blob_service(settings.storage).get_container_client(settings.work_container)
     storage.delete_prefix(work, layout.work_prefix)
