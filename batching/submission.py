@@ -127,7 +127,10 @@ def _recorded_upload(c: Any, record: Ledger, name: str) -> dict[str, Any] | None
     if entry is None:
         return None
     if entry.get("id"):
-        return aoai.get_file(c, entry["id"])
+        try:
+            return aoai.get_file(c, entry["id"])
+        except openai.NotFoundError:
+            return None  # expired or deleted meanwhile (a long quota wait): upload again
     if entry.get("refused"):
         return None
     # Recovery: the upload started but its id was never recorded.

@@ -210,3 +210,19 @@ def finalize_uploads(settings):
     c = aoai.client(settings)
     found = [aoai.find_file_since(c, name, ledger.since(at)) for name, at in unrecorded]
     return sorted(ids + [f["id"] for f in found if f])
+
+
+def test_a_recorded_upload_that_is_gone_is_uploaded_again(env):
+    """An upload expired or deleted meanwhile (say, during a long quota wait): the next attempt
+    uploads again instead of failing on the recorded id."""
+    settings, container, em = env
+    container.upload_blob("g.jsonl", (SAMPLES / "quickstart.jsonl").read_bytes())
+    ref = BlobRef(container.container_name, "g.jsonl")
+    first = _submit(settings, ref, attempt=0)
+    aoai.delete_file(aoai.client(settings), first["batch"]["input_file_id"])
+    again = _submit(settings, ref, attempt=1)
+    assert again["status"] == "created"
+    assert again["batch"]["input_file_id"] != first["batch"]["input_file_id"]
+    recorded = _ledger(settings, container).upload or {}
+    assert recorded.get("id") == again["batch"]["input_file_id"]
+    assert _listings(em) == 0
