@@ -7,18 +7,32 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from batching import intake
+from batching import intake, runindex
 from batching.logs import event
-from batching.requests import PrepareRequest, RejectRequest, ValidateRequest
+from batching.requests import PrepareRequest, RejectRequest, RunRequest, ValidateRequest
 from batching.settings import Settings
 
 bp = df.Blueprint()
 log = logging.getLogger("batching.intake")
 
 
+def _index(settings: Settings, payload: RunRequest, phase: str, *args: Any, **kw: Any) -> None:
+    runindex.record(
+        settings,
+        payload["run_id"],
+        payload.get("received_at"),
+        payload["source"],
+        phase,
+        *args,
+        **kw,
+    )
+
+
 @bp.activity_trigger(input_name="payload", activity="validate_input")
 def validate_input(payload: ValidateRequest) -> dict[str, Any]:
-    summary = intake.validate_input(Settings.from_env(), payload["run_id"], payload["source"])
+    settings = Settings.from_env()
+    _index(settings, payload, "validating")
+    summary = intake.validate_input(settings, payload["run_id"], payload["source"])
     event(
         log,
         "input validated",
@@ -35,9 +49,11 @@ def validate_input(payload: ValidateRequest) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload", activity="reject_input")
 def reject_input(payload: RejectRequest) -> dict[str, Any]:
+    settings = Settings.from_env()
     rejected = intake.reject_input(
-        Settings.from_env(), payload["run_id"], payload["source"], payload["summary"]
+        settings, payload["run_id"], payload["source"], payload["summary"]
     )
+    _index(settings, payload, "rejected", "invalid", outputs={"report": rejected.get("report")})
     event(
         log,
         "input rejected",
@@ -51,9 +67,12 @@ def reject_input(payload: RejectRequest) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload", activity="prepare_chunks")
 def prepare_chunks(payload: PrepareRequest) -> list[dict[str, Any]]:
+    settings = Settings.from_env()
     chunks = intake.prepare_chunks(
-        Settings.from_env(), payload["run_id"], payload["source"], payload["summary"]
+        settings, payload["run_id"], payload["source"], payload["summary"]
     )
+    requests = sum(int(c["requests"]) for c in chunks)
+    _index(settings, payload, "running", requests={"total": requests, "pending": requests})
     event(
         log,
         "chunks prepared",

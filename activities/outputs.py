@@ -7,7 +7,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from batching import failures, finalize
+from batching import failures, finalize, runindex
 from batching.logs import event
 from batching.requests import (
     ChunksRequest,
@@ -66,6 +66,17 @@ def write_metadata(payload: MetadataRequest) -> dict[str, Any]:
         payload["finished_at"],
     )
     written = finalize.write_metadata(settings, payload["run_id"], payload["source"], metadata)
+    runindex.record(
+        settings,
+        payload["run_id"],
+        payload.get("received_at"),
+        payload["source"],
+        "writing",
+        requests={**metadata["requests"], "pending": 0},
+        tokens=metadata["tokens"]["usage"],
+        cost=metadata["cost"],
+        outputs={"metadata": written["metadata"]},
+    )
     event(
         log,
         "metadata written",
@@ -82,13 +93,24 @@ def write_metadata(payload: MetadataRequest) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload", activity="cleanup_run")
 def cleanup_run(payload: CleanupRequest) -> dict[str, Any]:
+    settings = Settings.from_env()
     cleaned = finalize.cleanup_run(
-        Settings.from_env(),
+        settings,
         payload["run_id"],
         payload["source"],
         payload["chunks"],
         payload["status"],
         payload.get("reason"),
+    )
+    runindex.record(
+        settings,
+        payload["run_id"],
+        payload.get("received_at"),
+        payload["source"],
+        "done",
+        payload["status"],
+        reason=payload.get("reason"),
+        outputs={"input": cleaned.get("input")},
     )
     event(
         log,

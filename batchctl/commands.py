@@ -109,9 +109,11 @@ def _table(data: dict[str, Any], width: int) -> Table:
     """
     rows = [_fields(r) for r in data["runs"]]
     longest_id = max((len(f["run"]) for f in rows), default=3)
-    title = Text(f"{data['total']} runs")
+    more = " (more: --all, or --cursor NEXT)" if data.get("next") else ""
+    title = Text(f"{len(data['runs'])} runs, newest first{more}")
+    caption = Text(f"next: {data['next']}") if data.get("next") else None
     if width < FULL_TABLE_WIDTH:
-        table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+        table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
         table.add_column("run / source", no_wrap=True, min_width=longest_id)
         table.add_column("status / ok/failed/total", overflow="fold")
         for f in rows:
@@ -121,7 +123,7 @@ def _table(data: dict[str, Any], width: int) -> Table:
                 Text(f"{f['status']} {f['phase']}".strip() + "\n" + f["ok/failed/total"]),
             )
         return table
-    table = Table(title=title, expand=True)
+    table = Table(title=title, caption=caption, expand=True)
     table.add_column("run", no_wrap=True, min_width=longest_id)
     table.add_column("source", overflow="fold", ratio=1)
     for col in ("status", "phase"):
@@ -155,15 +157,32 @@ def _plain(data: dict[str, Any]) -> str:
     return "".join(lines)
 
 
+def _pages(target: Target, params: dict[str, str], every: bool) -> dict[str, Any]:
+    """One page of the runs index, or with `every` all of them, following `next`."""
+    data: dict[str, Any] = target.call("GET", "runs", params=params)
+    runs = list(data["runs"])
+    while every and data.get("next"):
+        data = target.call("GET", "runs", params={**params, "cursor": data["next"]})
+        runs.extend(data["runs"])
+    return {"runs": runs, "next": data.get("next")}
+
+
 def list_runs(args: argparse.Namespace, console: Console) -> int:
     target = Target.from_args(args)
     params = {
         k: v
-        for k, v in {"status": args.status, "prefix": args.prefix, "limit": str(args.limit)}.items()
+        for k, v in {
+            "status": args.status,
+            "prefix": args.prefix,
+            "since": args.since,
+            "until": args.until,
+            "cursor": args.cursor,
+            "limit": str(args.limit),
+        }.items()
         if v
     }
     if not args.watch:
-        data = target.call("GET", "runs", params=params)
+        data = _pages(target, params, args.all)
         layout = args.output or (
             "table" if console.is_terminal and console.width >= TABLE_MIN_WIDTH else "plain"
         )
@@ -176,13 +195,11 @@ def list_runs(args: argparse.Namespace, console: Console) -> int:
         return 0
     from rich.live import Live
 
-    with Live(
-        _table(target.call("GET", "runs", params=params), console.width), console=console
-    ) as live:
+    with Live(_table(_pages(target, params, False), console.width), console=console) as live:
         try:
             while True:
                 time.sleep(2)
-                live.update(_table(target.call("GET", "runs", params=params), console.width))
+                live.update(_table(_pages(target, params, False), console.width))
         except KeyboardInterrupt:
             return 0
 

@@ -46,7 +46,11 @@ def register(sub: Any) -> None:
     p = _command(sub, "runs", "list runs with their progress", "list_runs")
     p.add_argument("--status")
     p.add_argument("--prefix")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--since", help="runs received at or after this ISO time")
+    p.add_argument("--until", help="runs received before this ISO time")
+    p.add_argument("--limit", type=int, default=50, help="runs per page (at most 200)")
+    p.add_argument("--cursor", help="the page after a previous listing's `next`")
+    p.add_argument("--all", action="store_true", help="follow `next` through every page")
     p.add_argument("--watch", action="store_true", help="refresh every 2 s until Ctrl-C")
     p.add_argument(
         "-o",

@@ -1,7 +1,8 @@
 """Azure OpenAI Batch API calls, each safe to repeat after a crash.
 
-Uploads are found again by file name and batches by a key in their metadata before anything is
-created, so an activity that ran but whose result was lost does not pay twice. Objects are
+What a run creates is recorded in its ledger (`batching.ledger`), so an activity that ran but
+whose result was lost finds it again without listing; the `*_since` lookups (by file name, by a
+key in the batch metadata) are the recovery path when a create's id was never recorded. Objects are
 normalised into plain dicts that tolerate what the service has been seen to return ("" ids,
 null counts, null errors).
 """
@@ -20,7 +21,7 @@ from batching.settings import Settings
 from batching.statuses import BATCH_TERMINAL
 
 TERMINAL = BATCH_TERMINAL
-MAX_BATCH_PAGES = 20
+LIST_PAGE = 100
 COGNITIVE_SCOPE = "https://cognitiveservices.azure.com/.default"
 
 
@@ -63,17 +64,19 @@ def client(settings: Settings) -> AzureOpenAI:
     )
 
 
-def find_file(c: AzureOpenAI, filename: str) -> dict[str, Any] | None:
-    """An upload of ours by its (unique) file name, unless it failed processing."""
-    for f in c.files.list(purpose="batch"):
-        if f.filename == filename and f.status != "error":
-            return f.model_dump()
-    return None
-
-
-def uploads_named(c: AzureOpenAI, prefix: str) -> list[str]:
-    """Ids of every upload whose file name starts with `prefix` (a run's, whatever became of it)."""
-    return [f.id for f in c.files.list(purpose="batch") if (f.filename or "").startswith(prefix)]
+def find_file_since(c: AzureOpenAI, filename: str, since: int) -> dict[str, Any] | None:
+    """Recovery only: an upload of ours by its (unique) file name, unless it failed processing,
+    listing newest first and stopping at the first file created before `since` (Unix time)."""
+    page = c.files.list(purpose="batch", order="desc", limit=LIST_PAGE)
+    while True:
+        for f in page.data:
+            if int(f.created_at or 0) < since:
+                return None
+            if f.filename == filename and f.status != "error":
+                return f.model_dump()
+        if not page.has_next_page():
+            return None
+        page = page.get_next_page()
 
 
 def upload(c: AzureOpenAI, filename: str, body: IO[bytes], expiry_seconds: int) -> dict[str, Any]:
@@ -89,17 +92,19 @@ def get_file(c: AzureOpenAI, file_id: str) -> dict[str, Any]:
     return c.files.retrieve(file_id).model_dump()
 
 
-def find_batch(c: AzureOpenAI, key: str) -> dict[str, Any] | None:
-    """A batch we created earlier for `key` (in its metadata), newest pages first."""
-    page = c.batches.list(limit=100)
-    for _ in range(MAX_BATCH_PAGES):
+def find_batch_since(c: AzureOpenAI, key: str, since: int) -> dict[str, Any] | None:
+    """Recovery only: a batch we created for `key` (in its metadata), listing newest first and
+    stopping at the first batch created before `since` (Unix time)."""
+    page = c.batches.list(limit=LIST_PAGE)
+    while True:
         for b in page.data:
+            if int(b.created_at or 0) < since:
+                return None
             if (b.metadata or {}).get("key") == key:
                 return normalize_batch(b.model_dump())
         if not page.has_next_page():
-            break
+            return None
         page = page.get_next_page()
-    return None
 
 
 def create_batch(

@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
 
+from batching import runindex
 from batching.blobpaths import BlobPathError, check_blob_path
 from batching.layout import is_input
 from batching.statuses import RunStatus
@@ -71,7 +73,9 @@ class ListQuery:
     status: str | None
     prefix: str | None
     limit: int
-    cursor: int
+    cursor: str | None  # the `next` of a previous page: a runs-index row key
+    since: str | None  # ISO 8601 times bounding when the runs' uploads arrived
+    until: str | None
 
 
 def _whole(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -84,7 +88,8 @@ def _whole(params: Mapping[str, str], name: str, default: int, low: int, high: i
 
 
 def list_query(params: Mapping[str, str]) -> ListQuery:
-    """GET /api/runs's query: status (one of STATUSES), prefix, limit (1-200), cursor (>= 0).
+    """GET /api/runs's query: status (one of STATUSES), prefix, limit (1-200), cursor (a
+    previous page's `next`), since and until (ISO 8601).
 
     Other parameters (`code`, the function key in Azure) are ignored.
     """
@@ -94,11 +99,25 @@ def list_query(params: Mapping[str, str]) -> ListQuery:
     prefix = params.get("prefix") or None
     if prefix is not None and len(prefix) > MAX_PREFIX_CHARS:
         raise bad("prefix", f"is longer than {MAX_PREFIX_CHARS:,} characters")
+    cursor = params.get("cursor") or None
+    if cursor is not None and not runindex.CURSOR.fullmatch(cursor):
+        raise bad("cursor", "must be the `next` of a previous page")
+    times = {}
+    for name in ("since", "until"):
+        value = params.get(name) or None
+        if value is not None:
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                raise bad(name, "must be an ISO 8601 time") from None
+        times[name] = value
     return ListQuery(
         status,
         prefix,
         _whole(params, "limit", 50, 1, MAX_LIMIT),
-        _whole(params, "cursor", 0, 0, 999_999_999),
+        cursor,
+        times["since"],
+        times["until"],
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
-from batching import aoai, storage
+from batching import aoai, ledger, storage
 from batching.cost import estimate_cost
 from batching.intake import SKIPPED
 from batching.jsonlines import iter_lines
@@ -25,7 +25,6 @@ from batching.layout import RunLayout
 from batching.ordering import merge, read_run
 from batching.settings import Settings
 from batching.storage import BlobRef
-from batching.submission import upload_prefix
 from batching.tables import write_rows
 
 
@@ -250,7 +249,7 @@ def cleanup_run(
     except (ResourceNotFoundError, ResourceModifiedError):
         moved = None  # deleted or replaced by the user meanwhile; a replacement runs on its own
     c = aoai.client(settings)
-    # The batches' files, and every upload of the run by name: an upload whose batch was never
+    # The batches' files, and every upload in the run's ledger: an upload whose batch was never
     # created (cancelled, or refused for quota) belongs to no batch but must go too.
     file_ids = {
         file_id
@@ -259,9 +258,13 @@ def cleanup_run(
         for file_id in (b["input_file_id"], b["output_file_id"], b["error_file_id"])
         if file_id
     }
-    file_ids.update(aoai.uploads_named(c, upload_prefix(run_id)))
-    for file_id in sorted(file_ids):
-        aoai.delete_file(c, file_id)
+    recorded, unrecorded = ledger.uploads(settings, run_id, source["path"])
+    file_ids.update(recorded)
+    for name, started_at in unrecorded:  # recovery: an upload whose id was never recorded
+        found = aoai.find_file_since(c, name, ledger.since(started_at))
+        if found is not None:
+            file_ids.add(found["id"])
+    storage.parallel(lambda file_id: aoai.delete_file(c, file_id), sorted(file_ids))
     deleted = len(file_ids)
     work = storage.blob_service(settings.storage).get_container_client(settings.work_container)
     storage.delete_prefix(work, layout.work_prefix)

@@ -19,6 +19,7 @@ class RunRequest(TypedDict):
 
     run_id: str
     source: JsonObject  # container, path, etag, size of the input blob
+    received_at: NotRequired[str | None]  # when the upload arrived: the runs index's order
 
 
 class ValidateRequest(RunRequest):
@@ -78,7 +79,6 @@ class TableRequest(ChunksRequest):
 class MetadataRequest(ChunksRequest):
     summary: JsonObject
     status: str
-    received_at: str | None
     finished_at: str
 
 

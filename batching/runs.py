@@ -6,12 +6,13 @@ ended; metadata.json (read from storage) has the full detail of a finished run.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import orjson
 from azure.core.exceptions import ResourceNotFoundError
 
-from batching import storage
+from batching import runindex, storage
 from batching.api import public_error
 from batching.settings import Settings
 from batching.storage import BlobRef
@@ -113,15 +114,44 @@ def _stored_json(settings: Settings, ref: BlobRef) -> Any:
         return None
 
 
-def matches(run: dict[str, Any], status: str | None, prefix: str | None) -> bool:
-    if status and run["status"] != status:
-        return False
-    return not (prefix and not str(run.get("source") or "").startswith(prefix))
-
-
-def page(runs: list[dict[str, Any]], limit: int, cursor: int) -> dict[str, Any]:
-    """Newest first, `limit` at a time; `next` is the cursor of the following page."""
-    ordered = sorted(runs, key=lambda r: str(r.get("created") or ""), reverse=True)
-    chunk = ordered[cursor : cursor + limit]
-    nxt = cursor + limit if cursor + limit < len(ordered) else None
-    return {"runs": chunk, "total": len(ordered), "next": nxt}
+async def list_page(
+    settings: Settings,
+    client: Any,
+    limit: int,
+    cursor: str | None = None,
+    status: str | None = None,
+    prefix: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> dict[str, Any]:
+    """One page of runs, newest first, from the runs index: `limit` rows whatever the number of
+    runs. A run the index shows as not ended is read live from its durable instance (its phase
+    and progress); one found ended there but not in the index (it failed or was terminated, so
+    no activity wrote its end) is written back. `next` continues after this page."""
+    if cursor is not None and not runindex.CURSOR.fullmatch(cursor):
+        raise ValueError("cursor must be the `next` of a previous page")
+    for name, value in (("since", since), ("until", until)):
+        if value is not None:
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"{name} must be an ISO 8601 time") from None
+    rows, nxt = runindex.query(settings, limit, cursor, status, prefix, since, until)
+    found = []
+    for row in rows:
+        run = runindex.summary(row)
+        if run["status"] not in runindex.TERMINAL:
+            live = await client.get_status(str(row.get("RunId")))
+            if live is not None and live.runtime_status is not None:
+                run = summary(live.to_json())
+                if run["status"] in ("error", "terminated"):
+                    runindex.record(
+                        settings,
+                        str(row.get("RunId")),
+                        str(row.get("Received")),
+                        {"path": row.get("Source"), "container": row.get("Container")},
+                        "done",
+                        run["status"],
+                    )
+        found.append(run)
+    return {"runs": found, "count": len(found), "next": nxt}

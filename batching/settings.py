@@ -168,6 +168,9 @@ class StorageConfig:
     dfs_service_uri: str | None = _setting(
         f"{STORAGE_CONNECTION}__dfsServiceUri", "Data Lake endpoint when the account has HNS"
     )
+    table_service_uri: str | None = _setting(
+        f"{STORAGE_CONNECTION}__tableServiceUri", "data storage table endpoint (runs index)"
+    )
     client_id: str | None = _setting(
         f"{STORAGE_CONNECTION}__clientId",
         "client id of the identity used for storage (default: AZURE_CLIENT_ID)",
@@ -295,6 +298,12 @@ class Settings:
     )
     work_container: str = _setting(
         "WORK_CONTAINER", "container for chunks and intermediate files", "batch-work", parse=text
+    )
+    runs_table: str = _setting(
+        "RUNS_TABLE",
+        "table of the data account that indexes runs, newest first",
+        "runs",
+        parse=text,
     )
     run: RunConfig = _group(RunConfig)
     max_requests_per_batch: int = _setting(

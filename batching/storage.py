@@ -13,7 +13,8 @@ import functools
 import io
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,10 +166,15 @@ class BlobWriter:
         self._pending.clear()
 
     def close(self) -> None:
-        """Commit what was written (an empty blob when nothing was)."""
+        """Commit what was written (an empty blob when nothing was). Content under one block
+        goes in one request (a single Put Blob, as atomic as a block list commit)."""
         from azure.storage.blob import BlobBlock, ContentSettings
 
-        if self._pending or not self._blocks:
+        if not self._blocks:
+            write_bytes(self._client, bytes(self._pending), self._content_type)
+            self._pending.clear()
+            return
+        if self._pending:
             self._stage()
         self._client.commit_block_list(
             [BlobBlock(block_id=b) for b in self._blocks],
@@ -205,12 +211,27 @@ def delete_if_exists(client: BlobClient, etag: str | None = None) -> None:
 
 
 def delete_prefix(container: ContainerClient, prefix: str) -> int:
-    """Delete every blob under `prefix`; returns how many were deleted."""
+    """Delete every blob under `prefix` (a few at a time); returns how many were deleted."""
     names = [b.name for b in container.list_blobs(name_starts_with=prefix)]
-    for name in names:
+
+    def delete(name: str) -> None:
         with contextlib.suppress(ResourceNotFoundError):
             container.delete_blob(name, delete_snapshots="include")
+
+    parallel(delete, names)
     return len(names)
+
+
+def parallel(func: Callable[[Any], object], items: Sequence[Any], workers: int = 8) -> None:
+    """Run `func` on every item, `workers` at a time (I/O: round trips overlap); the first
+    exception is raised once all have run."""
+    if len(items) <= 1:
+        for item in items:
+            func(item)
+        return
+    with ThreadPoolExecutor(min(workers, len(items))) as pool:
+        for future in [pool.submit(func, item) for item in items]:
+            future.result()
 
 
 def copy_blob(source: BlobClient, dest: BlobClient, source_etag: str | None = None) -> None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench.bench_cli_start", "bench.bench_validate", "bench.bench_pipeline")
+BENCHMARKS = (
+    "bench.bench_cli_start",
+    "bench.bench_validate",
+    "bench.bench_pipeline",
+    "bench.bench_history",
+    "bench.bench_runs",
+)
 
 
 def main() -> int:

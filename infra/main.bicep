@@ -115,6 +115,29 @@ param maxActiveBatches int = 0
 @minValue(0)
 param maxEnqueuedTokens int = 0
 
+@allowed([
+  'AzureStorage'
+  'DurableTaskScheduler'
+])
+@description('Durable Functions backend: AzureStorage (queues, tables and blobs of the host storage account) or DurableTaskScheduler (a managed scheduler and task hub, for more throughput; see docs/scale.md).')
+param durableBackend string = 'AzureStorage'
+
+@description('IP ranges (CIDR) allowed to reach the Durable Task Scheduler (only with durableBackend = DurableTaskScheduler). Must not be empty: an empty list denies all traffic.')
+@minLength(1)
+param durableTaskSchedulerIpAllowlist array = [
+  '0.0.0.0/0'
+]
+
+@allowed([
+  'Consumption'
+  'Dedicated'
+])
+@description('Durable Task Scheduler SKU (only with durableBackend = DurableTaskScheduler).')
+param durableTaskSchedulerSku string = 'Consumption'
+
+@description('Table of the data account that indexes runs for the runs API (RUNS_TABLE).')
+param runsTableName string = 'runs'
+
 @description('Days Log Analytics keeps logs.')
 @minValue(30)
 @maxValue(730)
@@ -135,6 +158,9 @@ var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(r
 var hostStorageAccountName = '${abbrs.storageStorageAccounts}host${resourceToken}'
 var dataStorageAccountName = '${abbrs.storageStorageAccounts}data${resourceToken}'
 var systemTopicName = '${abbrs.eventGridSystemTopics}${dataStorageAccountName}'
+var useDurableTaskScheduler = durableBackend == 'DurableTaskScheduler'
+// The task hub name the app uses: host.json's extensions.durableTask.hubName.
+var taskHubName = loadJsonContent('../host.json').extensions.durableTask.hubName
 
 var useExistingOpenAi = !empty(openAiResourceId)
 // Only the branch that applies is evaluated, so an empty openAiResourceId is never split.
@@ -210,6 +236,9 @@ module dataStorage './core/storage-account.bicep' = {
       serviceOutputContainerName
       deadLetterContainerName
     ]
+    tables: [
+      runsTableName
+    ]
     isHnsEnabled: storageHierarchicalNamespace
     deleteRetentionDays: dataDeleteRetentionDays
     deadLetterContainerName: deadLetterContainerName
@@ -266,6 +295,7 @@ module rbac './app/rbac.bicep' = {
     outputContainerName: outputContainerName
     errorContainerName: errorContainerName
     workContainerName: workContainerName
+    runsTableName: runsTableName
     deadLetterContainerName: deadLetterContainerName
     systemTopicPrincipalId: eventGridTopic.outputs.principalId
     applicationInsightsName: monitoring.outputs.applicationInsightsName
@@ -288,6 +318,21 @@ module openAiStorage './app/openai-storage.bicep' = if (batchMode == 'blob') {
   }
 }
 
+// The scale-out Durable backend, only when selected.
+module durableTaskScheduler './app/durable-task-scheduler.bicep' = if (useDurableTaskScheduler) {
+  name: 'durable-task-scheduler'
+  scope: rg
+  params: {
+    name: '${abbrs.durableTaskSchedulers}${resourceToken}'
+    location: location
+    tags: tags
+    taskHubName: taskHubName
+    appPrincipalId: identity.outputs.principalId
+    ipAllowlist: durableTaskSchedulerIpAllowlist
+    skuName: durableTaskSchedulerSku
+  }
+}
+
 // Exactly the settings batching/settings.py reads (tests/test_infra.py checks the parity); every
 // other setting takes the code's default. Identity-based storage, no keys, no AZURE_OPENAI_API_KEY.
 var baseAppSettings = {
@@ -304,6 +349,8 @@ var baseAppSettings = {
   WORK_CONTAINER: workContainerName
   SERVICE_OUTPUT_CONTAINER: serviceOutputContainerName
   AZURE_OPENAI_BATCH_MODE: batchMode
+  RUNS_TABLE: runsTableName
+  BATCH_STORAGE__tableServiceUri: dataStorage.outputs.tableEndpoint
   POLL_INITIAL_SECONDS: '60'
   POLL_MAX_SECONDS: '600'
   // The reconciliation timer's schedule is a binding expression (%RECONCILE_SCHEDULE%): it must exist.
@@ -313,7 +360,17 @@ var baseAppSettings = {
 }
 // Data Lake endpoint only when the data account has a hierarchical namespace.
 var dataLakeAppSettings = storageHierarchicalNamespace ? { BATCH_STORAGE__dfsServiceUri: dataStorage.outputs.dfsEndpoint } : {}
-var appSettings = union(baseAppSettings, dataLakeAppSettings)
+// Durable Task Scheduler: host.json is one file for both backends, so its storage provider (and an
+// extension bundle that carries the provider) is overridden by host settings, only in that mode:
+// AzureFunctionsJobHost__<path>__<key> replaces host.json's <path>.<key>.
+var durableAppSettings = useDurableTaskScheduler ? {
+  DURABLE_TASK_SCHEDULER_CONNECTION_STRING: 'Endpoint=${durableTaskScheduler.outputs.endpoint};Authentication=ManagedIdentity;ClientID=${identity.outputs.clientId}'
+  AzureFunctionsJobHost__extensions__durableTask__storageProvider__type: 'azureManaged'
+  AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName: 'DURABLE_TASK_SCHEDULER_CONNECTION_STRING'
+  AzureFunctionsJobHost__extensionBundle__id: 'Microsoft.Azure.Functions.ExtensionBundle.Preview'
+  AzureFunctionsJobHost__extensionBundle__version: '[4.29.0, 5.0.0)'
+} : {}
+var appSettings = union(baseAppSettings, dataLakeAppSettings, durableAppSettings)
 
 module functionApp './app/function-app.bicep' = {
   name: 'function-app'
@@ -370,5 +427,6 @@ output AZURE_OPENAI_DEPLOYMENTS string = allowedDeployments
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.applicationInsightsConnectionString
 // For batchctl on a workstation (`azd env get-values`): the data account (az login identity) and
 // the runs API (BATCHCTL_KEY, a function key, is not output: `az functionapp keys list`).
+output DURABLE_BACKEND string = durableBackend
 output BATCHCTL_ACCOUNT_URL string = dataStorage.outputs.blobEndpoint
 output BATCHCTL_API string = '${functionApp.outputs.uri}/api'

@@ -48,7 +48,11 @@ class _Run:
 
     def call(self, name: str, payload: dict[str, Any]) -> Any:
         """Schedule an activity, with durable retries for transient failures."""
-        base = {"run_id": self.state.run_id, "source": self.state.source}
+        base = {
+            "run_id": self.state.run_id,
+            "source": self.state.source,
+            "received_at": self.state.received_at,  # the runs index's order
+        }
         return self.context.call_activity_with_retry(name, self._retry, {**base, **payload})
 
     def note(self, message: str, level: int = logging.INFO, **fields: Any) -> None:

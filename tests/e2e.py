@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ def fast_settings(
         "OUTPUT_CONTAINER": f"{tag}-out",
         "ERROR_CONTAINER": f"{tag}-err",
         "WORK_CONTAINER": f"{tag}-work",
+        "RUNS_TABLE": "runs" + re.sub("[^A-Za-z0-9]", "", tag),
         "POLL_INITIAL_SECONDS": "1",
         "POLL_MAX_SECONDS": "2",
         "ACTIVITY_RETRY_SECONDS": "1",

@@ -86,6 +86,12 @@ def test_submit_prints_run_ids_that_runs_lists_and_results_exports(stack, batchc
     assert listed.returncode == 0, listed.stderr
     assert alpha in listed.stdout and beta in listed.stdout and "2 runs" in listed.stdout
     assert listed.stdout.count("completed") >= 2 and "3/0/3" in listed.stdout
+    paged = batchctl("runs", "--prefix", "cli/team/", "--limit", "1", "-o", "table")
+    assert paged.returncode == 0 and "1 runs" in paged.stdout and "next:" in paged.stdout
+    assert (beta in paged.stdout) != (alpha in paged.stdout)
+    every = batchctl("runs", "--prefix", "cli/team/", "--limit", "1", "--all", "-o", "table")
+    assert every.returncode == 0 and alpha in every.stdout and beta in every.stdout
+    assert "2 runs" in every.stdout and "next:" not in every.stdout
     none = batchctl("runs", "--prefix", "cli/team/", "--status", "failed", "-o", "table")
     assert none.returncode == 0 and alpha not in none.stdout and "0 runs" in none.stdout
 

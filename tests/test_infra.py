@@ -43,6 +43,7 @@ QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
 TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
 OPENAI_USER = "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd"
 METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+DURABLE_TASK_DATA_CONTRIBUTOR = "0ad04412-c4d5-4796-b79c-f76d14c8d402"
 KNOWN_ROLES = {
     BLOB_DATA_CONTRIBUTOR: "Storage Blob Data Contributor",
     BLOB_DATA_READER: "Storage Blob Data Reader",
@@ -50,10 +51,12 @@ KNOWN_ROLES = {
     TABLE_DATA_CONTRIBUTOR: "Storage Table Data Contributor",
     OPENAI_USER: "Cognitive Services OpenAI User",
     METRICS_PUBLISHER: "Monitoring Metrics Publisher",
+    DURABLE_TASK_DATA_CONTRIBUTOR: "Durable Task Data Contributor",
 }
 
 STORAGE = "Microsoft.Storage/storageAccounts"
 CONTAINER = "Microsoft.Storage/storageAccounts/blobServices/containers"
+TABLE = "Microsoft.Storage/storageAccounts/tableServices/tables"
 ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
 
 # Settings the Functions host reads itself; any other app setting must be a `SETTINGS` name.
@@ -65,6 +68,14 @@ HOST_SETTINGS = {
     "AzureWebJobsStorage__clientId",
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+}
+# Host settings of the Durable Task Scheduler backend only (tests/test_infra_scale.py).
+DTS_SETTINGS = {
+    "DURABLE_TASK_SCHEDULER_CONNECTION_STRING",
+    "AzureFunctionsJobHost__extensions__durableTask__storageProvider__type",
+    "AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName",
+    "AzureFunctionsJobHost__extensionBundle__id",
+    "AzureFunctionsJobHost__extensionBundle__version",
 }
 # Key-based or Flex-incompatible settings that must never be written.
 FORBIDDEN_SETTINGS = {
@@ -623,7 +634,7 @@ def test_scale_settings_are_parameters_of_main() -> None:
 
 def test_every_app_setting_is_known() -> None:
     names = set(app_settings())
-    known = {s.name for s in SETTINGS} | HOST_SETTINGS | set(PENDING_SETTINGS)
+    known = {s.name for s in SETTINGS} | HOST_SETTINGS | set(PENDING_SETTINGS) | DTS_SETTINGS
     assert names <= known, f"settings the code does not read: {sorted(names - known)}"
     assert not names & FORBIDDEN_SETTINGS, names & FORBIDDEN_SETTINGS
 
@@ -699,7 +710,7 @@ def test_dfs_endpoint_only_with_hierarchical_namespace() -> None:
     union = main["variables"]["appSettings"]["value"]["function"]
     assert union["type"] == "union"
     args = list(union["parameters"].values())
-    assert args == ["baseAppSettings", "dataLakeAppSettings"]
+    assert args == ["baseAppSettings", "dataLakeAppSettings", "durableAppSettings"]
     assert (
         f"{STORAGE_CONNECTION}__dfsServiceUri" not in main["variables"]["baseAppSettings"]["value"]
     )
@@ -744,6 +755,8 @@ def test_rbac_grants_exactly_least_privilege() -> None:
         (app, blob_c, CONTAINER, "outputContainerName"),
         (app, blob_c, CONTAINER, "errorContainerName"),
         (app, blob_c, CONTAINER, "workContainerName"),
+        # ...and the runs index table only.
+        (app, "Storage Table Data Contributor", TABLE, "runsTableName"),
         (
             app,
             "Monitoring Metrics Publisher",

@@ -86,6 +86,7 @@ def test_local_settings_example_lists_every_app_setting():
         "AZURE_CLIENT_ID",
         "BATCH_STORAGE__blobServiceUri",
         "BATCH_STORAGE__dfsServiceUri",
+        "BATCH_STORAGE__tableServiceUri",
         "BATCH_STORAGE__credential",
         "BATCH_STORAGE__clientId",
         "MODEL_PRICES",

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
-from batching import aoai, collection, submission
+from batching import aoai, collection, ledger, submission
 from batching.settings import Settings
 from batching.storage import BlobRef
 
@@ -143,3 +144,85 @@ def test_cancel_keeps_finished_requests(env):
     cancelled = submission.cancel_batch(settings, created["batch"]["id"])
     assert cancelled["status"] in ("cancelling", "cancelled")
     assert _wait_terminal(settings, created["batch"]["id"])["status"] == "cancelled"
+
+
+def _listings(em) -> int:
+    requests = _state(em)["requests"]
+    return int(requests.get("GET /openai/files", 0)) + int(requests.get("GET /openai/batches", 0))
+
+
+def _ledger(settings, container, key="run-1/c0/r0"):
+    return ledger.Ledger.load(settings, "run-1", "x.jsonl", key)
+
+
+def test_normal_path_and_its_reruns_never_list(env):
+    """Submit, and submit again as after a crash: found from the ledger, not by listing."""
+    settings, container, em = env
+    container.upload_blob("n.jsonl", (SAMPLES / "quickstart.jsonl").read_bytes())
+    ref = BlobRef(container.container_name, "n.jsonl")
+    first = _submit(settings, ref)
+    again = _submit(settings, ref)
+    assert first["batch"]["id"] == again["batch"]["id"]
+    recorded = _ledger(settings, container)
+    assert recorded.upload is not None and recorded.upload["id"] == first["batch"]["input_file_id"]
+    assert (recorded.batch(0) or {}).get("id") == first["batch"]["id"]
+    assert _listings(em) == 0
+
+
+def test_a_create_whose_id_was_never_recorded_is_found_by_listing_back_to_its_start(env):
+    """The recovery path: the ledger says a create started but holds no id (the worker died
+    between the call and the write). The run lists, newest first, finds its batch and upload,
+    records them, and creates nothing twice."""
+    settings, container, em = env
+    container.upload_blob("r.jsonl", (SAMPLES / "quickstart.jsonl").read_bytes())
+    ref = BlobRef(container.container_name, "r.jsonl")
+    first = _submit(settings, ref)
+    recorded = _ledger(settings, container)
+    recorded.set_batch(0, id=None)
+    recorded.set_upload(id=None)
+    again = _submit(settings, ref)
+    assert again["batch"]["id"] == first["batch"]["id"]
+    state = _state(em)
+    assert state["files"] == 1 and sum(state["batches"].values()) == 1
+    assert _listings(em) == 1  # the batch was found: the upload was not needed
+    assert (_ledger(settings, container).batch(0) or {}).get("id") == first["batch"]["id"]
+    # cleanup finds the upload whose id was never recorded, again by listing back to its start
+    assert finalize_uploads(settings) == [first["batch"]["input_file_id"]]
+
+
+def test_recovery_listing_stops_at_the_create_start(env):
+    """A create recorded as started after everything in the account: the listing stops at the
+    first (older) item and the create runs."""
+    settings, container, em = env
+    container.upload_blob("s.jsonl", (SAMPLES / "quickstart.jsonl").read_bytes())
+    ref = BlobRef(container.container_name, "s.jsonl")
+    first = _submit(settings, ref)
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    recorded = _ledger(settings, container)
+    recorded.set_batch(0, id=None, started_at=later)
+    again = _submit(settings, ref)
+    assert again["status"] == "created" and again["batch"]["id"] != first["batch"]["id"]
+    assert _listings(em) == 1
+
+
+def finalize_uploads(settings):
+    ids, unrecorded = ledger.uploads(settings, "run-1", "x.jsonl")
+    c = aoai.client(settings)
+    found = [aoai.find_file_since(c, name, ledger.since(at)) for name, at in unrecorded]
+    return sorted(ids + [f["id"] for f in found if f])
+
+
+def test_a_recorded_upload_that_is_gone_is_uploaded_again(env):
+    """An upload expired or deleted meanwhile (say, during a long quota wait): the next attempt
+    uploads again instead of failing on the recorded id."""
+    settings, container, em = env
+    container.upload_blob("g.jsonl", (SAMPLES / "quickstart.jsonl").read_bytes())
+    ref = BlobRef(container.container_name, "g.jsonl")
+    first = _submit(settings, ref, attempt=0)
+    aoai.delete_file(aoai.client(settings), first["batch"]["input_file_id"])
+    again = _submit(settings, ref, attempt=1)
+    assert again["status"] == "created"
+    assert again["batch"]["input_file_id"] != first["batch"]["input_file_id"]
+    recorded = _ledger(settings, container).upload or {}
+    assert recorded.get("id") == again["batch"]["input_file_id"]
+    assert _listings(em) == 0

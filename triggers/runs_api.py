@@ -27,7 +27,7 @@ from batching.logs import event
 from batching.settings import Settings
 from batching.statuses import RUN_RETRYABLE
 from batching.storage import BlobRef
-from orchestrators.run_file import CANCEL_EVENT, ORCHESTRATOR
+from orchestrators.run_file import CANCEL_EVENT
 from triggers.starting import source_of, start_run
 
 bp = df.Blueprint()
@@ -109,12 +109,20 @@ async def runs_collection(
 async def runs_list(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
-    """GET /api/runs?status=&prefix=&limit=&cursor=: newest first."""
+    """GET /api/runs?status=&prefix=&since=&until=&limit=&cursor=: the newest `limit` runs
+    from the runs index, and `next`, the cursor of the following page (null at the end)."""
     query = api.list_query(req.params)
-    instances = [s.to_json() for s in await client.get_status_all() if s.name == ORCHESTRATOR]
-    found = [runs.summary(i) for i in instances]
-    found = [r for r in found if runs.matches(r, query.status, query.prefix)]
-    return _json(runs.page(found, query.limit, query.cursor))
+    page = await runs.list_page(
+        Settings.from_env(),
+        client,
+        query.limit,
+        cursor=query.cursor,
+        status=query.status,
+        prefix=query.prefix,
+        since=query.since,
+        until=query.until,
+    )
+    return _json(page)
 
 
 async def runs_start(

@@ -13,6 +13,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from batching import runindex
 from batching.layout import is_input, run_id_for
 from batching.logs import event
 from batching.settings import Settings
@@ -39,14 +40,17 @@ async def start_run(
     if existing is not None and existing.runtime_status is not None:
         event(log, "run exists", run_id, status=str(existing.runtime_status))
         return run_id, False
+    received = received_at or datetime.now(UTC).isoformat()
     payload = {
         "run_id": run_id,
         "source": source,
         "config": settings.orchestration_config(),
-        "received_at": received_at or datetime.now(UTC).isoformat(),
+        "received_at": received,
         "phase": "validating",
         "attempt": attempt,
     }
+    # Indexed before it starts, so this write can never land after the run's own later ones.
+    runindex.record(settings, run_id, received, source, "pending")
     await client.start_new(ORCHESTRATOR, run_id, payload)
     event(log, "run started", run_id, source=source["path"], size=source.get("size"))
     return run_id, True

@@ -1,7 +1,8 @@
 // Role assignments in the app's resource group, least privilege:
 // - app identity, host storage account: blob + queue + table data contributor, account-wide (the
 //   Functions host and Durable Functions create and use their own containers, queues and tables);
-// - app identity, data storage account: blob data contributor on its four containers only;
+// - app identity, data storage account: blob data contributor on its four containers only, table
+//   data contributor on the runs index table only;
 // - app identity, Application Insights: Monitoring Metrics Publisher (Entra-authenticated telemetry);
 // - Event Grid system topic identity: blob data contributor on the dead-letter container only;
 // - deploying user (optional): contributor on the input container, reader on output and errors.
@@ -27,6 +28,9 @@ param errorContainerName string
 
 @description('Work container (WORK_CONTAINER).')
 param workContainerName string
+
+@description('Table of the data account that indexes runs (RUNS_TABLE).')
+param runsTableName string
 
 @description('Container Event Grid dead-letters to.')
 param deadLetterContainerName string
@@ -94,6 +98,16 @@ resource workContainer 'Microsoft.Storage/storageAccounts/blobServices/container
 resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2024-01-01' existing = {
   parent: dataBlobService
   name: deadLetterContainerName
+}
+
+resource dataTableService 'Microsoft.Storage/storageAccounts/tableServices@2024-01-01' existing = {
+  parent: dataStorage
+  name: 'default'
+}
+
+resource runsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2024-01-01' existing = {
+  parent: dataTableService
+  name: runsTableName
 }
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
@@ -169,6 +183,18 @@ resource appWorkBlob 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: workContainer
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// ---- app identity: data storage, the runs index table only ------------------------------------
+
+resource appRunsTable 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(runsTable.id, appPrincipalId, roles.storageTableDataContributor)
+  scope: runsTable
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
   }

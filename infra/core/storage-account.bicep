@@ -22,6 +22,9 @@ param isHnsEnabled bool = false
 @maxValue(365)
 param deleteRetentionDays int = 0
 
+@description('Tables to create in the account (the runs index).')
+param tables array = []
+
 @description('A container whose blobs are deleted 30 days after creation (Event Grid dead letters). Empty: no lifecycle rule.')
 param deadLetterContainerName string = ''
 
@@ -82,6 +85,18 @@ resource account 'Microsoft.Storage/storageAccounts@2024-01-01' = {
     ]
   }
 }
+
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2024-01-01' = if (!empty(tables)) {
+  parent: account
+  name: 'default'
+}
+
+resource table 'Microsoft.Storage/storageAccounts/tableServices/tables@2024-01-01' = [
+  for tableName in tables: {
+    parent: tableService
+    name: tableName
+  }
+]
 
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2024-01-01' = if (!empty(deadLetterContainerName)) {
   parent: account
