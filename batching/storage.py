@@ -18,7 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
 
 from batching.settings import StorageConfig
@@ -204,6 +208,22 @@ def delete_if_exists(client: BlobClient, etag: str | None = None) -> None:
         client.delete_blob(**kwargs)
 
 
+def delete_unchanged(client: BlobClient, etag: str | None) -> bool:
+    """Delete exactly the version `etag` names; a newer upload under the name, or a blob already
+    gone, is left alone. Without `etag` nothing is deleted. Returns whether it was deleted."""
+    if not etag:
+        return False
+    try:
+        client.delete_blob(
+            delete_snapshots="include",
+            etag=quote_etag(etag),
+            match_condition=MatchConditions.IfNotModified,
+        )
+    except (ResourceNotFoundError, ResourceModifiedError):
+        return False
+    return True
+
+
 def delete_prefix(container: ContainerClient, prefix: str) -> int:
     """Delete every blob under `prefix`; returns how many were deleted."""
     names = [b.name for b in container.list_blobs(name_starts_with=prefix)]
@@ -235,6 +255,16 @@ def copy_blob(source: BlobClient, dest: BlobClient, source_etag: str | None = No
         if time.monotonic() > deadline:
             raise TimeoutError(f"copy of {source.blob_name} did not finish in time")
         time.sleep(0.5)
+
+
+def stage_copy(source: BlobClient, dest: BlobClient, source_etag: str | None) -> None:
+    """Copy exactly the version `source_etag` of `source` to `dest`, once: a finished copy from
+    an earlier attempt is kept. Raises ResourceModifiedError / ResourceNotFoundError when that
+    version is no longer there (replaced or deleted)."""
+    with contextlib.suppress(ResourceNotFoundError):
+        if dest.get_blob_properties().copy.status in ("success", None):
+            return
+    copy_blob(source, dest, source_etag)
 
 
 def move_blob(cfg: StorageConfig, source: BlobRef, dest: BlobRef, etag: str | None) -> None:

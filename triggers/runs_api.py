@@ -139,8 +139,7 @@ async def runs_retry(
     if not source.get("path"):
         return _error(410, f"run {run_id} has no recorded input")
     layout = RunLayout.of(settings, source["path"], run_id)
-    kept = [layout.error("input.jsonl"), layout.output("input.jsonl"), layout.source]
-    origin = next((r for r in kept if storage.exists(storage.blob(settings.storage, r))), None)
+    origin = runs.kept_input(settings, layout, source.get("etag"))
     if origin is None:
         return _error(410, f"the input of run {run_id} is no longer stored")
     if origin != layout.source:
