@@ -27,6 +27,7 @@ def _options(settings: Settings) -> ValidationOptions:
     return ValidationOptions(
         max_requests_per_batch=settings.max_requests_per_batch,
         max_bytes_per_batch=settings.max_bytes_per_batch,
+        max_line_bytes=settings.max_line_bytes,
         deployments=settings.deployments,
         invalid_lines=settings.invalid_lines,
     )

@@ -68,6 +68,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("POLLS_PER_HISTORY", "status checks before the watcher continues as new", "20"),
     Setting("MAX_REQUESTS_PER_BATCH", "split files with more requests than this", "100000"),
     Setting("MAX_BYTES_PER_BATCH", "split files larger than this many bytes", "200000000"),
+    Setting(
+        "MAX_LINE_BYTES",
+        "reject lines longer than this many bytes (bounds memory per line)",
+        "16000000",
+    ),
     Setting("INVALID_LINES", "'reject' the file or 'skip' invalid lines", "reject"),
     Setting("FILE_EXPIRY_SECONDS", "expires_after for uploaded files and outputs", "1209600"),
     Setting("QUOTA_RETRY_INITIAL_SECONDS", "first wait after token_limit_exceeded", "300"),
@@ -131,6 +136,7 @@ class Settings:
     polls_per_history: int
     max_requests_per_batch: int
     max_bytes_per_batch: int
+    max_line_bytes: int
     invalid_lines: Literal["reject", "skip"]
     file_expiry_seconds: int
     quota_retry_initial_seconds: int
@@ -188,6 +194,7 @@ class Settings:
             polls_per_history=r.integer("POLLS_PER_HISTORY", minimum=1),
             max_requests_per_batch=r.integer("MAX_REQUESTS_PER_BATCH", minimum=1),
             max_bytes_per_batch=r.integer("MAX_BYTES_PER_BATCH", minimum=1024),
+            max_line_bytes=r.integer("MAX_LINE_BYTES", minimum=1024),
             invalid_lines="skip" if invalid == "skip" else "reject",
             file_expiry_seconds=r.integer("FILE_EXPIRY_SECONDS", minimum=0),
             quota_retry_initial_seconds=r.integer("QUOTA_RETRY_INITIAL_SECONDS", minimum=1),
