@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench.bench_validate", "bench.bench_pipeline")
+BENCHMARKS = ("bench.bench_validate", "bench.bench_lines", "bench.bench_pipeline")
 
 
 def main() -> int:
