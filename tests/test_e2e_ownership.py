@@ -30,6 +30,7 @@ from openai import AzureOpenAI
 
 from batching.layout import run_id_for
 from devstack.clock import VirtualClock
+from devstack.watcher import blob_created_event
 from tests.e2e import Stack, local_stack, requests_file
 
 ENV = {"POLL_INITIAL_SECONDS": "2", "POLL_MAX_SECONDS": "4"}
@@ -213,3 +214,31 @@ def test_retry_starts_from_the_snapshot_when_the_original_is_gone(azurite, tmp_p
         results = stack.jsonl("output", f"{folder}/results.jsonl")
         assert sorted(r["custom_id"] for r in results) == _ids(DATA)
         assert stack.read("output", f"{folder}/input.jsonl") == DATA
+
+
+def test_a_change_before_the_snapshot_ends_that_run_with_a_reason(owner: Owner) -> None:
+    """Overwritten before its run could stage it (a late event for the first upload): that
+    run ends `invalid` saying why, sends nothing, and the new upload runs on its own."""
+    stack = owner.stack
+    path = "own/early.jsonl"
+    stack.drop(path, DATA, deliver=False)
+    first = stack.container("input").get_blob_client(path).get_blob_properties()
+    stack.drop(path, NEW, deliver=False)
+    run_id = run_id_for(stack.env["INPUT_CONTAINER"], path, str(first.etag))
+    webhook = f"{stack.host.base_url}/runtime/webhooks/eventgrid?functionName=on_blob_created"
+    event = blob_created_event(stack.container("input"), first)
+    httpx.post(webhook, json=[event], headers={"aeg-event-type": "Notification"}).raise_for_status()
+    status = stack.host.wait_for(run_id, timeout=60)
+    assert status["runtimeStatus"] == "Completed", status
+    assert status["output"]["status"] == "invalid"
+    assert "deleted or replaced before it could be validated" in status["output"]["reason"]
+    assert stack.read("input", path) == NEW  # the replacement is untouched
+    assert [n for n in stack.names("work") if n.startswith(run_id)] == []
+    props = stack.container("input").get_blob_client(path).get_blob_properties()
+    new_id = run_id_for(stack.env["INPUT_CONTAINER"], path, str(props.etag))
+    assert stack.watcher.poll_once() == 1
+    new = stack.host.wait_for(new_id, timeout=60)
+    assert new["runtimeStatus"] == "Completed" and new["output"]["status"] == "completed", new
+    folder = stack.run_folder(path, new_id)
+    assert stack.read("output", f"{folder}/input.jsonl") == NEW
+    assert stack.emulator_state()["files"] == 0
