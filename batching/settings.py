@@ -71,7 +71,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "MAX_LINE_BYTES",
         "reject lines longer than this many bytes (bounds memory per line)",
-        "32000000",
+        "20000000",
     ),
     Setting("INVALID_LINES", "'reject' the file or 'skip' invalid lines", "reject"),
     Setting("FILE_EXPIRY_SECONDS", "expires_after for uploaded files and outputs", "1209600"),

@@ -28,6 +28,7 @@ from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
 from batching.settings import StorageConfig
 
 BLOCK_SIZE = 8 * 1024 * 1024
+GET_SIZE = 4 * 1024 * 1024  # bytes per download request
 COPY_TIMEOUT_SECONDS = 600.0
 
 
@@ -55,10 +56,19 @@ def _credential(client_id: str | None) -> Any:
 @functools.lru_cache(maxsize=8)
 def blob_service(cfg: StorageConfig) -> BlobServiceClient:
     """A client for the data account: connection string locally, managed identity in Azure."""
+    # Downloads come in GET_SIZE pieces from the first one on: the SDK's first GET is 32 MiB by
+    # default, which a streamed read of a large blob would hold (twice) besides what it reads.
     if cfg.connection_string:
-        return BlobServiceClient.from_connection_string(cfg.connection_string)
+        return BlobServiceClient.from_connection_string(
+            cfg.connection_string, max_single_get_size=GET_SIZE, max_chunk_get_size=GET_SIZE
+        )
     assert cfg.blob_service_uri, "settings guarantee one of the two"
-    return BlobServiceClient(cfg.blob_service_uri, credential=_credential(cfg.client_id))
+    return BlobServiceClient(
+        cfg.blob_service_uri,
+        credential=_credential(cfg.client_id),
+        max_single_get_size=GET_SIZE,
+        max_chunk_get_size=GET_SIZE,
+    )
 
 
 def blob(cfg: StorageConfig, ref: BlobRef) -> BlobClient:

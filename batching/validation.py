@@ -50,7 +50,7 @@ ENDPOINTS = {
 }
 _BOM = b"\xef\xbb\xbf"
 # Lines longer than this are refused unread (MAX_LINE_BYTES): what one line may cost in memory.
-DEFAULT_MAX_LINE_BYTES = 32_000_000
+DEFAULT_MAX_LINE_BYTES = 20_000_000
 
 
 @dataclass(frozen=True)

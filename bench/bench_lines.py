@@ -142,10 +142,76 @@ def host_child(path: Path) -> None:
     start = time.perf_counter()
     report = validate(read_blocks(path, 4 << 20), options)  # blob downloads come in 4 MB chunks
     seconds = time.perf_counter() - start
-    with open("/proc/self/status") as f:
-        hwm = next(int(x.split()[1]) for x in f if x.startswith("VmHWM:"))
+    hwm = _hwm_kb()
     verdict = _verdict(report.to_dict())
     sys.stdout.buffer.write(orjson.dumps({"idle": idle, "peak": hwm, "s": seconds, "v": verdict}))
+
+
+def _hwm_kb() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(x.split()[1]) for x in f if x.startswith("VmHWM:"))
+
+
+def stack_child(paths: list[Path]) -> None:
+    """In a fresh process: the local host (Azurite and the emulator run as their own processes)
+    runs each file end to end, from its BlobCreated event to its cleanup; this process's peak
+    above its idle RSS (after one small run) is reported per file."""
+    import contextlib
+    import tempfile
+
+    from azure.storage.blob import BlobServiceClient
+
+    import function_app
+    from batching.layout import run_id_for
+    from batching.settings import Settings
+    from batching.storage import ensure_containers
+    from devstack import services
+    from devstack.clock import RealClock
+    from devstack.host import FunctionHost
+    from devstack.watcher import Watcher
+    from tests.e2e import fast_settings
+
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        root = Path(tmp)
+        az = stack.enter_context(services.azurite(root / "azurite"))
+        em = stack.enter_context(
+            services.emulator(root / "em", batch_duration=1.0, api_key="test-key")
+        )
+        env = fast_settings(az, em, "lines")
+        if os.environ.get("MAX_LINE_BYTES"):
+            env["MAX_LINE_BYTES"] = os.environ["MAX_LINE_BYTES"]
+        settings = Settings.from_env(env)
+        ensure_containers(settings.storage, settings.containers)
+        host = stack.enter_context(
+            FunctionHost(function_app.app, root / "host", RealClock(), env=env)
+        )
+        blobs = BlobServiceClient.from_connection_string(az.connection_string)
+        inputs = blobs.get_container_client(settings.input_container)
+        watcher = Watcher(
+            inputs, f"{host.base_url}/runtime/webhooks/eventgrid?functionName=on_blob_created"
+        )
+
+        def run(name: str, path: Path) -> dict[str, object]:
+            """Upload (not measured), then reset the peak and run it through the host."""
+            client = inputs.get_blob_client(name)
+            with path.open("rb") as f:
+                props = client.upload_blob(f, overwrite=True, max_concurrency=1)
+            run_id = run_id_for(settings.input_container, name, str(props["etag"]))
+            idle = _rss_kb(os.getpid())
+            Path("/proc/self/clear_refs").write_text("5")
+            start = time.perf_counter()
+            watcher.poll_once()
+            status = host.wait_for(run_id, timeout=900)
+            output = status.get("output") or {}
+            seconds = time.perf_counter() - start
+            return {"s": seconds, "v": str(output.get("status")), "idle": idle, "peak": _hwm_kb()}
+
+        run("warm.jsonl", make_file(1))  # imports, encoding, clients: the host's idle state
+        for path in paths:
+            got = run(f"{path.stem}.jsonl", path)
+            got["size"] = path.stem.removeprefix("line-").upper()
+            sys.stdout.write(orjson.dumps(got).decode() + "\n")
+            sys.stdout.flush()
 
 
 def main() -> int:
@@ -153,13 +219,20 @@ def main() -> int:
     parser.add_argument("--sizes", default="1,50,200", help="line sizes in MB (%(default)s)")
     parser.add_argument("--max-line-bytes", type=int, help="MAX_LINE_BYTES (default: setting's)")
     parser.add_argument("--astral", action="store_true", help="text with emoji (4 B/char)")
+    parser.add_argument(
+        "--stack", action="store_true", help="also run each file end to end on the local host"
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--stack-child", type=Path, nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if args.max_line_bytes:
         env["MAX_LINE_BYTES"] = str(args.max_line_bytes)
     if args.child:
         host_child(args.child)
+        return 0
+    if args.stack_child:
+        stack_child(args.stack_child)
         return 0
     tiny = OUT / "line-tiny.jsonl"
     OUT.mkdir(exist_ok=True)
@@ -190,6 +263,20 @@ def main() -> int:
             f"{mb:>4}MB | {'batchctl':8} | {verdict:36} | {seconds:6.2f}s | "
             f"{peak // 1024:>6} MiB | {(peak - idle_cli) // 1024:>4} MiB"
         )
+    if args.stack:
+        paths = [str(make_file(int(s), args.astral)) for s in args.sizes.split(",")]
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.bench_lines", "--stack-child", *paths],
+            env=env,
+            capture_output=True,
+            check=True,
+        )
+        for line in proc.stdout.splitlines():
+            got = orjson.loads(line)
+            print(
+                f"{got['size']:>6} | {'stack':8} | {'run ' + got['v']:36} | {got['s']:6.2f}s | "
+                f"{got['peak'] // 1024:>6} MiB | {(got['peak'] - got['idle']) // 1024:>4} MiB"
+            )
     return 0
 
 
