@@ -62,6 +62,12 @@ def register(commands: Any) -> None:
         help="split above this many bytes (default: MAX_BYTES_PER_BATCH or %(default)s)",
     )
     parser.add_argument(
+        "--max-line-bytes",
+        type=_positive,
+        default=_setting("MAX_LINE_BYTES"),
+        help="reject longer lines (default: MAX_LINE_BYTES or %(default)s)",
+    )
+    parser.add_argument(
         "--invalid-lines",
         choices=("reject", "skip"),
         default=_setting("INVALID_LINES"),
@@ -85,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     options = ValidationOptions(
         max_requests_per_batch=args.max_requests,
         max_bytes_per_batch=args.max_bytes,
+        max_line_bytes=args.max_line_bytes,
         deployments=tuple(args.deployment),
         invalid_lines=args.invalid_lines,
     )

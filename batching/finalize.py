@@ -15,11 +15,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
 from batching import aoai, ledger, storage
 from batching.cost import estimate_cost
-from batching.intake import SKIPPED
+from batching.intake import SKIPPED, keep_input
 from batching.jsonlines import iter_lines
 from batching.layout import RunLayout
 from batching.ordering import merge, read_run
@@ -225,7 +224,8 @@ def cleanup_run(
     status: str,
     reason: str | None,
 ) -> dict[str, Any]:
-    """Move the input, delete the Azure OpenAI files and the work area. Safe to repeat."""
+    """Keep the input (the run's snapshot) in the run or error folder, delete the original
+    upload if unchanged, the Azure OpenAI files and the work area. Safe to repeat."""
     layout = RunLayout.of(settings, source["path"], run_id)
     if status == "failed":
         dest = layout.error("input.jsonl")
@@ -243,11 +243,8 @@ def cleanup_run(
         )
     else:
         dest = layout.output("input.jsonl")
-    moved: dict[str, str] | None = dest.to_dict()
-    try:
-        storage.move_blob(settings.storage, layout.source, dest, source.get("etag"))
-    except (ResourceNotFoundError, ResourceModifiedError):
-        moved = None  # deleted or replaced by the user meanwhile; a replacement runs on its own
+    # The run's snapshot is its input, whatever became of the original upload meanwhile.
+    moved = keep_input(settings, layout, source, dest)
     c = aoai.client(settings)
     # The batches' files, and every upload in the run's ledger: an upload whose batch was never
     # created (cancelled, or refused for quota) belongs to no batch but must go too.

@@ -16,6 +16,7 @@ from batching import storage
 from batching.layout import RunLayout
 from batching.settings import Settings
 from batching.splitting import write_chunks
+from batching.storage import BlobRef
 from batching.validation import ValidationOptions, validate
 
 REPORT = "validation.json"
@@ -26,17 +27,33 @@ def _options(settings: Settings) -> ValidationOptions:
     return ValidationOptions(
         max_requests_per_batch=settings.max_requests_per_batch,
         max_bytes_per_batch=settings.max_bytes_per_batch,
+        max_line_bytes=settings.max_line_bytes,
         deployments=settings.deployments,
         invalid_lines=settings.invalid_lines,
     )
 
 
+def stage_input(settings: Settings, layout: RunLayout, source: dict[str, Any]) -> None:
+    """Take the run's own copy of the upload (exactly its ETag) into the work area, once.
+
+    From here on the run reads only this snapshot: the user may overwrite or delete the
+    original at any time (an overwrite is a new upload with a run of its own).
+    """
+    storage.stage_copy(
+        storage.blob(settings.storage, layout.source),
+        storage.blob(settings.storage, layout.snapshot),
+        source.get("etag"),
+    )
+
+
 def validate_input(settings: Settings, run_id: str, source: dict[str, Any]) -> dict[str, Any]:
-    """Validate the input as it was uploaded (its ETag); returns the report without problems."""
+    """Stage the upload (its ETag) as the run's snapshot and validate that; returns the report
+    without problems."""
     layout = RunLayout.of(settings, source["path"], run_id)
-    client = storage.blob(settings.storage, layout.source)
     try:
-        report = validate(storage.read_blocks(client, source.get("etag")), _options(settings))
+        stage_input(settings, layout, source)
+        snapshot = storage.blob(settings.storage, layout.snapshot)
+        report = validate(storage.read_blocks(snapshot), _options(settings))
     except (ResourceNotFoundError, ResourceModifiedError):
         return {
             "valid": False,
@@ -94,18 +111,33 @@ def reject_input(
     )
     moved = None
     if not summary.get("gone"):
-        try:
-            storage.move_blob(
-                settings.storage, layout.source, layout.error("input.jsonl"), source.get("etag")
-            )
-            moved = layout.error("input.jsonl").to_dict()
-        except (ResourceNotFoundError, ResourceModifiedError):
-            moved = None  # replaced meanwhile: the new upload has a run of its own
+        moved = keep_input(settings, layout, source, layout.error("input.jsonl"))
     storage.delete_prefix(
         storage.blob_service(settings.storage).get_container_client(settings.work_container),
         layout.work_prefix,
     )
     return {"report": report_ref.to_dict(), "input": moved, "reason": summary.get("reason")}
+
+
+def keep_input(
+    settings: Settings, layout: RunLayout, source: dict[str, Any], dest: BlobRef
+) -> dict[str, str] | None:
+    """Move the run's snapshot to `dest` (run or error folder), then delete the original upload
+    if it is still that version. Safe to repeat; returns `dest`, or None when nothing was kept.
+
+    The original goes only after its copy is at `dest`; an upload that replaced it meanwhile is
+    a new file with a run of its own and is left alone.
+    """
+    snapshot = storage.blob(settings.storage, layout.snapshot)
+    try:
+        if storage.exists(snapshot) or storage.exists(storage.blob(settings.storage, dest)):
+            storage.move_blob(settings.storage, layout.snapshot, dest, None)
+        else:  # a run staged before snapshots existed: its input is the original itself
+            storage.move_blob(settings.storage, layout.source, dest, source.get("etag"))
+    except (ResourceNotFoundError, ResourceModifiedError):
+        return None  # replaced or deleted before it was ever staged
+    storage.delete_unchanged(storage.blob(settings.storage, layout.source), source.get("etag"))
+    return dest.to_dict()
 
 
 def prepare_chunks(
@@ -123,8 +155,8 @@ def prepare_chunks(
         return [
             {
                 "index": 0,
-                "input": layout.source.to_dict(),
-                "etag": source.get("etag"),
+                "input": layout.snapshot.to_dict(),
+                "etag": None,  # the run's own snapshot: nobody else writes it
                 "requests": summary["requests"],
                 "bytes": summary["bytes"],
                 "tokens": summary["tokens"]["total"],
@@ -135,7 +167,7 @@ def prepare_chunks(
     writers = [storage.BlobWriter(storage.blob(settings.storage, r)) for r in refs]
     skipped = storage.BlobWriter(storage.blob(settings.storage, layout.work(SKIPPED)))
     write_chunks(
-        storage.read_blocks(storage.blob(settings.storage, layout.source), source.get("etag")),
+        storage.read_blocks(storage.blob(settings.storage, layout.snapshot)),
         report,
         writers.__getitem__,
         (lambda: skipped) if summary.get("skipped") else None,

@@ -7,6 +7,7 @@ Only the pieces of the line in progress are held, so memory is bounded by the lo
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 BLOCK_SIZE = 1 << 20
@@ -38,6 +39,73 @@ def iter_lines(blocks: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
     if pending:
         line = b"".join(pending)
         yield number + 1, line[:-1] if line.endswith(b"\r") else line
+
+
+@dataclass(frozen=True, slots=True)
+class LineTooLong:
+    """A line longer than the limit: its size only, its bytes were never held."""
+
+    size: int  # bytes, without the line end
+
+
+class _Line:
+    """The line in progress across blocks: its pieces while within the limit, else its size."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.pieces: list[bytes] = []
+        self.size = 0
+        self.over = False
+        self.cr = False  # its last byte so far is b"\r"
+
+    def add(self, piece: bytes) -> None:
+        if not piece:
+            return
+        self.size += len(piece)
+        self.cr = piece.endswith(b"\r")
+        if self.over:
+            return
+        if self.size > self.limit + 1:  # + 1: room for a CR before the LF
+            self.over, self.pieces = True, []
+        else:
+            self.pieces.append(piece)
+
+    def take(self) -> bytes | LineTooLong:
+        size = self.size - self.cr
+        if self.cr and self.pieces:
+            self.pieces[-1] = self.pieces[-1][:-1]
+        too_long = self.over or size > self.limit
+        line = LineTooLong(size) if too_long else b"".join(self.pieces)
+        self.pieces, self.size, self.over, self.cr = [], 0, False, False
+        return line
+
+
+def iter_bounded_lines(
+    blocks: Iterable[bytes], max_bytes: int
+) -> Iterator[tuple[int, bytes | LineTooLong]]:
+    """As `iter_lines`, but a line longer than `max_bytes` is yielded as `LineTooLong`.
+
+    Its bytes are counted as they stream past and dropped, so memory stays within `max_bytes`
+    (plus one block) whatever the line's length.
+    """
+    number = 0
+    line = _Line(max_bytes)
+    for block in blocks:
+        if not block:
+            continue
+        pieces = block.split(b"\n")
+        tail = pieces.pop()
+        for piece in pieces:  # each ends a line; the first may end one begun in earlier blocks
+            number += 1
+            if line.size:
+                line.add(piece)
+                yield number, line.take()
+                continue
+            raw = piece[:-1] if piece.endswith(b"\r") else piece
+            yield number, raw if len(raw) <= max_bytes else LineTooLong(len(raw))
+        line.add(tail)
+    if line.size:
+        yield number + 1, line.take()
 
 
 def read_blocks(path: Path, block_size: int = BLOCK_SIZE) -> Iterator[bytes]:

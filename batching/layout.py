@@ -89,5 +89,19 @@ class RunLayout:
         """Intermediate files (chunks, per-batch results); deleted when the run ends."""
         return BlobRef(self.work_container, f"{self.run_id}/{name}")
 
+    @property
+    def snapshot(self) -> BlobRef:
+        """The run's own copy of its input, staged at intake: everything after reads this.
+
+        The original in the input container may be overwritten or deleted at any time; the run
+        never reads it again. The snapshot moves into the run folder (or the error folder) when
+        the run ends.
+        """
+        return self.work("input.jsonl")
+
+    def kept_inputs(self) -> list[BlobRef]:
+        """Where a run's input is kept once staged, most final first: a retry starts from it."""
+        return [self.error("input.jsonl"), self.output("input.jsonl"), self.snapshot]
+
     def output_folder_url_path(self) -> str:
         return f"{self.output_container}/{self._folder}/"

@@ -14,8 +14,9 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from batching import runindex, storage
 from batching.api import public_error
+from batching.layout import RunLayout
 from batching.settings import Settings
-from batching.storage import BlobRef
+from batching.storage import BlobRef, bare_etag
 
 ACTIVE = ("Running", "Pending", "ContinuedAsNew")
 
@@ -155,3 +156,33 @@ async def list_page(
                     )
         found.append(run)
     return {"runs": found, "count": len(found), "next": nxt}
+
+
+def matches(run: dict[str, Any], status: str | None, prefix: str | None) -> bool:
+    if status and run["status"] != status:
+        return False
+    return not (prefix and not str(run.get("source") or "").startswith(prefix))
+
+
+def page(runs: list[dict[str, Any]], limit: int, cursor: int) -> dict[str, Any]:
+    """Newest first, `limit` at a time; `next` is the cursor of the following page."""
+    ordered = sorted(runs, key=lambda r: str(r.get("created") or ""), reverse=True)
+    chunk = ordered[cursor : cursor + limit]
+    nxt = cursor + limit if cursor + limit < len(ordered) else None
+    return {"runs": chunk, "total": len(ordered), "next": nxt}
+
+
+def kept_input(settings: Settings, layout: RunLayout, etag: str | None) -> BlobRef | None:
+    """Where the run's input is kept for a retry: its copy in the error or run folder, else its
+    staged snapshot (a run that crashed mid-way), else the original upload if it is still the
+    version the run started from (a run that ended before staging it)."""
+    for ref in layout.kept_inputs():
+        if storage.exists(storage.blob(settings.storage, ref)):
+            return ref
+    try:
+        props = storage.blob(settings.storage, layout.source).get_blob_properties()
+    except ResourceNotFoundError:
+        return None
+    if etag and bare_etag(str(props.etag)) != bare_etag(etag):
+        return None  # replaced by a new upload, which is a run of its own
+    return layout.source

@@ -318,6 +318,12 @@ class Settings:
         "200000000",
         parse=whole(1024),
     )
+    max_line_bytes: int = _setting(
+        "MAX_LINE_BYTES",
+        "reject lines longer than this many bytes (bounds memory per line)",
+        "20000000",
+        parse=whole(1024),
+    )
     invalid_lines: Literal["reject", "skip"] = _setting(
         "INVALID_LINES",
         "'reject' the file or 'skip' invalid lines",

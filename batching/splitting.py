@@ -15,7 +15,7 @@ from typing import Protocol
 
 import orjson
 
-from batching.jsonlines import iter_lines
+from batching.jsonlines import LineTooLong, iter_bounded_lines
 from batching.plan import Chunk
 from batching.validation import LineChecker, Problem, ValidationReport
 
@@ -74,14 +74,16 @@ def write_chunks(
     chunks = _Chunks(report.split, open_chunk)
     skipped: _Writer | None = None
     try:
-        for number, raw in iter_lines(blocks):
-            if not raw or raw.isspace():
+        for number, raw in iter_bounded_lines(blocks, report.options.line_limit):
+            if isinstance(raw, bytes) and (not raw or raw.isspace()):
                 continue
             problem = checker.check(number, raw) if checker else None
             if isinstance(problem, Problem):
                 if open_skipped is not None:
                     skipped = skipped or _Writer(open_skipped())
                     skipped.write(_skipped_line(problem, raw))
+            elif isinstance(raw, LineTooLong):
+                raise PlanMismatchError(f"line {number} is longer than the validated file's")
             else:
                 chunks.add(number, raw)
     finally:
@@ -131,8 +133,9 @@ class _Chunks:
             self._writer = None
 
 
-def _skipped_line(problem: Problem, raw: bytes) -> bytes:
-    record = {**problem.to_dict(), "text": raw.decode("utf-8", "replace")}
+def _skipped_line(problem: Problem, raw: bytes | LineTooLong) -> bytes:
+    text = None if isinstance(raw, LineTooLong) else raw.decode("utf-8", "replace")
+    record = {**problem.to_dict(), "text": text}
     return orjson.dumps(record) + b"\n"
 
 

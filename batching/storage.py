@@ -19,12 +19,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
 
 from batching.settings import StorageConfig
 
 BLOCK_SIZE = 8 * 1024 * 1024
+GET_SIZE = 4 * 1024 * 1024  # bytes per download request
 COPY_TIMEOUT_SECONDS = 600.0
 
 
@@ -52,10 +57,19 @@ def _credential(client_id: str | None) -> Any:
 @functools.lru_cache(maxsize=8)
 def blob_service(cfg: StorageConfig) -> BlobServiceClient:
     """A client for the data account: connection string locally, managed identity in Azure."""
+    # Downloads come in GET_SIZE pieces from the first one on: the SDK's first GET is 32 MiB by
+    # default, which a streamed read of a large blob would hold (twice) besides what it reads.
     if cfg.connection_string:
-        return BlobServiceClient.from_connection_string(cfg.connection_string)
+        return BlobServiceClient.from_connection_string(
+            cfg.connection_string, max_single_get_size=GET_SIZE, max_chunk_get_size=GET_SIZE
+        )
     assert cfg.blob_service_uri, "settings guarantee one of the two"
-    return BlobServiceClient(cfg.blob_service_uri, credential=_credential(cfg.client_id))
+    return BlobServiceClient(
+        cfg.blob_service_uri,
+        credential=_credential(cfg.client_id),
+        max_single_get_size=GET_SIZE,
+        max_chunk_get_size=GET_SIZE,
+    )
 
 
 def blob(cfg: StorageConfig, ref: BlobRef) -> BlobClient:
@@ -210,6 +224,22 @@ def delete_if_exists(client: BlobClient, etag: str | None = None) -> None:
         client.delete_blob(**kwargs)
 
 
+def delete_unchanged(client: BlobClient, etag: str | None) -> bool:
+    """Delete exactly the version `etag` names; a newer upload under the name, or a blob already
+    gone, is left alone. Without `etag` nothing is deleted. Returns whether it was deleted."""
+    if not etag:
+        return False
+    try:
+        client.delete_blob(
+            delete_snapshots="include",
+            etag=quote_etag(etag),
+            match_condition=MatchConditions.IfNotModified,
+        )
+    except (ResourceNotFoundError, ResourceModifiedError):
+        return False
+    return True
+
+
 def delete_prefix(container: ContainerClient, prefix: str) -> int:
     """Delete every blob under `prefix` (a few at a time); returns how many were deleted."""
     names = [b.name for b in container.list_blobs(name_starts_with=prefix)]
@@ -256,6 +286,16 @@ def copy_blob(source: BlobClient, dest: BlobClient, source_etag: str | None = No
         if time.monotonic() > deadline:
             raise TimeoutError(f"copy of {source.blob_name} did not finish in time")
         time.sleep(0.5)
+
+
+def stage_copy(source: BlobClient, dest: BlobClient, source_etag: str | None) -> None:
+    """Copy exactly the version `source_etag` of `source` to `dest`, once: a finished copy from
+    an earlier attempt is kept. Raises ResourceModifiedError / ResourceNotFoundError when that
+    version is no longer there (replaced or deleted)."""
+    with contextlib.suppress(ResourceNotFoundError):
+        if dest.get_blob_properties().copy.status in ("success", None):
+            return
+    copy_blob(source, dest, source_etag)
 
 
 def move_blob(cfg: StorageConfig, source: BlobRef, dest: BlobRef, etag: str | None) -> None:

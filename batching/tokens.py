@@ -12,6 +12,10 @@ of text are encoded exactly and, after that, one line per `STEP_CHARS` character
 (systematic sampling proportional to length; at most `SAMPLE_CHARS` of the line are encoded).
 The text of the rest is counted in characters and scaled by the sampled lines' tokens per
 character. Files with less text than the warm-up are counted exactly (`method: "exact"`).
+One line never costs more than `LONG_LINE_CHARS` of encoding: a longer line, even in the
+warm-up, has its first `LONG_LINE_CHARS` characters encoded and the rest counted in characters
+at that head's tokens per character (an estimate: encoding a 50 MB line whole takes gigabytes
+of memory and tens of seconds, and the estimate only needs to feed quota admission).
 For large files the samples are counted in a child process (see `batching.tokencount`).
 Accuracy against encoding every piece (tests/test_tokens.py): within 0.8% on files of mixed
 English, code, CJK and numbers (within 1% asserted), 0.04% on the benchmark file.
@@ -42,6 +46,7 @@ WARMUP_CHARS = 200_000
 STEP_CHARS = 200_000
 SAMPLE_CHARS = 8_000
 CHILD_AFTER_CHARS = 100_000  # sample text that makes counting in a child process worth it
+LONG_LINE_CHARS = 100_000  # a line's text beyond this is estimated from its head
 
 _O200K_PATTERN = "|".join(
     [
@@ -216,7 +221,8 @@ class TokenEstimator:
         self._exact_chars = 0  # text counted in full
         self._scaled_chars = 0  # text past the warm-up, counted in characters
         self._next_mark = step_chars  # sample the line that reaches this many characters
-        self._weights: list[tuple[int, int]] = []  # per sample: (marks, 0 in the warm-up; chars)
+        # per sample: (marks, 0 in the warm-up; chars encoded; chars of the line's text)
+        self._weights: list[tuple[int, int, int]] = []
         self._pending: list[Sequence[str]] = []  # samples not handed to a child
         self._pending_chars = 0
         self._child = child  # a child started early (for a large file) takes every sample
@@ -227,17 +233,22 @@ class TokenEstimator:
         chars = sum(map(len, prompt.pieces))
         if self._exact_chars < self._warmup:
             self._exact_chars += chars
-            self._sample(prompt.pieces, 0, chars)
+            if chars > LONG_LINE_CHARS:  # encode its head only, scale it to the whole line
+                head = _head(prompt.pieces, LONG_LINE_CHARS)
+                self._sample(head, 0, sum(map(len, head)), chars)
+            else:
+                self._sample(prompt.pieces, 0, chars, chars)
             return
         self._scaled_chars += chars
         if self._scaled_chars >= self._next_mark:  # the line spans one or more marks
             marks = (self._scaled_chars - self._next_mark) // self._step + 1
             self._next_mark += marks * self._step
             head = _head(prompt.pieces, self._sample_chars)
-            self._sample(head, marks, sum(map(len, head)))
+            head_chars = sum(map(len, head))
+            self._sample(head, marks, head_chars, head_chars)
 
-    def _sample(self, pieces: Sequence[str], marks: int, chars: int) -> None:
-        self._weights.append((marks, chars))
+    def _sample(self, pieces: Sequence[str], marks: int, chars: int, line_chars: int) -> None:
+        self._weights.append((marks, chars, line_chars))
         if self._child is not None:
             self._child.submit(pieces)
             return
@@ -257,9 +268,9 @@ class TokenEstimator:
             counts = [sum(len(encode(p)) for p in pieces) for pieces in self._pending]
         text = marks_total = 0
         ratio_sum = 0.0
-        for (marks, chars), tokens in zip(self._weights, counts, strict=True):
+        for (marks, chars, line_chars), tokens in zip(self._weights, counts, strict=True):
             if not marks:
-                text += tokens
+                text += tokens if chars == line_chars else round(tokens * line_chars / chars)
             elif chars:
                 marks_total += marks
                 ratio_sum += marks * tokens / chars

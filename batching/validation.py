@@ -20,7 +20,7 @@ import orjson
 
 from batching.bodies import Columns, RequestError, check_chat, check_responses
 from batching.idindex import CustomIdIndex
-from batching.jsonlines import iter_lines
+from batching.jsonlines import LineTooLong, iter_bounded_lines
 from batching.plan import Chunk, SplitPlanner
 from batching.tokencount import ChildCounter, early_counter
 from batching.tokens import Prompt, TokenEstimate, TokenEstimator, model_family
@@ -39,7 +39,7 @@ SERVICE_CODES: dict[str, str] = {
     "model_not_found": "model_not_found",
     "invalid_request": "invalid_request",  # body shape: model, messages/input, max_*tokens ...
     "invalid_schema": "invalid_request",  # a json_schema response format strict mode rejects
-    "line_too_large": "invalid_request",  # one line over MAX_BYTES_PER_BATCH cannot be batched
+    "line_too_large": "invalid_request",  # over MAX_LINE_BYTES, or too big for any batch
     "empty_file": "empty_file",
 }
 
@@ -50,6 +50,8 @@ ENDPOINTS = {
     "/v1/responses": check_responses,
 }
 _BOM = b"\xef\xbb\xbf"
+# Lines longer than this are refused unread (MAX_LINE_BYTES): what one line may cost in memory.
+DEFAULT_MAX_LINE_BYTES = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,12 @@ class ValidationOptions:
     deployments: tuple[str, ...] = ()  # allowed deployments; empty: any
     invalid_lines: Literal["reject", "skip"] = "reject"
     max_problems: int = 1000
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+
+    @property
+    def line_limit(self) -> int:
+        """The longest line accepted: MAX_LINE_BYTES, and short enough to fit in a batch."""
+        return min(self.max_line_bytes, self.max_bytes_per_batch - 1)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ValidationOptions:
@@ -175,18 +183,27 @@ class LineChecker:
 
     def __init__(self, options: ValidationOptions) -> None:
         self._max_bytes = options.max_bytes_per_batch
+        self._max_line = options.max_line_bytes
         self._deployments = options.deployments
         self._ids = CustomIdIndex()
         self.url: str | None = None
         self.model: str | None = None
         self._first_line = 0
 
-    def check(self, number: int, raw: bytes) -> Request | Problem:
-        if len(raw) >= self._max_bytes:
+    def check(self, number: int, raw: bytes | LineTooLong) -> Request | Problem:
+        size = raw.size if isinstance(raw, LineTooLong) else len(raw)
+        if size > self._max_line:
             return Problem(
                 number,
                 "line_too_large",
-                f"the line is {len(raw)} bytes, more than a batch may hold "
+                f"line {number} is {size} bytes, more than MAX_LINE_BYTES ({self._max_line}) "
+                "allows: shorten the request (or raise MAX_LINE_BYTES, which costs memory)",
+            )
+        if isinstance(raw, LineTooLong) or size >= self._max_bytes:
+            return Problem(
+                number,
+                "line_too_large",
+                f"line {number} is {size} bytes, more than a batch may hold "
                 f"({self._max_bytes}): shorten the request",
             )
         try:
@@ -316,8 +333,9 @@ def _validate(
     problems: list[Problem] = []
     counts: Counter[str] = Counter()
     lines = blank = 0
-    for lines, raw in iter_lines(source):  # the last line number is the line count
-        if not raw or raw.isspace():
+    # the last line number is the line count; over-long lines arrive unread, as LineTooLong
+    for lines, raw in iter_bounded_lines(source, options.line_limit):
+        if isinstance(raw, bytes) and (not raw or raw.isspace()):
             blank += 1
             continue
         result = checker.check(lines, raw)
@@ -326,7 +344,9 @@ def _validate(
             if len(problems) < options.max_problems:
                 problems.append(result)
             continue
+        assert isinstance(raw, bytes)  # a LineTooLong is always a Problem
         planner.add(lines, len(raw) + 1)
+        del raw  # the parsed request is all that is needed of the line now
         if estimator is None:
             name = model_family(result.model)[1]
             child = early if early is not None and early.encoding_name == name else None

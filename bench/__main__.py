@@ -8,6 +8,7 @@ import sys
 BENCHMARKS = (
     "bench.bench_cli_start",
     "bench.bench_validate",
+    "bench.bench_lines",
     "bench.bench_pipeline",
     "bench.bench_history",
     "bench.bench_runs",

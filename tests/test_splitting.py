@@ -182,3 +182,21 @@ def test_an_invalid_report_cannot_be_split(tmp_path: Path) -> None:
     report = validate([b"{"], _options())
     with pytest.raises(ValueError, match="not valid"):
         write_chunks([b"{"], report, directory_sinks(tmp_path)[0])
+
+
+def test_a_line_over_max_line_bytes_is_skipped_without_its_text(tmp_path: Path) -> None:
+    lines = [_line(0), _line(1, "x" * 5000), _line(2)]
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"\n".join(lines) + b"\n")
+    report = validate(read_blocks(source), _options(invalid_lines="skip", max_line_bytes=4000))
+    assert report.valid and report.requests == 2
+    open_chunk, open_skipped = directory_sinks(tmp_path)
+    write_chunks(read_blocks(source, 700), report, open_chunk, open_skipped)
+    skipped = (tmp_path / "chunk-skipped.jsonl").read_bytes().splitlines()
+    assert [orjson.loads(x) for x in skipped] == [
+        {"line": 2, "code": "line_too_large", "message": report.problems[0].message, "text": None}
+    ]
+    assert (
+        b"".join(p.read_bytes() for p in _chunk_files(tmp_path))
+        == lines[0] + b"\n" + lines[2] + b"\n"
+    )

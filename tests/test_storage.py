@@ -86,3 +86,33 @@ def test_delete_prefix_and_conditional_delete(container):
     storage.delete_if_exists(client, client.get_blob_properties().etag)
     assert not client.exists()
     storage.delete_if_exists(client)  # already gone: fine
+
+
+def test_stage_copy_takes_exactly_the_named_version_once(container):
+    from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+    source = container.get_blob_client("in/a.jsonl")
+    snapshot = container.get_blob_client("work/a.jsonl")
+    etag = source.upload_blob(b"one\n")["etag"]
+    storage.stage_copy(source, snapshot, etag)
+    source.upload_blob(b"two\n", overwrite=True)  # the user overwrites the original
+    storage.stage_copy(source, snapshot, etag)  # a repeat keeps the copy it made
+    assert snapshot.download_blob().readall() == b"one\n"
+    late = container.get_blob_client("work/late.jsonl")
+    with pytest.raises(ResourceModifiedError):  # too late: that version is gone
+        storage.stage_copy(source, late, etag)
+    source.delete_blob()
+    with pytest.raises(ResourceNotFoundError):
+        storage.stage_copy(source, late, etag)
+
+
+def test_delete_unchanged_leaves_a_newer_upload(container):
+    client = container.get_blob_client("in/b.jsonl")
+    etag = client.upload_blob(b"one\n")["etag"]
+    newer = client.upload_blob(b"two\n", overwrite=True)["etag"]
+    assert storage.delete_unchanged(client, etag) is False
+    assert client.download_blob().readall() == b"two\n"
+    assert storage.delete_unchanged(client, None) is False
+    assert storage.delete_unchanged(client, newer) is True
+    assert not client.exists()
+    assert storage.delete_unchanged(client, newer) is False  # already gone: nothing to do

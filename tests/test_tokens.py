@@ -210,3 +210,20 @@ def test_a_failing_child_counter_raises() -> None:
     counter.submit(["text"])
     with pytest.raises(RuntimeError, match="token counter failed"):
         counter.counts()
+
+
+def test_a_long_line_is_estimated_from_its_head() -> None:
+    """A line over LONG_LINE_CHARS: only its head is encoded, the rest scaled by its ratio;
+    the estimate stays close to encoding the whole line."""
+    rng = random.Random(5)
+    words = ["the", "customer", "said", "delivery", "was", "late", "but", "support", "refunded"]
+    text = " ".join(rng.choice(words) for _ in range(120_000))  # about 700,000 characters
+    assert len(text) > tokens.LONG_LINE_CHARS * 5
+    prompt = Prompt([text], prompt_overhead(1, 0), DEFAULT_COMPLETION_BUDGET)
+    exact = exact_prompt_tokens(prompt, get_encoding("o200k_base"))
+    estimator = TokenEstimator("o200k_base")
+    estimator.add(prompt)
+    # one sample, the line's head: the encoder never sees the rest of it
+    assert [sum(map(len, p)) for p in estimator._pending] == [tokens.LONG_LINE_CHARS]
+    estimate = estimator.result()
+    assert abs(estimate.prompt - exact) / exact < 0.01, (estimate.prompt, exact)

@@ -198,3 +198,26 @@ def test_a_repeated_schema_is_checked_by_its_exact_json() -> None:
         b"\n".join([_line("a", response_format=good), _line("b", response_format=bad)])
     )
     assert [(p.line, p.code) for p in report.problems] == [(2, "invalid_schema")]
+
+
+def test_a_line_over_max_line_bytes_is_rejected_with_its_line_number() -> None:
+    long = _line("t-2", "word " * 2000)
+    data = b"\n".join([_line("t-1"), long, b"", _line("t-3")]) + b"\n"
+    report = _validate(data, max_line_bytes=len(long) - 1)
+    assert not report.valid
+    (problem,) = report.problems
+    assert (problem.line, problem.code) == (2, "line_too_large")
+    assert problem.custom_id is None  # the line was never parsed
+    assert f"line 2 is {len(long)} bytes" in problem.message
+    assert "MAX_LINE_BYTES" in problem.message
+    assert report.requests == 2 and report.lines == 4 and report.blank_lines == 1
+    assert _validate(data, max_line_bytes=len(long)).valid
+
+
+def test_a_line_over_max_line_bytes_is_skipped_in_skip_mode() -> None:
+    long = _line("t-2", "word " * 2000)
+    data = b"\n".join([_line("t-1"), long + b"\r", _line("t-3")])
+    report = _validate(data, max_line_bytes=1000, invalid_lines="skip")
+    assert report.valid and report.requests == 2 and report.invalid_lines == 1
+    assert report.problem_counts == {"line_too_large": 1}
+    assert report.problems[0].line == 2

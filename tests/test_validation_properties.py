@@ -9,7 +9,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from batching.jsonlines import iter_lines
+from batching.jsonlines import LineTooLong, iter_bounded_lines, iter_lines
 from batching.plan import SplitPlanner
 from batching.validation import ValidationOptions, validate
 
@@ -69,6 +69,23 @@ def test_iter_lines_matches_split_whatever_the_blocks(data: bytes, cuts: list[in
     expected = [line.removesuffix(b"\r") for line in expected]
     got = list(iter_lines(_cut(data, cuts)))
     assert got == list(enumerate(expected, start=1))
+
+
+@FAST
+@given(
+    st.binary(max_size=200).map(lambda b: b.replace(b"\x00", b"\n").replace(b"\x01", b"\r")),
+    st.lists(st.integers(0, 300), max_size=8),
+    st.integers(0, 40),
+)
+def test_bounded_lines_are_lines_with_the_long_ones_sized(
+    data: bytes, cuts: list[int], limit: int
+) -> None:
+    """Every line as `iter_lines` gives it, except that one over `limit` is only its size."""
+    expected = [
+        (n, line if len(line) <= limit else LineTooLong(len(line)))
+        for n, line in iter_lines([data])
+    ]
+    assert list(iter_bounded_lines(_cut(data, cuts), limit)) == expected
 
 
 @FAST

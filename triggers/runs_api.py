@@ -242,8 +242,7 @@ async def _retry(
     except BlobPathError:
         raise api.Problem(410, "gone", f"the input path of run {run_id} names no blob") from None
     layout = RunLayout.of(settings, path, run_id)
-    kept = [layout.error("input.jsonl"), layout.output("input.jsonl"), layout.source]
-    origin = next((r for r in kept if storage.exists(storage.blob(settings.storage, r))), None)
+    origin = runs.kept_input(settings, layout, source.get("etag"))
     if origin is None:
         raise api.Problem(410, "gone", f"the input of run {run_id} is no longer stored")
     if origin != layout.source:
