@@ -7,11 +7,12 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from batching import admission, collection, submission
 from batching.logs import event
 from batching.requests import AdmitRequest, BatchRequest, CollectRequest, SubmitRequest
+from batching.service import admission, submission
 from batching.settings import Settings
 from batching.statuses import BATCH_TERMINAL
+from batching.steps import collection
 
 bp = df.Blueprint()
 log = logging.getLogger("batching.batches")

@@ -7,10 +7,11 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from batching import intake, runindex
 from batching.logs import event
+from batching.ops import runindex
 from batching.requests import PrepareRequest, RejectRequest, RunRequest, ValidateRequest
 from batching.settings import Settings
+from batching.steps import intake
 
 bp = df.Blueprint()
 log = logging.getLogger("batching.intake")

@@ -7,8 +7,8 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from batching import failures, finalize, runindex
 from batching.logs import event
+from batching.ops import runindex
 from batching.requests import (
     ChunksRequest,
     CleanupRequest,
@@ -18,6 +18,7 @@ from batching.requests import (
     TableRequest,
 )
 from batching.settings import Settings
+from batching.steps import failures, finalize
 
 bp = df.Blueprint()
 log = logging.getLogger("batching.outputs")

@@ -24,11 +24,11 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from batchctl import TABLE_MIN_WIDTH
 from batchctl.client import ApiError, Target
-from batchctl.runs import TABLE_MIN_WIDTH
-from batching.blobpaths import BlobPathError, check_blob_path
 from batching.layout import is_input, run_id_for
-from batching.tables import answer_text, csv_writer, safe_cell
+from batching.steps.tables import answer_text, csv_writer, safe_cell
+from batching.storage.blobpaths import BlobPathError, check_blob_path
 
 FULL_TABLE_WIDTH = 160  # below this, a compact table (source under the id)
 

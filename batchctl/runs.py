@@ -9,8 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-# `batchctl runs` lays runs out as a table on a terminal this wide or wider, else one per line.
-TABLE_MIN_WIDTH = 100
+from batchctl import TABLE_MIN_WIDTH
 
 
 def add_target_options(p: argparse.ArgumentParser) -> None:

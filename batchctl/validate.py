@@ -17,7 +17,7 @@ from batching.settings import SETTINGS
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from batching.validation import ValidationReport
+    from batching.validation.validator import ValidationReport
 
 SHOWN_PROBLEMS = 50
 
@@ -77,7 +77,7 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from batching.tokencount import early_counter
+    from batching.tokens.child import early_counter
 
     path: Path = args.file
     if not path.is_file():
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     # A large file's token counter starts first, so it loads while the validator is imported.
     counter = early_counter(path.stat().st_size)
     from batching.jsonlines import read_blocks
-    from batching.validation import ValidationOptions, validate
+    from batching.validation.validator import ValidationOptions, validate
 
     options = ValidationOptions(
         max_requests_per_batch=args.max_requests,

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from batching.settings import Settings
-from batching.storage import BlobRef, bare_etag
+from batching.storage.refs import BlobRef, bare_etag
 
 INPUT_SUFFIX = ".jsonl"
 

@@ -46,7 +46,7 @@ class Counters:
         self._patches: list[tuple[Any, str, Any]] = []
 
     def install(self) -> None:
-        from devstack.store import Store
+        from devstack.durable.store import Store
 
         counters = self
         send = RequestsTransport.send

@@ -126,8 +126,8 @@ def host_child(path: Path) -> None:
     """In a fresh process: idle RSS with the encoding built, then validate and report."""
     from batching.jsonlines import read_blocks
     from batching.settings import Settings
-    from batching.tokens import get_encoding
-    from batching.validation import ValidationOptions, validate
+    from batching.tokens.encoding import get_encoding
+    from batching.validation.validator import ValidationOptions, validate
 
     required = {"AZURE_OPENAI_ENDPOINT": "http://127.0.0.1:1", "BATCH_STORAGE": "unused"}
     settings = Settings.from_env({**required, **os.environ})
@@ -164,10 +164,10 @@ def stack_child(paths: list[Path]) -> None:
     import function_app
     from batching.layout import run_id_for
     from batching.settings import Settings
-    from batching.storage import ensure_containers
+    from batching.storage.blobs import ensure_containers
     from devstack import services
-    from devstack.clock import RealClock
-    from devstack.host import FunctionHost
+    from devstack.durable.clock import RealClock
+    from devstack.host.host import FunctionHost
     from devstack.watcher import Watcher
     from tests.e2e import fast_settings
 

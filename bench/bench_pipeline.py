@@ -66,9 +66,9 @@ def pipeline(
     """Start the whole local stack in a temporary folder, with the Event Grid watcher running."""
     import function_app
     from batching.settings import Settings
-    from batching.storage import ensure_containers
-    from devstack.clock import RealClock
-    from devstack.host import FunctionHost
+    from batching.storage.blobs import ensure_containers
+    from devstack.durable.clock import RealClock
+    from devstack.host.host import FunctionHost
     from devstack.watcher import Watcher
     from tests.e2e import fast_settings
 

@@ -27,7 +27,7 @@ from devstack import services
 
 
 def _fill(settings: Any, start: int, count: int) -> None:
-    from batching import runindex
+    from batching.ops import runindex
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -66,8 +66,8 @@ def _latency(url: str, params: dict[str, str], repeat: int) -> dict[str, float]:
 def run(sizes: list[int], limit: int, repeat: int) -> list[dict[str, Any]]:
     import function_app
     from batching.settings import Settings
-    from devstack.clock import RealClock
-    from devstack.host import FunctionHost
+    from devstack.durable.clock import RealClock
+    from devstack.host.host import FunctionHost
     from tests.e2e import fast_settings
 
     results = []

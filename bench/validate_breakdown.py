@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from batching import tokens, validation
 from batching.jsonlines import read_blocks
-from batching.validation import ValidationOptions, validate
+from batching.tokens import estimate as tokens
+from batching.validation import validator as validation
+from batching.validation.validator import ValidationOptions, validate
 from bench.bench_validate import OUT, SHAPES
 
 OPTIONS = ValidationOptions(max_requests_per_batch=1_000_000, max_bytes_per_batch=1 << 40)

@@ -91,9 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     from azure.storage.blob import BlobServiceClient
 
     from batching.settings import Settings
-    from batching.storage import ensure_containers
-    from devstack.clock import RealClock
-    from devstack.host import FunctionHost
+    from batching.storage.blobs import ensure_containers
+    from devstack.durable.clock import RealClock
+    from devstack.host.host import FunctionHost
     from devstack.watcher import Watcher
 
     values = local_settings()
@@ -156,7 +156,7 @@ def _worker_refusal(app_dir: Path) -> str | None:
     The local host serves nothing the real worker would refuse: it asks the worker's own code
     (azure-functions-runtime, in `.venv-worker`) first.
     """
-    from devstack.worker import WorkerRefusedError, WorkerUnavailableError, require_loadable
+    from devstack.host.worker import WorkerRefusedError, WorkerUnavailableError, require_loadable
 
     try:
         verdict = require_loadable(app_dir)

@@ -10,8 +10,8 @@ import sys
 import threading
 from pathlib import Path
 
-from devstack.clock import RealClock
-from devstack.host import FunctionHost
+from devstack.durable.clock import RealClock
+from devstack.host.host import FunctionHost
 
 
 def main(state_dir: str, settings_json: str, port: str) -> None:

@@ -22,7 +22,7 @@ import orjson
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from devstack import services
-from devstack.clock import VirtualClock
+from devstack.durable.clock import VirtualClock
 from devstack.watcher import Watcher
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,9 +138,9 @@ def local_stack(
 ) -> Iterator[Stack]:
     import function_app
     from batching.settings import Settings
-    from batching.storage import ensure_containers
-    from devstack.clock import RealClock
-    from devstack.host import FunctionHost
+    from batching.storage.blobs import ensure_containers
+    from devstack.durable.clock import RealClock
+    from devstack.host.host import FunctionHost
 
     tag = f"t{os.urandom(3).hex()}"
     with services.emulator(

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from batching import admission
+from batching.service import admission
 from batching.settings import Settings
-from batching.storage import ensure_containers
+from batching.storage.blobs import ensure_containers
 
 T0 = "2026-01-01T12:00:00+00:00"
 

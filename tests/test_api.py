@@ -344,7 +344,7 @@ def test_wrong_methods_are_405_with_allow(stack):
 
 
 def test_bodies_over_the_limit_are_413(stack):
-    from batching.api import MAX_BODY_BYTES
+    from batching.ops.api import MAX_BODY_BYTES
 
     big = b'{"path": "' + b"a" * MAX_BODY_BYTES + b'.jsonl"}'
     for path in ("runs", "runs/some-run/cancel", "runs/some-run/retry"):

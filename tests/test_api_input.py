@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batching import api, runs
-from batching.blobpaths import BlobPathError, check_blob_path
-from batching.tables import safe_cell
+from batching.ops import api, runs
+from batching.steps.tables import safe_cell
+from batching.storage.blobpaths import BlobPathError, check_blob_path
 
 FAST = settings(max_examples=300, deadline=None)
 

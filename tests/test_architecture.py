@@ -41,3 +41,17 @@ def test_the_checker_sees_an_offending_import(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("import azure.functions as func\nfrom azure.durable_functions import X\n")
     assert _imports(module) == {"azure.functions", "azure.durable_functions"}
+
+
+def test_validation_and_tokens_are_pure() -> None:
+    """No Azure SDK and none of the packages that do I/O: they run anywhere, as fast as parsing."""
+    impure = (
+        "azure",
+        "openai",
+        "batching.storage",
+        "batching.service",
+        "batching.steps",
+        "batching.ops",
+    )
+    assert _offending("batching/validation", impure) == {}
+    assert _offending("batching/tokens", impure) == {}

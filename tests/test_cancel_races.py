@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from devstack.clock import VirtualClock
+from devstack.durable.clock import VirtualClock
 from orchestrators.run_file import CANCEL_EVENT
 from tests.e2e import Stack, local_stack, requests_file
 

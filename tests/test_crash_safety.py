@@ -28,7 +28,7 @@ import pytest
 from openai import AzureOpenAI
 
 from batching.layout import run_id_for
-from devstack.clock import VirtualClock
+from devstack.durable.clock import VirtualClock
 from tests.e2e import Stack, local_stack, requests_file
 
 ENV = {

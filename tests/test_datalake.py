@@ -16,9 +16,9 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
 
-from batching import storage
 from batching.settings import Settings
-from batching.storage import BlobRef
+from batching.storage import blobs as storage
+from batching.storage.refs import BlobRef
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -117,7 +117,7 @@ def test_flat_account_moves_by_copy_then_delete_of_that_version(azurite, blob_se
 
 
 def test_dfs_endpoint_is_derived_from_the_blob_endpoint():
-    from batching.datalake import dfs_uri
+    from batching.storage.datalake import dfs_uri
 
     cfg = Settings.from_env(
         {

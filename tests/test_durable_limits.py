@@ -1,4 +1,4 @@
-"""The local host enforces the real backends' limits (sources in devstack/limits.py).
+"""The local host enforces the real backends' limits (sources in devstack/durable/limits.py).
 
 Each limit is tested at the boundary: the largest accepted value and the smallest refused one.
 """
@@ -14,10 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from batching.layout import run_id_for
-from devstack.clock import VirtualClock
-from devstack.engine import DurableError
-from devstack.host import FunctionHost
-from devstack.limits import check_instance_id
+from devstack.durable.clock import VirtualClock
+from devstack.durable.engine import DurableError
+from devstack.durable.limits import check_instance_id
+from devstack.host.host import FunctionHost
 from tests.toyapp import make_app, orchestrations
 
 # The extension fails when int(UTF-16 bytes / 1024) > 16: 17 KB = 17,408 bytes is the first

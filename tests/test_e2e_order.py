@@ -29,7 +29,7 @@ def test_split_run_with_a_resubmission_round_writes_every_output_in_input_order(
 ):
     # The host runs the app in this process: tiny sort runs (several per batch) and merge reads
     # of a few bytes (lines cut across blocks) exercise what large files do.
-    from batching import finalize, ordering
+    from batching.steps import finalize, ordering
 
     monkeypatch.setattr(ordering, "RUN_BYTES", 4000)
     monkeypatch.setattr(finalize, "MERGE_BLOCK", 97)

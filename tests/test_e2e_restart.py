@@ -15,7 +15,7 @@ import orjson
 from azure.storage.blob import BlobServiceClient
 
 from batching.settings import Settings
-from batching.storage import ensure_containers
+from batching.storage.blobs import ensure_containers
 from devstack import services
 from devstack.watcher import Watcher
 from tests.e2e import ROOT, fast_settings, requests_file

@@ -58,12 +58,12 @@ def test_skip_mode_runs_the_valid_lines_and_reports_the_rest(azurite, tmp_path):
 def test_a_run_of_100_chunks_with_a_resubmission_round_stays_within_the_durable_limits(
     azurite, tmp_path
 ):
-    """The host enforces the real limits (devstack/limits.py): exceeding one fails the run.
+    """The host enforces the real limits (devstack/durable/limits.py): exceeding one fails the run.
 
     100 chunks of 2 requests, a retryable failure on a quarter of the lines, one resubmission
     round: the run completes, and the largest custom status and payloads stay under the limits.
     """
-    from devstack.limits import CUSTOM_STATUS_MAX_KB, PAYLOAD_MAX_BYTES
+    from devstack.durable.limits import CUSTOM_STATUS_MAX_KB, PAYLOAD_MAX_BYTES
 
     env = {"MAX_REQUESTS_PER_BATCH": "2", "RESUBMIT_ROUNDS": "1"}
     with local_stack(azurite, tmp_path, batch_duration=0.5, extra_env=env) as stack:

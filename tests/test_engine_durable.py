@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from azure.durable_functions.models.history import HistoryEventType as T
 
-from devstack.clock import VirtualClock
-from devstack.host import FunctionHost
+from devstack.durable.clock import VirtualClock
+from devstack.host.host import FunctionHost
 from tests.toyapp import make_app, orchestrations
 
 START = datetime(2024, 1, 1, tzinfo=UTC)

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from devstack import history as h
-from devstack.ncrontab import Schedule
-from devstack.replay import NonDeterminismError, Replayer
-from devstack.triggers import resolve_settings
+from devstack.durable import history as h
+from devstack.durable.replay import NonDeterminismError, Replayer
+from devstack.host.ncrontab import Schedule
+from devstack.host.triggers import resolve_settings
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from devstack.clock import RealClock, VirtualClock
-from devstack.host import FunctionHost
+from devstack.durable.clock import RealClock, VirtualClock
+from devstack.host.host import FunctionHost
 from tests.toyapp import make_app, triggers
 
 

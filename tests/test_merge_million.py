@@ -9,8 +9,8 @@ import io
 import orjson
 import pytest
 
-from batching.ordering import KeyedLines, Positions, SortedRuns, merge, read_run
-from batching.results import collect
+from batching.steps.ordering import KeyedLines, Positions, SortedRuns, merge, read_run
+from batching.steps.results import collect
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""Sorted runs by input position, positions files, and their merge (batching.ordering)."""
+"""Sorted runs by input position, positions files, and their merge (batching.steps.ordering)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import random
 
 import orjson
 
-from batching.idindex import DICT_IDS, CustomIdIndex
-from batching.ordering import UNKNOWN, KeyedLines, Positions, SortedRuns, merge, read_run
+from batching.steps.ordering import UNKNOWN, KeyedLines, Positions, SortedRuns, merge, read_run
+from batching.validation.idindex import DICT_IDS, CustomIdIndex
 
 
 class Memory(io.BytesIO):

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from devstack.clock import VirtualClock
+from devstack.durable.clock import VirtualClock
 from orchestrators import policy
 from tests.e2e import local_stack, requests_file
 

@@ -8,11 +8,11 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batching.cost import estimate_cost, price_for
-from batching.ordering import Positions
-from batching.results import collect, is_retryable
 from batching.settings import Settings
-from batching.tables import answer_text, write_table
+from batching.steps.cost import estimate_cost, price_for
+from batching.steps.ordering import Positions
+from batching.steps.results import collect, is_retryable
+from batching.steps.tables import answer_text, write_table
 
 
 def _input(ids):

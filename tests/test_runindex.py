@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from batching import runindex
+from batching.ops import runindex
 from batching.settings import Settings
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)

@@ -11,9 +11,9 @@ import orjson
 import pytest
 
 from batching.jsonlines import read_blocks
-from batching.plan import SplitPlanner
-from batching.splitting import PlanMismatchError, directory_sinks, write_chunks
-from batching.validation import ValidationOptions, ValidationReport, validate
+from batching.validation.plan import SplitPlanner
+from batching.validation.splitting import PlanMismatchError, directory_sinks, write_chunks
+from batching.validation.validator import ValidationOptions, ValidationReport, validate
 
 ROOT = Path(__file__).parent.parent
 PEAK_RSS = """

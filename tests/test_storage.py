@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from batching import storage
+from batching.storage import blobs as storage
 
 
 @pytest.fixture

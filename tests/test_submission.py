@@ -14,9 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from batching import aoai, collection, ledger, submission
+from batching.service import aoai, ledger, submission
 from batching.settings import Settings
-from batching.storage import BlobRef
+from batching.steps import collection
+from batching.storage.refs import BlobRef
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 

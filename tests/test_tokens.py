@@ -11,20 +11,20 @@ import pytest
 import tiktoken.load
 from tiktoken_ext import openai_public
 
-from batching import tokens
-from batching.bodies import check_chat
 from batching.jsonlines import read_blocks
-from batching.tokencount import ChildCounter
-from batching.tokens import (
+from batching.tokens import encoding as encodings
+from batching.tokens import estimate as tokens
+from batching.tokens.child import ChildCounter
+from batching.tokens.encoding import get_encoding, model_family
+from batching.tokens.estimate import (
     DEFAULT_COMPLETION_BUDGET,
     Prompt,
     TokenEstimator,
     exact_prompt_tokens,
-    get_encoding,
-    model_family,
     prompt_overhead,
 )
-from batching.validation import Request, ValidationOptions, check_line, validate
+from batching.validation.bodies import check_chat
+from batching.validation.validator import Request, ValidationOptions, check_line, validate
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 OPTIONS = ValidationOptions(max_requests_per_batch=100_000, max_bytes_per_batch=200_000_000)
@@ -45,7 +45,7 @@ def test_encodings_load_offline_and_encode_like_openai(
 
     monkeypatch.setattr(tiktoken.load, "read_file", no_network)
     monkeypatch.setattr(tiktoken.load, "read_file_cached", no_network)
-    encoding = tokens._build_encoding(name)
+    encoding = encodings._build_encoding(name)
     assert encoding.encode_ordinary(text) == ids
     # same pattern and special tokens as tiktoken's own constructor, fed the same ranks
     monkeypatch.setattr(
@@ -55,7 +55,7 @@ def test_encodings_load_offline_and_encode_like_openai(
     assert official["pat_str"] == encoding._pat_str
     assert official["special_tokens"] == encoding._special_tokens
     # the ranks as the file lists them (the loader relies on them being 0, 1, 2 ... in order)
-    data = gzip.decompress(tokens._data_file(name).read_bytes())
+    data = gzip.decompress(encodings._data_file(name).read_bytes())
     listed = {base64.b64decode(t): int(r) for t, r in (x.split() for x in data.splitlines())}
     assert listed == encoding._mergeable_ranks
 

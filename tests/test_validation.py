@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from batching.jsonlines import read_blocks
-from batching.validation import (
+from batching.validation.validator import (
     SERVICE_CODES,
     ValidationOptions,
     ValidationReport,

@@ -1,4 +1,4 @@
-"""A large input's token counter starts before the first line (batching.validation): the
+"""A large input's token counter starts before the first line (batching.validation.validator): the
 report is the same as without the size hint, whichever encoding the deployment needs."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from batching import tokencount
-from batching.tokencount import ChildCounter
-from batching.validation import ValidationOptions, validate
+from batching.tokens import child as tokencount
+from batching.tokens.child import ChildCounter
+from batching.validation.validator import ValidationOptions, validate
 
 OPTIONS = ValidationOptions(max_requests_per_batch=1000, max_bytes_per_batch=10_000_000)
 

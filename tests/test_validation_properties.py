@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batching.jsonlines import LineTooLong, iter_bounded_lines, iter_lines
-from batching.plan import SplitPlanner
-from batching.validation import ValidationOptions, validate
+from batching.validation.plan import SplitPlanner
+from batching.validation.validator import ValidationOptions, validate
 
 OPTIONS = ValidationOptions(max_requests_per_batch=100_000, max_bytes_per_batch=200_000_000)
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

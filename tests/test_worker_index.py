@@ -2,7 +2,7 @@
 
 Azure's worker refuses a function whose binding annotation is not a class (for example
 `dict[str, Any]`), and one refused function fails the indexing of the whole app on the host.
-These tests run the worker's own start-up path (`devstack/workercheck.py`) in `.venv-worker`.
+These tests run the worker's own start-up path (`devstack/host/workercheck.py`) in `.venv-worker`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import function_app
 from devstack.bindings import functions_of
+from devstack.host.worker import index_app
 from devstack.services import ROOT
-from devstack.worker import index_app
 
 REFUSED_APP = textwrap.dedent(
     """

@@ -1,7 +1,7 @@
 """GET /api/health: 200 when storage and Azure OpenAI answer, 503 with the reason otherwise.
 
-Anonymous, so the deep check behind it is cached (batching.health.CACHE_SECONDS): hits do not
-turn into storage or Azure OpenAI calls. Other methods answer 405.
+Anonymous, so the deep check behind it is cached (batching.service.health.CACHE_SECONDS): hits
+do not turn into storage or Azure OpenAI calls. Other methods answer 405.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import azure.durable_functions as df
 import azure.functions as func
 import orjson
 
-from batching import health as checks
+from batching.service import health as checks
 
 bp = df.Blueprint()
 

@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 import azure.durable_functions as df
 import azure.functions as func
 
-from batching import storage
 from batching.layout import is_input
 from batching.logs import event
 from batching.settings import Settings
+from batching.storage import blobs as storage
 from triggers.starting import source_of, start_run
 
 bp = df.Blueprint()

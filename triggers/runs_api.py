@@ -4,7 +4,7 @@ Function-level auth in Azure (a function or host key); the local host serves it 
 
 Each route takes every method and answers 405 itself for the ones it does not serve: the Functions
 host answers 404 to a method a route was not declared with. Bad input is a 4xx with a one-line
-`error`, a `code` and the bad `field` (batching.api); an unexpected failure is logged in full
+`error`, a `code` and the bad `field` (batching.ops.api); an unexpected failure is logged in full
 and answered with a reference, never a traceback.
 """
 
@@ -20,13 +20,14 @@ import azure.functions as func
 import orjson
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 
-from batching import api, retries, runs, storage
-from batching.blobpaths import BlobPathError, check_blob_path
 from batching.layout import RunLayout
 from batching.logs import event
+from batching.ops import api, retries, runs
 from batching.settings import Settings
 from batching.statuses import RUN_RETRYABLE
-from batching.storage import BlobRef
+from batching.storage import blobs as storage
+from batching.storage.blobpaths import BlobPathError, check_blob_path
+from batching.storage.refs import BlobRef
 from orchestrators.run_file import CANCEL_EVENT
 from triggers.starting import source_of, start_run
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from batching import runindex
 from batching.layout import is_input, run_id_for
 from batching.logs import event
+from batching.ops import runindex
 from batching.settings import Settings
-from batching.storage import bare_etag
+from batching.storage.refs import bare_etag
 from orchestrators.run_file import ORCHESTRATOR
 
 log = logging.getLogger("batching.start")

@@ -197,7 +197,7 @@ def slow_chain(context: df.DurableOrchestrationContext) -> Any:
     return [first, *rest]
 
 
-# --- the real backends' limits (devstack.limits) ----------------------------------------------
+# --- the real backends' limits (devstack.durable.limits) ------------------------------------
 
 
 @bp.activity_trigger(input_name="size")

@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from devstack.clock import RealClock
-from devstack.host import FunctionHost
+from devstack.durable.clock import RealClock
+from devstack.host.host import FunctionHost
 from tests.toyapp import make_app
 
 

@@ -1,0 +1,1 @@
+"""Operating runs: the runs API's checks, the runs index, listing, retries."""

@@ -1,0 +1,1 @@
+"""Azure OpenAI: the client, admission, submission and health checks."""

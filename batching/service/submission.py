@@ -1,0 +1,174 @@
+"""Submitting a chunk as a batch, and watching it: each step safe to run again after a crash.
+
+An upload is named after its run, chunk and round; a batch carries a key (run, chunk, round,
+attempt) in its metadata. Both are recorded in the run's ledger (`batching.service.ledger`)
+before and after they are created, so an activity re-run after its result was lost reuses what it created
+instead of paying twice, without listing the account. The name and the key let the recovery
+path (a create started, its id never recorded) find them by listing back to when it started.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import time
+from typing import IO, Any, cast
+
+import openai
+
+from batching.service import aoai, ledger
+from batching.service.admission import release
+from batching.service.ledger import Ledger
+from batching.settings import Settings
+from batching.storage import blobs as storage
+from batching.storage.refs import BlobRef
+
+# How long one activity waits for an upload to be processed before handing the wait to a
+# durable timer: most files are processed in seconds, and a timer round trip costs more.
+FILE_WAIT_SECONDS = 15.0
+FILE_POLL_SECONDS = 0.5
+
+
+def upload_name(key: str) -> str:
+    """`run/c0/r0` -> `run-c0-r0.jsonl`: unique per upload, so it can be looked up."""
+    return key.replace("/", "-") + ".jsonl"
+
+
+def submit_batch(
+    settings: Settings,
+    run_id: str,
+    source: dict[str, Any],
+    key: str,
+    attempt: int,
+    input_ref: dict[str, Any],
+    endpoint: str,
+    tokens: int,
+    etag: str | None = None,
+) -> dict[str, Any]:
+    """Upload (once) and create the batch (once per attempt), recorded in the run's ledger.
+
+    Returns {"status": "created", "batch"} | {"status": "pending"} (file still processing) |
+    {"status": "quota", "message"} | {"status": "error", "message"} (will not work if retried).
+    """
+    c = aoai.client(settings)
+    record = Ledger.load(settings, run_id, source["path"], key)
+    batch_key = f"{key}/a{attempt}"
+    found = _recorded_batch(c, record, attempt, batch_key)
+    if found is not None:
+        if found["status"] == "quota":
+            release(settings, key)
+        return found
+    name = upload_name(key)
+    uploaded = _recorded_upload(c, record, name)
+    if uploaded is None:
+        ref = BlobRef.from_dict(input_ref)
+        client = storage.blob(settings.storage, ref)
+        size = int(client.get_blob_properties().size)
+        record.set_upload(name=name, started_at=ledger.now_iso(), id=None, refused=None)
+        try:
+            uploaded = aoai.upload(
+                c,
+                name,
+                cast(IO[bytes], storage.BlobReader(client, size, etag)),
+                settings.file_expiry_seconds,
+            )
+        except openai.BadRequestError as e:
+            message = f"upload refused: {_message(e)}"
+            record.set_upload(refused=message)
+            return {"status": "error", "message": message}
+        record.set_upload(id=uploaded["id"])
+    uploaded = _wait_processed(c, uploaded)
+    if uploaded["status"] == "error":
+        return {"status": "error", "message": f"upload failed: {uploaded.get('status_details')}"}
+    if uploaded["status"] != "processed":
+        return {"status": "pending"}
+    metadata = {
+        "key": batch_key,
+        "run_id": run_id[:512],
+        "source": posixpath.join(source["container"], source["path"])[-512:],
+        "tokens": str(tokens),
+    }
+    record.set_batch(attempt, started_at=ledger.now_iso(), id=None)
+    try:
+        batch = aoai.create_batch(
+            c, uploaded["id"], endpoint, metadata, settings.file_expiry_seconds
+        )
+    except aoai.QuotaExceeded as e:
+        record.set_batch(attempt, refused={"status": "quota", "message": str(e)})
+        release(settings, key)
+        return {"status": "quota", "message": str(e)}
+    except openai.BadRequestError as e:
+        refused = {"status": "error", "message": f"batch refused: {_message(e)}"}
+        record.set_batch(attempt, refused=refused)
+        return refused
+    record.set_batch(attempt, id=batch["id"])
+    return {"status": "created", "batch": batch}
+
+
+def _recorded_batch(c: Any, record: Ledger, attempt: int, batch_key: str) -> dict[str, Any] | None:
+    """The outcome of this attempt's create if the ledger shows one was made; None: create."""
+    entry = record.batch(attempt)
+    if entry is None:
+        return None
+    if entry.get("id"):
+        return {"status": "created", "batch": aoai.get_batch(c, entry["id"])}
+    if entry.get("refused"):
+        return dict(entry["refused"])
+    # Recovery: the create started but its id was never recorded.
+    batch = aoai.find_batch_since(c, batch_key, ledger.since(entry["started_at"]))
+    if batch is None:
+        return None
+    record.set_batch(attempt, id=batch["id"])
+    return {"status": "created", "batch": batch}
+
+
+def _recorded_upload(c: Any, record: Ledger, name: str) -> dict[str, Any] | None:
+    """The upload the ledger shows (None: upload). An upload that failed processing is
+    returned too: its batch cannot be created, which the caller reports."""
+    entry = record.upload
+    if entry is None:
+        return None
+    if entry.get("id"):
+        try:
+            return aoai.get_file(c, entry["id"])
+        except openai.NotFoundError:
+            return None  # expired or deleted meanwhile (a long quota wait): upload again
+    if entry.get("refused"):
+        return None
+    # Recovery: the upload started but its id was never recorded.
+    found = aoai.find_file_since(c, name, ledger.since(entry["started_at"]))
+    if found is not None:
+        record.set_upload(id=found["id"])
+    return found
+
+
+def _wait_processed(c: Any, uploaded: dict[str, Any]) -> dict[str, Any]:
+    deadline = time.monotonic() + FILE_WAIT_SECONDS
+    while uploaded["status"] not in ("processed", "error") and time.monotonic() < deadline:
+        time.sleep(FILE_POLL_SECONDS)
+        uploaded = aoai.get_file(c, uploaded["id"])
+    return uploaded
+
+
+def check_batch(settings: Settings, batch_id: str, key: str | None = None) -> dict[str, Any]:
+    """The batch's state; a terminal batch frees its admission slot."""
+    batch = aoai.get_batch(aoai.client(settings), batch_id)
+    return _terminal(settings, batch, key)
+
+
+def cancel_batch(settings: Settings, batch_id: str, key: str | None = None) -> dict[str, Any]:
+    batch = aoai.cancel_batch(aoai.client(settings), batch_id)
+    return _terminal(settings, batch, key)
+
+
+def _terminal(settings: Settings, batch: dict[str, Any], key: str | None) -> dict[str, Any]:
+    if batch["status"] in aoai.TERMINAL:
+        batch["quota_message"] = aoai.quota_failure(batch)
+        if key:
+            release(settings, key)
+    return batch
+
+
+def _message(e: openai.APIStatusError) -> str:
+    body = e.body if isinstance(e.body, dict) else {}
+    err = body.get("error", body) if isinstance(body, dict) else {}
+    return str(err.get("message") or e.message) if isinstance(err, dict) else e.message

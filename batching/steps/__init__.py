@@ -1,0 +1,1 @@
+"""The steps of a run: intake, collection, results, tables, outputs, cost."""

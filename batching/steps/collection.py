@@ -1,0 +1,114 @@
+"""Collecting a finished batch: its output and error files sorted into work files.
+
+The service's files are streamed straight into blobs of the run's work area, so a crash after
+this step loses nothing, and a re-run rewrites the same blobs. The Azure OpenAI files are only
+deleted at cleanup, after the run's outputs are written.
+
+Results and failures are written as runs sorted by input position, and a resubmission's input
+with the positions of its lines beside it (`batching.steps.ordering`), so the outputs can be merged
+back into input order at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
+
+from batching.layout import RunLayout
+from batching.service import aoai
+from batching.settings import Settings
+from batching.steps.ordering import KeyedLines, Positions, SortedRuns
+from batching.steps.results import collect
+from batching.storage import blobs as storage
+from batching.storage.refs import BlobRef
+
+
+def collect_batch(
+    settings: Settings,
+    run_id: str,
+    source: dict[str, Any],
+    chunk: dict[str, Any],
+    batch: dict[str, Any],
+    resubmit: bool,
+) -> dict[str, Any]:
+    """Sort the batch's lines into results, failures and (when `resubmit`) a retry input."""
+    layout = RunLayout.of(settings, source["path"], run_id)
+    prefix = f"c{chunk['index']:04d}/r{chunk['round']}"
+    run_refs: dict[str, list[BlobRef]] = {"results": [], "failures": []}
+
+    def open_run(kind: str) -> Callable[[int], storage.BlobWriter]:
+        def open_one(i: int) -> storage.BlobWriter:
+            ref = layout.work(f"{prefix}/{kind}-{i:03d}.jsonl")
+            run_refs[kind].append(ref)
+            return storage.BlobWriter(storage.blob(settings.storage, ref))
+
+        return open_one
+
+    runs = {kind: SortedRuns(open_run(kind)) for kind in run_refs}
+    retry_ref = layout.work(f"{prefix}/retry.jsonl")
+    retry = KeyedLines(
+        storage.BlobWriter(storage.blob(settings.storage, retry_ref)),
+        storage.BlobWriter(storage.blob(settings.storage, _positions_ref(retry_ref))),
+    )
+    client = aoai.client(settings) if batch.get("id") else None
+    files = [f for f in (batch.get("output_file_id"), batch.get("error_file_id")) if f]
+    outputs: Iterable[Iterator[bytes]] = (
+        aoai.file_content(client, f) for f in files if client is not None
+    )
+    input_ref = BlobRef.from_dict(chunk["input"])
+
+    def chunk_input() -> Iterator[bytes]:
+        return storage.read_blocks(storage.blob(settings.storage, input_ref), chunk.get("etag"))
+
+    outcome = collect(
+        outputs,
+        chunk_input(),
+        runs["results"],
+        runs["failures"],
+        retry,
+        positions=Positions.of_input(chunk_input(), _round_positions(settings, chunk)),
+        round_no=chunk["round"],
+        batch_id=str(batch.get("id")),
+        resubmit=resubmit,
+        **_never_submitted(batch),
+    )
+    for sorted_runs in runs.values():
+        sorted_runs.close()
+    retry.close()
+    return {
+        "counts": outcome.to_dict(),
+        # sorted runs by input position (batching.steps.ordering), merged at the end
+        "parts": {
+            "results": [r.to_dict() for r in run_refs["results"]],
+            "failures": [r.to_dict() for r in run_refs["failures"]],
+            "keyed": True,
+        },
+        "retry_input": retry_ref.to_dict() if outcome.retry else None,
+        "file_ids": files,
+    }
+
+
+def _positions_ref(input_ref: BlobRef) -> BlobRef:
+    """Where the positions of a resubmission input's lines are: beside it."""
+    return BlobRef(input_ref.container, input_ref.path.removesuffix(".jsonl") + ".positions")
+
+
+def _round_positions(settings: Settings, chunk: dict[str, Any]) -> Iterator[bytes] | None:
+    """A resubmission round's positions file; None in the first round (lines are 0, 1, ...)."""
+    if not chunk["round"]:
+        return None
+    client = storage.blob(settings.storage, _positions_ref(BlobRef.from_dict(chunk["input"])))
+    try:
+        return iter([client.download_blob().readall()])  # 4 bytes a request of the round
+    except ResourceNotFoundError:
+        return None  # a run collected before positions were kept: that round's own order
+
+
+def _never_submitted(batch: dict[str, Any]) -> dict[str, str]:
+    """A chunk that never became a batch (quota exhausted, refused): why nothing of it ran."""
+    reasons = "; ".join(str(e.get("message") or e.get("code")) for e in batch.get("errors") or [])
+    if batch.get("id") or not reasons:
+        return {}
+    return {"not_run_reason": f"never submitted: {reasons}"}

@@ -1,0 +1,197 @@
+"""The first steps of a run: validate the input, reject it with a report, or cut it into chunks.
+
+Nothing is sent to Azure OpenAI before the whole file has been validated. The full report
+(every problem, up to the limit) is kept as a work file; the orchestration only carries the
+summary, so its history stays small whatever the file holds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+from batching.layout import RunLayout
+from batching.settings import Settings
+from batching.storage import blobs as storage
+from batching.storage.refs import BlobRef
+from batching.validation.splitting import write_chunks
+from batching.validation.validator import ValidationOptions, validate
+
+REPORT = "validation.json"
+SKIPPED = "skipped.jsonl"
+
+
+def _options(settings: Settings) -> ValidationOptions:
+    return ValidationOptions(
+        max_requests_per_batch=settings.max_requests_per_batch,
+        max_bytes_per_batch=settings.max_bytes_per_batch,
+        max_line_bytes=settings.max_line_bytes,
+        deployments=settings.deployments,
+        invalid_lines=settings.invalid_lines,
+    )
+
+
+def stage_input(settings: Settings, layout: RunLayout, source: dict[str, Any]) -> None:
+    """Take the run's own copy of the upload (exactly its ETag) into the work area, once.
+
+    From here on the run reads only this snapshot: the user may overwrite or delete the
+    original at any time (an overwrite is a new upload with a run of its own).
+    """
+    storage.stage_copy(
+        storage.blob(settings.storage, layout.source),
+        storage.blob(settings.storage, layout.snapshot),
+        source.get("etag"),
+    )
+
+
+def validate_input(settings: Settings, run_id: str, source: dict[str, Any]) -> dict[str, Any]:
+    """Stage the upload (its ETag) as the run's snapshot and validate that; returns the report
+    without problems."""
+    layout = RunLayout.of(settings, source["path"], run_id)
+    try:
+        stage_input(settings, layout, source)
+        snapshot = storage.blob(settings.storage, layout.snapshot)
+        report = validate(storage.read_blocks(snapshot), _options(settings))
+    except (ResourceNotFoundError, ResourceModifiedError):
+        return {
+            "valid": False,
+            "gone": True,
+            "requests": 0,
+            "bytes": 0,
+            "problem_counts": {},
+            "reason": "the input was deleted or replaced before it could be validated; "
+            "a replacement upload runs on its own",
+        }
+    full = report.to_dict()
+    storage.write_bytes(
+        storage.blob(settings.storage, layout.work(REPORT)),
+        orjson.dumps(full, option=orjson.OPT_INDENT_2),
+        "application/json",
+    )
+    summary = {k: v for k, v in full.items() if k != "problems"}
+    summary["skipped"] = report.invalid_lines if report.valid else 0
+    if not report.valid:
+        counts = ", ".join(f"{n} {code}" for code, n in sorted(full["problem_counts"].items()))
+        summary["reason"] = f"validation failed: {counts}"
+    return summary
+
+
+def reject_input(
+    settings: Settings, run_id: str, source: dict[str, Any], summary: dict[str, Any]
+) -> dict[str, Any]:
+    """Write report.json to the error folder and move the input beside it."""
+    layout = RunLayout.of(settings, source["path"], run_id)
+    report_ref = layout.error("report.json")
+    work_report = storage.blob(settings.storage, layout.work(REPORT))
+    report: dict[str, Any] = (
+        orjson.loads(work_report.download_blob().readall()) if storage.exists(work_report) else {}
+    )
+    report.update(
+        {
+            "source": f"{source['container']}/{source['path']}",
+            "run_id": run_id,
+            "reason": summary.get("reason"),
+            "status": "invalid",
+            # none of its requests ran: not pending, not failed (`requests` is the valid count)
+            "request_counts": {
+                "total": int(summary.get("requests") or 0),
+                "succeeded": 0,
+                "failed": 0,
+                "pending": 0,
+                "not_run": int(summary.get("requests") or 0),
+            },
+        }
+    )
+    storage.write_bytes(
+        storage.blob(settings.storage, report_ref),
+        orjson.dumps(report, option=orjson.OPT_INDENT_2),
+        "application/json",
+    )
+    moved = None
+    if not summary.get("gone"):
+        moved = keep_input(settings, layout, source, layout.error("input.jsonl"))
+    storage.delete_prefix(
+        storage.blob_service(settings.storage).get_container_client(settings.work_container),
+        layout.work_prefix,
+    )
+    return {"report": report_ref.to_dict(), "input": moved, "reason": summary.get("reason")}
+
+
+def keep_input(
+    settings: Settings, layout: RunLayout, source: dict[str, Any], dest: BlobRef
+) -> dict[str, str] | None:
+    """Move the run's snapshot to `dest` (run or error folder), then delete the original upload
+    if it is still that version. Safe to repeat; returns `dest`, or None when nothing was kept.
+
+    The original goes only after its copy is at `dest`; an upload that replaced it meanwhile is
+    a new file with a run of its own and is left alone.
+    """
+    snapshot = storage.blob(settings.storage, layout.snapshot)
+    try:
+        if storage.exists(snapshot) or storage.exists(storage.blob(settings.storage, dest)):
+            storage.move_blob(settings.storage, layout.snapshot, dest, None)
+        else:  # a run staged before snapshots existed: its input is the original itself
+            storage.move_blob(settings.storage, layout.source, dest, source.get("etag"))
+    except (ResourceNotFoundError, ResourceModifiedError):
+        return None  # replaced or deleted before it was ever staged
+    storage.delete_unchanged(storage.blob(settings.storage, layout.source), source.get("etag"))
+    return dest.to_dict()
+
+
+def prepare_chunks(
+    settings: Settings, run_id: str, source: dict[str, Any], summary: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The chunks to submit: the input itself when it fits, else chunk blobs in the work area.
+
+    Skipped invalid lines (INVALID_LINES=skip) are written to a work file and reported later.
+    """
+    layout = RunLayout.of(settings, source["path"], run_id)
+    plan = summary["split"]
+    # The input itself goes up when it is exactly the one chunk: no skipped lines, and no blank
+    # lines or CRLF endings (a chunk is the normalised lines, so the byte counts then differ).
+    if len(plan) == 1 and not summary.get("skipped") and plan[0]["bytes"] == summary["bytes"]:
+        return [
+            {
+                "index": 0,
+                "input": layout.snapshot.to_dict(),
+                "etag": None,  # the run's own snapshot: nobody else writes it
+                "requests": summary["requests"],
+                "bytes": summary["bytes"],
+                "tokens": summary["tokens"]["total"],
+            }
+        ]
+    report = _report(settings, layout)
+    refs = [layout.work(f"chunks/c{i:04d}.jsonl") for i in range(len(plan))]
+    writers = [storage.BlobWriter(storage.blob(settings.storage, r)) for r in refs]
+    skipped = storage.BlobWriter(storage.blob(settings.storage, layout.work(SKIPPED)))
+    write_chunks(
+        storage.read_blocks(storage.blob(settings.storage, layout.snapshot)),
+        report,
+        writers.__getitem__,
+        (lambda: skipped) if summary.get("skipped") else None,
+    )
+    total_tokens = summary["tokens"]["total"]
+    chunks = []
+    for i, (ref, spec) in enumerate(zip(refs, plan, strict=True)):
+        share = spec["requests"] / max(1, summary["requests"])
+        chunks.append(
+            {
+                "index": i,
+                "input": ref.to_dict(),
+                "etag": None,
+                "requests": spec["requests"],
+                "bytes": spec["bytes"],
+                "tokens": int(total_tokens * share),
+            }
+        )
+    return chunks
+
+
+def _report(settings: Settings, layout: RunLayout) -> Any:
+    """The validation report again, as the splitter takes it."""
+    from batching.validation.validator import ValidationReport
+
+    raw = storage.blob(settings.storage, layout.work(REPORT)).download_blob().readall()
+    return ValidationReport.from_dict(orjson.loads(raw))

@@ -1,0 +1,1 @@
+"""Blob storage: references, streaming reads and writes, moves, Data Lake."""

@@ -1,0 +1,1 @@
+"""Token estimates offline, from the encodings shipped in bpe-openai."""

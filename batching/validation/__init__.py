@@ -1,0 +1,1 @@
+"""Pure validation of JSONL batch input: no Azure imports, no I/O."""

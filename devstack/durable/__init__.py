@@ -1,0 +1,1 @@
+"""The durable engine: episodes, replay, history, store, dispatch, clock."""

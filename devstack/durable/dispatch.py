@@ -1,0 +1,133 @@
+"""Running queued work: activities on a thread pool, one orchestrator episode per instance.
+
+The same `pump()` serves the background loop (real clock) and `run_until_idle()` (tests, virtual
+clock), so both paths claim work the same way and never run two episodes of one instance at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+
+from devstack.durable.clock import Clock, VirtualClock
+from devstack.durable.engine import Engine
+from devstack.durable.store import ActivityItem, Store
+
+log = logging.getLogger("devstack.dispatch")
+
+
+class Dispatcher:
+    """Claims due work from the store and runs it on a thread pool."""
+
+    def __init__(self, engine: Engine, store: Store, clock: Clock, max_workers: int) -> None:
+        self._engine = engine
+        self._store = store
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="devstack-worker")
+        self._cond = threading.Condition()
+        self._busy_instances: set[str] = set()
+        self._leased_activities: set[int] = set()
+        self._in_flight = 0
+        self._closed = False
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run `job` on the pool, counted as in-flight work."""
+        with self._cond:
+            self._in_flight += 1
+        try:
+            self._pool.submit(self._run, job)
+        except RuntimeError:  # pool already shut down
+            with self._cond:
+                self._in_flight -= 1
+                self._cond.notify_all()
+
+    def _run(self, job: Callable[[], None]) -> None:
+        try:
+            job()
+        except Exception:
+            log.exception("work item failed inside the host")
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+                self._cond.notify_all()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until some work finishes, new work arrives or `timeout` passes."""
+        with self._cond:
+            self._cond.wait(timeout)
+
+    def pump(self) -> int:
+        """Start every activity and episode that can run now; returns how many started."""
+        if self._closed:
+            return 0
+        started = 0
+        with self._cond:
+            for item in self._store.queued_activities(self._leased_activities):
+                self._leased_activities.add(item.id)
+                self.submit(lambda item=item: self._activity(item))  # type: ignore[misc]
+                started += 1
+            for iid in self._store.instances_with_due_messages(self._clock.now()):
+                if iid not in self._busy_instances:
+                    self._busy_instances.add(iid)
+                    self.submit(lambda iid=iid: self._episode(iid))  # type: ignore[misc]
+                    started += 1
+        return started
+
+    def _activity(self, item: ActivityItem) -> None:
+        try:
+            self._engine.run_activity(item)
+        finally:
+            with self._cond:
+                self._leased_activities.discard(item.id)
+
+    def _episode(self, instance_id: str) -> None:
+        try:
+            self._engine.run_episode(instance_id)
+        finally:
+            with self._cond:
+                self._busy_instances.discard(instance_id)
+
+    def run_until_idle(self, timeout: float, max_virtual: timedelta | None) -> None:
+        """Run work until none is runnable; a virtual clock jumps to the next due timer."""
+        deadline = time.monotonic() + timeout
+        virtual_start = self._clock.now()
+        while True:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"work still running after {timeout:.0f}s of wall time")
+            started = self.pump()
+            with self._cond:
+                if self._in_flight:
+                    self._cond.wait(min(0.5, max(deadline - time.monotonic(), 0.01)))
+                    continue
+            if started:
+                continue
+            if not self._advance_virtual_clock(virtual_start, max_virtual):
+                return
+
+    def _advance_virtual_clock(self, start: datetime, max_virtual: timedelta | None) -> bool:
+        clock = self._clock
+        if not isinstance(clock, VirtualClock) or not self._store.active_instance_count():
+            return False
+        due = self._store.next_due(clock.now())
+        if due is None:
+            return False
+        if max_virtual is not None and due - start > max_virtual:
+            log.warning(
+                "stopping at virtual time %s: the next timer is past the limit", clock.now()
+            )
+            return False
+        clock.advance_to(due)
+        return True
+
+    def close(self) -> None:
+        """Finish running work, drop queued jobs and stop the pool."""
+        self._closed = True
+        self._pool.shutdown(wait=True, cancel_futures=True)

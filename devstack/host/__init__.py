@@ -1,0 +1,1 @@
+"""The local Functions host: indexing, bindings, HTTP, triggers, worker check."""
