@@ -1,11 +1,10 @@
 """Azure OpenAI Batch API calls, each safe to repeat after a crash.
 
-What a run creates is recorded in its ledger (`batching.service.ledger`), so an activity that
-ran but whose result was lost finds it again without listing; the `*_since` lookups (by file name, by a
+What a run creates is recorded in its ledger (`batching.service.ledger`), so an activity that ran
+but whose result was lost finds it again without listing; the `*_since` lookups (by file name, by a
 key in the batch metadata) are the recovery path when a create's id was never recorded. Objects are
-normalised into plain dicts that tolerate what the service has been seen to return ("" ids,
-null counts, null errors).
-"""
+normalised into plain dicts that tolerate what the service has been seen to return ("" ids, null
+counts, null errors)."""
 
 from __future__ import annotations
 

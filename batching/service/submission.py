@@ -1,11 +1,10 @@
 """Submitting a chunk as a batch, and watching it: each step safe to run again after a crash.
 
 An upload is named after its run, chunk and round; a batch carries a key (run, chunk, round,
-attempt) in its metadata. Both are recorded in the run's ledger (`batching.service.ledger`)
-before and after they are created, so an activity re-run after its result was lost reuses what it created
-instead of paying twice, without listing the account. The name and the key let the recovery
-path (a create started, its id never recorded) find them by listing back to when it started.
-"""
+attempt) in its metadata. Both are recorded in the run's ledger (`batching.service.ledger`) before
+and after they are created, so an activity re-run after its result was lost reuses what it created
+instead of paying twice, without listing the account. The name and the key let the recovery path (a
+create started, its id never recorded) find them by listing back to when it started."""
 
 from __future__ import annotations
 

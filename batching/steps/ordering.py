@@ -6,11 +6,11 @@ input, every line the collection writes carries its request's *position*: its in
 lines of the chunk's first-round input (chunks are consecutive runs of the input's accepted
 lines, so (chunk, position) is the input order).
 
-- Collecting a batch (`batching.steps.results.collect`) looks each custom_id up in
-  `Positions`, built from the round's input; a resubmission round's input comes with the positions of its lines
+- Collecting a batch (`batching.steps.results.collect`) looks each custom_id up in `Positions`,
+  built from the round's input; a resubmission round's input comes with the positions of its lines
   (`KeyedLines` writes them beside it, a uint32 array), since it is a subset of the first.
-- Results and failures go to `SortedRuns`: lines are buffered up to `RUN_BYTES`, sorted by
-  position and written as one run (`POSITION LINE` per line); a large batch makes several runs.
+- Results and failures go to `SortedRuns`: lines are buffered up to `RUN_BYTES`, sorted by position
+  and written as one run (`POSITION LINE` per line); a large batch makes several runs.
 - At the end (`batching.steps.finalize`) each chunk's runs, of every round, are merged with a heap
   (`merge`), chunk after chunk.
 
