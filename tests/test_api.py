@@ -322,12 +322,18 @@ def test_bad_query_values_are_400s_that_name_the_parameter(stack):
         ({"limit": "1e3"}, "limit"),
         ({"cursor": "-1"}, "cursor"),
         ({"cursor": "٣"}, "cursor"),
+        ({"cursor": "0"}, "cursor"),  # a page cursor is a previous answer's `next`
+        ({"since": "yesterday"}, "since"),
+        ({"until": "2025-13-01"}, "until"),
         ({"prefix": "p" * 1025}, "prefix"),
     ):
         answer = get(stack, "runs", **params)
         assert answer.status_code == 400, (params, answer.text)
         assert answer.json()["field"] == field and field in answer.json()["error"]
-    assert get(stack, "runs", limit="200", cursor="0", code="any-key").status_code == 200
+    next_page = "8264438400000_data-0123456789abcdef"  # the form of a `next`: a runs-index key
+    ok = get(stack, "runs", limit="200", cursor=next_page, since="2025-01-01T00:00:00+00:00")
+    assert ok.status_code == 200, ok.text
+    assert get(stack, "runs", code="any-key").status_code == 200
 
 
 def test_wrong_methods_are_405_with_allow(stack):
