@@ -19,12 +19,21 @@ bp = df.Blueprint()
 observed: Counter[str] = Counter()
 _lock = threading.Lock()
 _running = [0, 0]  # [now, max] concurrent slow_square executions
+# meet_square waits here until all of its calls run at once (set by the test via `meet`).
+_meeting: list[threading.Barrier] = []
+MEETING_PATIENCE = 60.0  # seconds; only a broken host waits this long (the barrier then breaks)
 
 
 def reset() -> None:
     with _lock:
         observed.clear()
         _running[:] = [0, 0]
+        _meeting.clear()
+
+
+def meet(parties: int) -> None:
+    """Make meet_square block until `parties` calls of it are running at the same time."""
+    _meeting[:] = [threading.Barrier(parties, timeout=MEETING_PATIENCE)]
 
 
 def max_concurrency() -> int:
@@ -52,6 +61,13 @@ def slow_square(x: int) -> int:
     time.sleep(0.2)
     with _lock:
         _running[0] -= 1
+    return x * x
+
+
+@bp.activity_trigger(input_name="x")
+def meet_square(x: int) -> int:
+    """x * x, once every call `meet` asked for is running (raises BrokenBarrierError if not)."""
+    _meeting[0].wait()
     return x * x
 
 
@@ -101,7 +117,7 @@ def chain(context: df.DurableOrchestrationContext) -> Any:
 def fan_out(context: df.DurableOrchestrationContext) -> Any:
     count = context.get_input()
     results = yield context.task_all(
-        [context.call_activity("slow_square", i) for i in range(count)]
+        [context.call_activity("meet_square", i) for i in range(count)]
     )
     return sum(results)
 
