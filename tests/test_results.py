@@ -134,7 +134,7 @@ def test_repeated_output_line_counts_once():
     assert outcome.succeeded == 1 and len(results) == 1
 
 
-@settings(max_examples=60, deadline=None)
+@settings(deadline=None)  # examples: the profile (tests/conftest.py)
 @given(
     st.lists(
         st.sampled_from(["ok", "500", "429", "400", "expired", "missing"]), min_size=1, max_size=40
@@ -203,3 +203,88 @@ def test_cost_uses_longest_prefix_and_batch_discount():
     cost = estimate_cost(s, "gpt-4o-2024-08-06", {"prompt": 1_000_000, "completion": 1_000_000})
     assert cost["total"] == (2.5 + 10.0) * 0.5
     assert estimate_cost(s, "unknown-model", {"prompt": 1})["total"] is None
+
+
+def _failed_line(cid, response, error=None):
+    return orjson.dumps({"id": "r", "custom_id": cid, "response": response, "error": error})
+
+
+def test_failure_code_status_and_reason_come_from_their_own_fields():
+    lines = [
+        # code and type differ: the code is the code
+        _failed_line(
+            "a",
+            {
+                "status_code": 400,
+                "body": {
+                    "error": {
+                        "code": "content_filter",
+                        "type": "invalid_request_error",
+                        "message": "filtered",
+                    }
+                },
+            },
+        ),
+        # no code: the type stands in
+        _failed_line("b", {"status_code": 400, "body": {"error": {"type": "invalid_prompt"}}}),
+        # no error object: the HTTP status names it
+        _failed_line("c", {"status_code": 404, "body": {}}),
+        # an error file line: no response, the error at the top
+        _failed_line("d", None, {"code": "invalid_value", "message": "bad value"}),
+        # nothing at all
+        _failed_line("e", None, {}),
+    ]
+    outcome, results, failures, retry = run(lines, [], list("abcde"), False)
+    assert not results and not retry
+    got = {f["custom_id"]: (f["status_code"], f["code"], f["reason"]) for f in failures}
+    assert got == {
+        "a": (400, "content_filter", "filtered"),
+        "b": (400, "invalid_prompt", "request failed"),
+        "c": (404, "http_404", "request failed"),
+        "d": (None, "invalid_value", "bad value"),
+        "e": (None, "error", "request failed"),
+    }
+    assert all(f["retryable"] is False for f in failures)
+    assert all((f["round"], f["batch_id"]) == (1, "batch_1") for f in failures)
+    assert outcome.failed == 5
+    assert outcome.failure_codes == {
+        "content_filter": 1,
+        "invalid_prompt": 1,
+        "http_404": 1,
+        "invalid_value": 1,
+        "error": 1,
+    }
+
+
+def test_retryable_failures_go_back_as_their_input_lines_and_count_by_code():
+    lines = [http_fail("a", 500), http_fail("b", 429, "rate_limit_exceeded"), ok("c")]
+    outcome, results, failures, retry = run(lines, [], ["a", "b", "c", "d"], True)
+    assert [r["custom_id"] for r in results] == ["c"]
+    assert failures == []
+    assert [r["custom_id"] for r in retry] == ["a", "b", "d"]  # d never ran
+    assert retry[0] == orjson.loads(_input(["a"]))
+    assert (outcome.succeeded, outcome.failed, outcome.retry) == (1, 0, 3)
+    assert outcome.failure_codes == {}
+    assert outcome.usage.to_dict() == {
+        "prompt": 10,
+        "completion": 5,
+        "total": 15,
+        "model": "gpt-4o-2024-08-06",
+    }
+
+
+def test_requests_that_never_ran_fail_as_not_run_on_the_last_round():
+    outcome, _, failures, retry = run([ok("a")], [], ["a", "b"], False)
+    assert retry == []
+    assert failures == [
+        {
+            "custom_id": "b",
+            "round": 1,
+            "batch_id": "batch_1",
+            "status_code": None,
+            "code": "not_run",
+            "reason": "the batch ended before this request ran",
+            "retryable": True,
+        }
+    ]
+    assert outcome.to_dict()["failure_codes"] == {"not_run": 1}

@@ -1,0 +1,228 @@
+"""The Azure OpenAI lookups (batching/aoai.py) against the emulator, through the openai SDK."""
+
+from __future__ import annotations
+
+import io
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import orjson
+import pytest
+from openai import AzureOpenAI
+
+from batching import aoai
+from batching.settings import Settings
+from devstack import services
+
+LINE = orjson.dumps(
+    {
+        "custom_id": "r1",
+        "method": "POST",
+        "url": "/chat/completions",
+        "body": {"model": "gpt-4o-batch", "messages": [{"role": "user", "content": "hi"}]},
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def em(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.Emulator]:
+    """An emulator of this module's own whose batches stay in progress (no work in between)."""
+    with services.emulator(
+        None,
+        batch_duration=3600.0,
+        log_path=tmp_path_factory.mktemp("aoai") / "emulator.log",
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def c(em: services.Emulator) -> AzureOpenAI:
+    settings = Settings.from_env(
+        {
+            "AZURE_OPENAI_ENDPOINT": em.endpoint,
+            "AZURE_OPENAI_API_KEY": "k",
+            "BATCH_STORAGE": "UseDevelopmentStorage=true",
+        }
+    )
+    return aoai.client(settings)
+
+
+def _scenario(em: services.Emulator, **changes: object) -> None:
+    httpx.post(f"{em.endpoint}/_emulator/scenario", json=changes).raise_for_status()
+
+
+def _processed_upload(c: AzureOpenAI, name: str) -> str:
+    uploaded = aoai.upload(c, name, io.BytesIO(LINE + b"\n"), 0)
+    for _ in itertools.count():
+        if aoai.get_file(c, uploaded["id"])["status"] == "processed":
+            return str(uploaded["id"])
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="module")
+def input_file(c: AzureOpenAI) -> str:
+    return _processed_upload(c, "aoai-test-input.jsonl")
+
+
+def _create(c: AzureOpenAI, file_id: str, key: str) -> dict[str, object]:
+    return aoai.create_batch(c, file_id, "/chat/completions", {"key": key}, 0)
+
+
+def test_find_batch_reads_past_the_first_page_of_100(c: AzureOpenAI, input_file: str) -> None:
+    oldest = _create(c, input_file, "paging-oldest")
+    for i in range(150):  # the list is newest first: the oldest ends up on page 2
+        _create(c, input_file, f"paging-{i}")
+    found = aoai.find_batch(c, "paging-oldest")
+    assert found is not None
+    assert found["id"] == oldest["id"]
+    assert found["metadata"] == {"key": "paging-oldest"}
+    newest = aoai.find_batch(c, "paging-149")
+    assert newest is not None and newest["metadata"] == {"key": "paging-149"}
+    assert aoai.find_batch(c, "paging-never-created") is None
+
+
+def test_find_batch_stops_after_its_page_budget(
+    c: AzureOpenAI, input_file: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    oldest = _create(c, input_file, "budget-oldest")
+    for i in range(100):
+        _create(c, input_file, f"budget-{i}")
+    monkeypatch.setattr(aoai, "MAX_BATCH_PAGES", 1)
+    assert aoai.find_batch(c, "budget-oldest") is None
+    monkeypatch.setattr(aoai, "MAX_BATCH_PAGES", 2)
+    found = aoai.find_batch(c, "budget-oldest")
+    assert found is not None and found["id"] == oldest["id"]
+
+
+def test_find_file_and_uploads_named_match_by_name(c: AzureOpenAI) -> None:
+    first = _processed_upload(c, "named/run-7/c0.jsonl")
+    second = _processed_upload(c, "named/run-7/c1.jsonl")
+    _processed_upload(c, "named/run-70/c0.jsonl")
+    found = aoai.find_file(c, "named/run-7/c0.jsonl")
+    assert found is not None and found["id"] == first
+    assert aoai.find_file(c, "named/run-7/c9.jsonl") is None
+    assert sorted(aoai.uploads_named(c, "named/run-7/")) == sorted([first, second])
+    aoai.delete_file(c, second)
+    aoai.delete_file(c, second)  # already gone: not an error
+    assert aoai.uploads_named(c, "named/run-7/") == [first]
+
+
+def test_upload_with_an_expiry_sets_expires_at(c: AzureOpenAI) -> None:
+    with_expiry = aoai.upload(c, "expiring.jsonl", io.BytesIO(LINE + b"\n"), 1_209_600)
+    assert with_expiry["expires_at"] == with_expiry["created_at"] + 1_209_600
+    without = aoai.upload(c, "not-expiring.jsonl", io.BytesIO(LINE + b"\n"), 0)
+    assert without["expires_at"] is None
+
+
+def test_create_batch_sends_the_output_expiry_only_when_set(
+    c: AzureOpenAI, input_file: str
+) -> None:
+    # The service accepts 14 to 30 days: an expiry of 1 s that reached it would be refused.
+    with pytest.raises(openai.BadRequestError, match=r"expires_after\.seconds"):
+        aoai.create_batch(c, input_file, "/chat/completions", {"key": "short"}, 1)
+    assert aoai.create_batch(c, input_file, "/chat/completions", {"key": "none"}, 0)["id"]
+    b = aoai.create_batch(c, input_file, "/chat/completions", {"key": "expiry"}, 1_209_600)
+    assert b["metadata"] == {"key": "expiry"}
+    assert b["input_file_id"] == input_file
+    assert aoai.get_batch(c, str(b["id"]))["id"] == b["id"]
+
+
+def test_create_batch_raises_quota_exceeded_on_token_limit(
+    c: AzureOpenAI, input_file: str, em: services.Emulator
+) -> None:
+    _scenario(em, next_batches=["token_limit_fail_fast"])
+    with pytest.raises(aoai.QuotaExceeded, match="token_limit_exceeded"):
+        _create(c, input_file, "quota")
+
+
+def test_other_bad_requests_are_not_quota(c: AzureOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        aoai.create_batch(c, "file-missing", "/embeddings", {"key": "bad"}, 0)
+    assert not isinstance(caught.value, aoai.QuotaExceeded)
+
+
+def test_cancel_batch_cancels_a_running_batch(c: AzureOpenAI, input_file: str) -> None:
+    b = _create(c, input_file, "to-cancel")
+    assert aoai.cancel_batch(c, str(b["id"]))["status"] in ("cancelling", "cancelled")
+    # Cancelling again (the service refuses: it is already cancelling) answers with the batch.
+    again = aoai.cancel_batch(c, str(b["id"]))
+    assert again["id"] == b["id"]
+    assert again["status"] in ("cancelling", "cancelled")
+
+
+def test_normalize_batch_smooths_the_service_quirks() -> None:
+    raw = {
+        "id": "batch_1",
+        "status": "",
+        "input_file_id": "",
+        "output_file_id": None,
+        "error_file_id": "file-e",
+        "request_counts": None,
+        "errors": {
+            "data": [
+                {"code": "token_limit_exceeded", "message": "full", "line": None},
+                {"code": None, "message": "m", "line": 3},
+            ]
+        },
+        "metadata": None,
+        "created_at": 10,
+        "completed_at": None,
+        "failed_at": 11,
+        "expired_at": None,
+        "cancelled_at": None,
+    }
+    assert aoai.normalize_batch(raw) == {
+        "id": "batch_1",
+        "status": "validating",
+        "input_file_id": None,
+        "output_file_id": None,
+        "error_file_id": "file-e",
+        "request_counts": {"total": 0, "completed": 0, "failed": 0},
+        "errors": [
+            {"code": "token_limit_exceeded", "message": "full"},
+            {"message": "m", "line": 3},
+        ],
+        "metadata": {},
+        "created_at": 10,
+        "completed_at": None,
+        "failed_at": 11,
+        "expired_at": None,
+        "cancelled_at": None,
+    }
+    counts = {"total": "5", "completed": 3, "failed": None}
+    assert aoai.normalize_batch({"id": "b", "request_counts": counts})["request_counts"] == {
+        "total": 5,
+        "completed": 3,
+        "failed": 0,
+    }
+    assert aoai.normalize_batch({"id": "b", "errors": None})["errors"] == []
+
+
+def test_quota_failure_reads_only_failed_batches() -> None:
+    def batch(status: str, *errors: dict[str, str]) -> dict[str, object]:
+        return {"status": status, "errors": list(errors)}
+
+    quota = {"code": "token_limit_exceeded", "message": "Enqueued token limit reached"}
+    assert aoai.quota_failure(batch("failed", quota)) == "Enqueued token limit reached"
+    assert aoai.quota_failure(batch("failed", {"code": "token_limit_exceeded"})) == (
+        "token_limit_exceeded"
+    )
+    assert aoai.quota_failure(batch("failed", {"message": "x token_limit_exceeded"})) == (
+        "x token_limit_exceeded"
+    )
+    assert aoai.quota_failure(batch("failed", {"code": "invalid", "message": "m"})) is None
+    assert aoai.quota_failure(batch("completed", quota)) is None
+    assert aoai.is_quota_error("... token_limit_exceeded ...")
+    assert not aoai.is_quota_error("token limit exceeded")
+
+
+def test_terminal_statuses_are_the_four_ends() -> None:
+    assert frozenset({"completed", "failed", "expired", "cancelled"}) == aoai.TERMINAL
+
+
+def test_file_content_streams_the_upload(c: AzureOpenAI, tmp_path: Path) -> None:
+    file_id = _processed_upload(c, "content.jsonl")
+    assert b"".join(aoai.file_content(c, file_id)) == LINE + b"\n"
