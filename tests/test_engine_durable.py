@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -100,7 +101,22 @@ def test_run_until_idle_sees_work_left_by_a_job_that_ended_during_pump(clock: Vi
 
 
 def test_task_any_returns_the_first_finished_task(host: FunctionHost) -> None:
-    assert run(host, "first_of")["output"] == 9
+    # square(3) and held_square(4) race; held_square returns only once the run has completed.
+    iid = host.start_new("first_of", None, None)
+
+    def release_when_completed() -> None:
+        while (host.get_status(iid) or {}).get("runtimeStatus") != "Completed":
+            time.sleep(0.01)  # polling the status; the loop decides
+        orchestrations.release_held()
+
+    releaser = threading.Thread(target=release_when_completed, daemon=True)
+    releaser.start()
+    host.run_until_idle(timeout=20)
+    releaser.join(timeout=20)
+    status = host.get_status(iid)
+    assert status is not None
+    assert status["output"] == 9
+    assert host.activity_calls == {"square": 1, "held_square": 1}
 
 
 def test_retry_reproduces_the_history_the_extension_writes(host: FunctionHost) -> None:
