@@ -226,3 +226,75 @@ def test_terminal_statuses_are_the_four_ends() -> None:
 def test_file_content_streams_the_upload(c: AzureOpenAI, tmp_path: Path) -> None:
     file_id = _processed_upload(c, "content.jsonl")
     assert b"".join(aoai.file_content(c, file_id)) == LINE + b"\n"
+
+
+def _ended_batch(c: AzureOpenAI, em: services.Emulator, input_file: str, key: str) -> str:
+    """A batch of a fraction of a second (this module's others last an hour), once it ended."""
+    _scenario(em, batch_duration=0.2)
+    try:
+        batch_id = str(_create(c, input_file, key)["id"])
+    finally:
+        _scenario(em, batch_duration=None)
+    for _ in itertools.count():
+        if aoai.get_batch(c, batch_id)["status"] in aoai.TERMINAL:
+            return batch_id
+    raise AssertionError("unreachable")
+
+
+def test_cancel_of_an_ended_batch_answers_with_the_batch(
+    c: AzureOpenAI, em: services.Emulator, input_file: str
+) -> None:
+    batch_id = _ended_batch(c, em, input_file, "ended-then-cancelled")
+    answer = aoai.cancel_batch(c, batch_id)
+    assert answer["id"] == batch_id
+    assert answer["status"] == "completed"
+    assert answer["output_file_id"] is not None
+    assert answer["completed_at"] is not None
+    assert answer["request_counts"] == {"total": 1, "completed": 1, "failed": 0}
+
+
+def test_upload_lookups_see_only_batch_inputs_not_outputs(
+    c: AzureOpenAI, em: services.Emulator, input_file: str
+) -> None:
+    batch_id = _ended_batch(c, em, input_file, "outputs-are-not-uploads")
+    output_id = aoai.get_batch(c, batch_id)["output_file_id"]
+    output = c.files.retrieve(str(output_id))
+    assert output.id in {f.id for f in c.files.list()}  # listed when no purpose is asked for
+    assert output.id not in aoai.uploads_named(c, "")
+    assert aoai.find_file(c, str(output.filename)) is None
+
+
+def test_normalize_batch_keeps_every_field_the_service_set() -> None:
+    raw = {
+        "id": "batch_2",
+        "status": "cancelled",
+        "input_file_id": "file-in",
+        "output_file_id": "file-out",
+        "error_file_id": "file-err",
+        "request_counts": {"total": 9, "completed": 5, "failed": 3},
+        "errors": None,
+        "metadata": {"key": "k"},
+        "created_at": 1,
+        "completed_at": 2,
+        "failed_at": 3,
+        "expired_at": 4,
+        "cancelled_at": 5,
+    }
+    assert aoai.normalize_batch(raw) == {**raw, "errors": []}
+
+
+def test_the_client_is_one_per_endpoint_key_version_and_identity() -> None:
+    def settings(client_id: str) -> Settings:
+        return Settings.from_env(
+            {
+                "AZURE_OPENAI_ENDPOINT": "https://x.openai.azure.com",
+                "BATCH_STORAGE": "UseDevelopmentStorage=true",
+                "AZURE_CLIENT_ID": client_id,
+            }
+        )
+
+    first, again, other = (aoai.client(settings(i)) for i in ("id-1", "id-1", "id-2"))
+    assert first is again
+    assert first is not other
+    # no key: Entra ID tokens from the managed identity
+    assert first._azure_ad_token_provider is not None

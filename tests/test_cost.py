@@ -67,3 +67,16 @@ def test_a_model_without_a_price_has_no_amounts() -> None:
         "note": "no price for this model: add it to MODEL_PRICES",
     }
     assert estimate_cost(_settings(), None, {})["total"] is None
+
+
+def test_each_side_is_priced_and_rounded_on_its_own() -> None:
+    big = dataclasses.replace(
+        _settings(0.5), model_prices={"big": {"input": 1_000_000.0, "output": 3_000_000.0}}
+    )
+    # one token: $1 in, $3 out at full price; half of it at batch prices; none of a missing side
+    assert estimate_cost(big, "big", {"completion": 1})["prompt"] == 0
+    assert estimate_cost(big, "big", {"completion": 1})["completion"] == 1.5
+    assert estimate_cost(big, "big", {"prompt": 1})["completion"] == 0
+    assert estimate_cost(big, "big", {"prompt": 1})["total"] == 0.5
+    # 3 completion tokens of gpt-4o-mini at half price: 9e-7 USD, 1e-6 at six places (not 9e-7)
+    assert estimate_cost(_settings(), "gpt-4o-mini", {"completion": 3})["completion"] == 0.000001

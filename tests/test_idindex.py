@@ -72,3 +72,18 @@ def test_colliding_slots_probe_to_the_next_free_one(monkeypatch: pytest.MonkeyPa
     for cid, line in lines.items():
         assert index.add(cid, 10**6) == line
     assert index.add("seed", 5) == 1
+
+
+def test_the_table_starts_at_twice_the_ids_and_grows_when_three_quarters_full() -> None:
+    """Past DICT_IDS ids the table gets the power of two above twice their count (2^19 for
+    200,001) and doubles on the insert that fills 3/4 of it (393,216 ids)."""
+    index = CustomIdIndex()
+    _fill(index, DICT_IDS + 1)
+    assert len(index._hashes) == 1 << 19
+    full = (1 << 19) * 3 // 4
+    for line in range(DICT_IDS + 2, full):
+        index.add(f"id-{line}", line)
+    assert len(index._hashes) == 1 << 19  # 393,215 ids: one slot of room left
+    index.add(f"id-{full}", full)
+    assert len(index._hashes) == 1 << 20
+    assert index.add("id-1", full + 1) == 1

@@ -288,3 +288,101 @@ def test_requests_that_never_ran_fail_as_not_run_on_the_last_round():
         }
     ]
     assert outcome.to_dict()["failure_codes"] == {"not_run": 1}
+
+
+def test_usage_adds_up_chat_and_responses_shapes():
+    responses_shape = orjson.dumps(
+        {
+            "custom_id": "r",
+            "error": None,
+            "response": {
+                "status_code": 200,
+                "body": {"model": "gpt-4o", "usage": {"input_tokens": 7, "output_tokens": 2}},
+            },
+        }
+    )
+    no_usage = orjson.dumps(
+        {"custom_id": "n", "error": None, "response": {"status_code": 200, "body": {"usage": {}}}}
+    )
+    outcome, results, _, _ = run(
+        [ok("a", usage=(10, 5)), ok("b", usage=(1, 3)), responses_shape, no_usage],
+        [],
+        ["a", "b", "r", "n"],
+        True,
+    )
+    assert len(results) == 4
+    assert outcome.to_dict() == {
+        "succeeded": 4,
+        "failed": 0,
+        "retry": 0,
+        "usage": {"prompt": 18, "completion": 10, "total": 28, "model": "gpt-4o-2024-08-06"},
+        "failure_codes": {},
+    }
+
+
+def test_odd_shapes_of_failed_lines_still_give_a_code():
+    lines = [
+        # a response that is not an object: the top-level error speaks
+        _failed_line("a", "gateway said no", {"code": "bad_gateway", "message": "down"}),
+        # a body that is not an object: the status names it
+        _failed_line("b", {"status_code": 502, "body": "Bad Gateway"}),
+        # an error that is not an object: the status names it
+        _failed_line("c", {"status_code": 418, "body": {}}, "teapot"),
+    ]
+    outcome, _, failures, _ = run(lines, [], ["a", "b", "c"], False)
+    got = {f["custom_id"]: (f["status_code"], f["code"], f["reason"]) for f in failures}
+    assert got == {
+        "a": (None, "bad_gateway", "down"),
+        "b": (502, "http_502", "request failed"),
+        "c": (418, "http_418", "request failed"),
+    }
+    assert outcome.failed == 3
+
+
+def test_success_is_a_2xx_status_without_an_error():
+    redirect = orjson.dumps(
+        {"custom_id": "m", "error": None, "response": {"status_code": 300, "body": {}}}
+    )
+    with_error = orjson.dumps(
+        {
+            "custom_id": "e",
+            "error": {"code": "odd", "message": "2xx with an error"},
+            "response": {"status_code": 299, "body": {}},
+        }
+    )
+    edge = orjson.dumps(
+        {"custom_id": "k", "error": None, "response": {"status_code": 299, "body": {}}}
+    )
+    outcome, results, failures, _ = run([redirect, with_error, edge], [], ["m", "e", "k"], False)
+    assert [r["custom_id"] for r in results] == ["k"]
+    assert sorted((f["custom_id"], f["code"]) for f in failures) == [
+        ("e", "odd"),
+        ("m", "http_300"),
+    ]
+    assert outcome.succeeded == 1
+
+
+def test_a_5xx_failure_is_retryable_whatever_its_code_and_codes_are_counted():
+    lines = [
+        http_fail("a", 503, "odd_code"),
+        http_fail("b", 503, "odd_code"),
+        http_fail("c", 400, "odd_code"),
+    ]
+    outcome, _, failures, _ = run(lines, [], ["a", "b", "c"], False)
+    assert {f["custom_id"]: f["retryable"] for f in failures} == {"a": True, "b": True, "c": False}
+    assert outcome.failure_codes == {"odd_code": 3}
+    # resubmitting: the 5xx ones go back (by status, though the code is unknown), the 400 fails
+    outcome, _, failures, retry = run(lines, [], ["a", "b", "c"], True)
+    assert [r["custom_id"] for r in retry] == ["a", "b"]
+    assert [f["custom_id"] for f in failures] == ["c"]
+
+
+def test_blank_and_repeated_lines_do_not_stop_the_sorting():
+    out = [ok("a"), b"", b"   ", ok("a"), ok("b"), ok("c")]
+    outcome, results, _, retry = run(out, [], ["a", "x", "b", "y", "c"], True)
+    assert [r["custom_id"] for r in results] == ["a", "b", "c"]
+    assert [r["custom_id"] for r in retry] == ["x", "y"]
+    assert (outcome.succeeded, outcome.retry) == (3, 2)
+    # the last round: both never ran, each gets its own not_run failure
+    _, _, failures, _ = run(out, [], ["a", "x", "b", "y", "c"], False)
+    assert [(f["custom_id"], f["code"]) for f in failures] == [("x", "not_run"), ("y", "not_run")]
