@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup browser test lint fmt run bench clean
+.PHONY: setup browser test lint fmt run bench clean mutation
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -48,5 +48,12 @@ run: setup
 bench: setup
 	$(BIN)/python -m bench
 
+# Mutation testing of the pure core (scope and tests: [tool.mutmut] in pyproject.toml); slow,
+# so not part of `make test`. See docs/testing.md.
+mutation: setup
+	rm -rf mutants
+	HYPOTHESIS_PROFILE=mutation nice -n 10 $(BIN)/mutmut run --max-children 2
+	$(BIN)/python scripts/mutation_score.py
+
 clean:
-	rm -rf $(VENV) node_modules .local .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules .local .mypy_cache .ruff_cache .pytest_cache mutants
