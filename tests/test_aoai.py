@@ -298,3 +298,30 @@ def test_the_client_is_one_per_endpoint_key_version_and_identity() -> None:
     assert first is not other
     # no key: Entra ID tokens from the managed identity
     assert first._azure_ad_token_provider is not None
+
+
+class _Listing:
+    """What `files.list` yields, for shapes the emulator never produces (an upload whose
+    processing failed, a file without a name); the real SDK objects have these attributes."""
+
+    def __init__(self, *files: dict[str, object]) -> None:
+        self.files = self
+        self._files = [type("F", (), {"model_dump": lambda self, f=f: f, **f})() for f in files]
+
+    def list(self, purpose: str) -> list[object]:
+        assert purpose == "batch"
+        return self._files
+
+
+def test_an_upload_whose_processing_failed_is_not_found_again() -> None:
+    listing = _Listing(
+        {"id": "file-1", "filename": "run/c0.jsonl", "status": "error"},
+        {"id": "file-2", "filename": "run/c0.jsonl", "status": "processed"},
+    )
+    found = aoai.find_file(listing, "run/c0.jsonl")  # type: ignore[arg-type]
+    assert found is not None and found["id"] == "file-2"
+
+
+def test_files_without_a_name_match_no_prefix() -> None:
+    listing = _Listing({"id": "file-1", "filename": None}, {"id": "file-2", "filename": "XXy"})
+    assert aoai.uploads_named(listing, "XX") == ["file-2"]  # type: ignore[arg-type]

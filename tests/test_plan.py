@@ -114,6 +114,10 @@ def test_hand_computed_plans() -> None:
     assert shape([5, 6], 10, 10) == [(1, 1, 5), (2, 2, 6)]
     # Bytes decide: 30 bytes under a 20-byte limit become two halves of 15, not 20 + 10.
     assert shape([5] * 6, 100, 20) == [(1, 3, 15), (4, 6, 15)]
+    # Three chunks by bytes: each later cut aims at its share of what is left, 15 bytes each.
+    assert shape([5] * 9, 100, 20) == [(1, 3, 15), (4, 6, 15), (7, 9, 15)]
+    # A line larger than the byte limit (validation rejects those) still gets a chunk of its own.
+    assert shape([50, 1], 100, 10) == [(1, 1, 50), (2, 2, 1)]
     # A big first line: the rest still fits the request limit.
     assert shape([3, 1, 1, 1], 2, 4) == [(1, 1, 3), (2, 3, 2), (4, 4, 1)]
     # Lines are numbered by the caller: skipped (rejected) lines do not appear in the plan.
@@ -136,3 +140,10 @@ def test_hand_computed_plans() -> None:
 def test_ceil_of_bytes_and_requests_sets_the_chunk_count() -> None:
     assert len(_plan([1] * 7, 3, 10**6)) == math.ceil(7 / 3)
     assert len(_plan([7] * 10, 100, 35)) == math.ceil(70 / 35)
+
+
+def test_line_numbers_up_to_32_unsigned_bits_are_kept() -> None:
+    planner = SplitPlanner(10, 100)
+    planner.add(3_000_000_000, 10)
+    planner.add(4_294_967_295, 10)
+    assert [(c.first_line, c.last_line) for c in planner.plan()] == [(3_000_000_000, 4_294_967_295)]

@@ -386,3 +386,20 @@ def test_blank_and_repeated_lines_do_not_stop_the_sorting():
     # the last round: both never ran, each gets its own not_run failure
     _, _, failures, _ = run(out, [], ["a", "x", "b", "y", "c"], False)
     assert [(f["custom_id"], f["code"]) for f in failures] == [("x", "not_run"), ("y", "not_run")]
+
+
+def test_blank_lines_in_the_chunk_input_are_skipped():
+    results, failures, retry = io.BytesIO(), io.BytesIO(), io.BytesIO()
+    chunk = _input(["a"]) + b"\n  \n" + _input(["b", "c"])
+    outcome = collect(
+        [[ok("a") + b"\n"]],
+        [chunk],
+        results,
+        failures,
+        retry,
+        round_no=2,
+        batch_id="batch_2",
+        resubmit=True,
+    )
+    assert [orjson.loads(x)["custom_id"] for x in retry.getvalue().splitlines()] == ["b", "c"]
+    assert (outcome.succeeded, outcome.retry, outcome.failed) == (1, 2, 0)

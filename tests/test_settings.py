@@ -380,3 +380,8 @@ def test_settings_are_read_from_the_process_environment_by_default(monkeypatch):
     s = Settings.from_env()
     assert s.openai_endpoint == "https://env.openai.azure.com"
     assert s.storage.connection_string == "from-env"
+
+
+def test_only_trailing_slashes_leave_the_endpoint():
+    s = Settings.from_env({**BASE, "AZURE_OPENAI_ENDPOINT": "http://127.0.0.1:8080/BOX/"})
+    assert s.openai_endpoint == "http://127.0.0.1:8080/BOX"
