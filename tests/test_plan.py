@@ -116,6 +116,8 @@ def test_hand_computed_plans() -> None:
     assert shape([5] * 6, 100, 20) == [(1, 3, 15), (4, 6, 15)]
     # Three chunks by bytes: each later cut aims at its share of what is left, 15 bytes each.
     assert shape([5] * 9, 100, 20) == [(1, 3, 15), (4, 6, 15), (7, 9, 15)]
+    # After a 6-byte chunk, 11 bytes are left for two chunks: aim at 6 (6 + 5), not 7 + 4.
+    assert shape([6, 6, 1, 4], 100, 7) == [(1, 1, 6), (2, 2, 6), (3, 4, 5)]
     # A line larger than the byte limit (validation rejects those) still gets a chunk of its own.
     assert shape([50, 1], 100, 10) == [(1, 1, 50), (2, 2, 1)]
     # A big first line: the rest still fits the request limit.
