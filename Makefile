@@ -10,7 +10,7 @@ WORKER  := .venv-worker
 WORKER_STAMP := $(WORKER)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup worker browser test lint fmt run bench clean
+.PHONY: setup worker browser test lint fmt run bench clean mutation
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -64,5 +64,12 @@ run: setup worker
 bench: setup
 	$(BIN)/python -m bench
 
+# Mutation testing of the pure core (scope and tests: [tool.mutmut] in pyproject.toml); slow,
+# so not part of `make test`. See docs/testing.md.
+mutation: setup
+	rm -rf mutants
+	HYPOTHESIS_PROFILE=mutation nice -n 10 $(BIN)/mutmut run --max-children 2
+	$(BIN)/python scripts/mutation_score.py
+
 clean:
-	rm -rf $(VENV) $(WORKER) node_modules .local .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(WORKER) node_modules .local .mypy_cache .ruff_cache .pytest_cache mutants

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from azure.storage.blob import BlobServiceClient
+from hypothesis import HealthCheck, settings
 
 from devstack import services
+
+# Property tests of pure functions: "ci" (env CI set) runs 1,000 examples each, "dev" 200, and
+# "mutation" (make mutation) a fixed, derandomized 100 so a mutant's verdict does not vary.
+# HYPOTHESIS_PROFILE picks one by name. Tests that drive I/O set their own, smaller max_examples.
+_PROFILE = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile("ci", max_examples=1000, **_PROFILE)
+settings.register_profile("dev", max_examples=200, **_PROFILE)
+settings.register_profile("mutation", max_examples=100, derandomize=True, **_PROFILE)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
+import threading
 
 import orjson
 import pytest
 
 from tests.e2e import ROOT, local_stack, requests_file
-from tests.opsutil import api, custom_ids, in_progress, run, run_id_of, wait_run
+from tests.opsutil import api, custom_ids, in_progress, post, run, run_id_of, wait_run
 
 RUN_ID = re.compile(r"run (\S+-[0-9a-f]{16})")
 
@@ -194,8 +194,22 @@ def test_errors_have_exit_codes_and_messages(stack, batchctl, tmp_path):
 
 
 def test_runs_watch_refreshes_until_interrupted(stack, azurite):
-    stack.drop("cli/watch/w.jsonl", requests_file(1, prefix="w"))
-    env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1"}
+    """The watch shows the run in flight, then, with no other prompt, the run's new status once
+    it was cancelled; Ctrl-C ends it cleanly. (Rich redraws a non-terminal when told to.)"""
+    stack.scenario(batch_duration=3600)  # the run stays in flight until it is cancelled
+    try:
+        stack.drop("cli/watch/w.jsonl", requests_file(1, prefix="w"))
+        run_id = run_id_of(stack, "cli/watch/w.jsonl")
+        wait_run(stack, run_id, lambda r: any(c.get("batch_id") for c in r.get("chunks") or []))
+    finally:
+        stack.scenario(batch_duration=None)
+    env = {
+        **os.environ,
+        "COLUMNS": "250",
+        "NO_COLOR": "1",
+        "TTY_COMPATIBLE": "1",
+        "TTY_INTERACTIVE": "1",
+    }
     command = [
         sys.executable,
         "-m",
@@ -209,19 +223,42 @@ def test_runs_watch_refreshes_until_interrupted(stack, azurite):
         "--storage-connection",
         azurite.connection_string,
     ]
+    shown: list[str] = []
+    seen = threading.Condition()
+
+    def read(stream) -> None:
+        for text in iter(lambda: stream.read1(4096), b""):
+            with seen:
+                shown.append(text.decode(errors="replace"))
+                seen.notify_all()
+
+    def wait_for_output(*words: str) -> str:
+        with seen:
+            assert seen.wait_for(lambda: all(w in "".join(shown) for w in words), timeout=60), (
+                f"the watch never showed {words}: {''.join(shown)[-2000:]}"
+            )
+            return "".join(shown)
+
     with subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     ) as proc:
+        reader = threading.Thread(target=read, args=(proc.stdout,), daemon=True)
+        reader.start()
         try:
-            time.sleep(5)  # two refreshes at least
+            before = wait_for_output("cli/watch/w.jsonl", "running")
+            assert "cancelled" not in before
+            assert post(stack, f"runs/{run_id}/cancel").status_code == 202
+            wait_run(stack, run_id, lambda r: r["status"] == "cancelled")
+            wait_for_output("cancelled")
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=15)
+            _, err = proc.communicate(timeout=15)
         finally:
             if proc.poll() is None:
                 proc.kill()
+        reader.join(timeout=10)
     assert proc.returncode == 0, err
-    assert "1 runs" in out and "cli/watch/w.jsonl" in out
+    assert "1 runs" in "".join(shown) and "cli/watch/w.jsonl" in "".join(shown)
 
 
 MARKUP_NAME = "xss/ünï😀 [bold]b[/bold] [/x].jsonl"

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -21,8 +23,6 @@ from openai import AzureOpenAI, RateLimitError
 
 from devstack.watcher import blob_created_event
 from tests.e2e import Stack, local_stack, requests_file
-
-ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 
 
 @contextlib.contextmanager
@@ -108,21 +108,26 @@ def test_api_failures_are_retried_without_duplicate_batches(make_stack):
     state = stack.emulator_state()
     assert sum(state["batches"].values()) == 1, state  # one batch despite refused calls
     assert state["files"] == 0, state  # no stray upload: every file the run made was deleted
-    # The run made dozens of calls while about a third of them were refused: the scenario was on.
     assert sum(state["requests"].values()) > 10
+    # The scenario was still on when the run ended: re-seeded, the emulator refuses exactly the
+    # calls for which its seeded generator draws under the rate (Python's random.Random(11)).
+    stack.scenario(seed=11)
+    draws = random.Random(11)  # the emulator draws from random.Random(seed), one per call
+    expected = [i for i in range(30) if draws.random() < 0.3]
     probe = AzureOpenAI(
         azure_endpoint=stack.emulator.endpoint,
         api_key="test-key",
         api_version="2024-10-21",
         max_retries=0,
     )
-    refused = 0
-    for _ in range(30):
+    refused = []
+    for i in range(30):
         try:
             probe.batches.list(limit=1)
         except RateLimitError:
-            refused += 1
-    assert 3 <= refused <= 20, refused
+            refused.append(i)
+    assert refused == expected
+    assert 0 < len(expected) < 30  # the seed gives both refused and served calls
 
 
 def test_expired_batch_keeps_partial_results_and_resubmits_the_rest(make_stack):
@@ -243,6 +248,12 @@ def test_token_limit_exhausted_fails_the_run_into_the_error_container(make_stack
     assert stack.emulator_state()["files"] == 0
 
 
+def _wait_until_past(stamp: datetime) -> None:
+    """Return once the system clock has entered a later whole second than `stamp`."""
+    while datetime.now(UTC).replace(microsecond=0) <= stamp:
+        time.sleep(max(0.01, stamp.timestamp() + 1 - time.time()))  # poll: the loop decides
+
+
 def test_admission_runs_one_batch_at_a_time_in_arrival_order(make_stack):
     stack = make_stack(
         extra_env={"MAX_ACTIVE_BATCHES": "1", "MAX_REQUESTS_PER_BATCH": "5"}, batch_duration=1.0
@@ -255,17 +266,15 @@ def test_admission_runs_one_batch_at_a_time_in_arrival_order(make_stack):
         "adm/c.jsonl": requests_file(4, "c"),
     }
 
-    def in_flight() -> int:
-        batches = stack.emulator_state()["batches"]
-        return sum(n for status, n in batches.items() if status in ACTIVE)
-
-    with sampling(in_flight, every=0.02) as samples:
-        for path, data in files.items():
-            stack.drop(path, data)
-            time.sleep(1.1)  # distinct upload times (blob timestamps are whole seconds)
-        runs = stack.wait_all(3, timeout=120)
+    for path, data in files.items():
+        stack.drop(path, data)
+        # Arrival order is the blobs' upload time, in whole seconds: the next file must be
+        # uploaded in a later second than this one.
+        modified = stack.container("input").get_blob_client(path).get_blob_properties()
+        assert modified.last_modified is not None
+        _wait_until_past(modified.last_modified)
+    runs = stack.wait_all(3, timeout=120)
     assert all(output_of(r)["status"] == "completed" for r in runs), runs
-    assert len(samples) > 50 and max(samples) == 1, samples
     batches = all_batches(stack)
     # b was split in two chunks (a batch each) and one of them was refused once for quota
     order = [(b.metadata["source"].rsplit("/", 1)[-1], b.status) for b in batches]

@@ -6,11 +6,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
 from devstack import services
 from tests.test_emulator_support import (
+    API_VERSION,
     azure,
     chat_file,
     chat_line,
@@ -108,6 +110,14 @@ def test_only_batch_purpose_and_a_file_part_are_accepted(emulator: services.Emul
     client = azure(emulator)
     with pytest.raises(openai.BadRequestError, match="purpose"):
         client.files.create(file=("x.jsonl", chat_file(1)), purpose="fine-tune")
+    # The SDK always sends a file part: without one, straight over HTTP.
+    url = f"{emulator.endpoint}/openai/files?api-version={API_VERSION}"
+    headers = {"api-key": "any-key"}
+    no_file = httpx.post(url, headers=headers, files={"purpose": (None, b"batch")})
+    assert no_file.status_code == 400
+    assert no_file.json()["error"]["param"] == "file"
+    accepted = client.files.create(file=("x.jsonl", chat_file(1)), purpose="batch")
+    assert accepted.purpose == "batch"
 
 
 @pytest.mark.parametrize("version", BATCH_VERSIONS)

@@ -3,6 +3,7 @@ scenario outcomes, injected failures, the virtual clock and restarts on a data d
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,27 +36,49 @@ def _clean(emulator: services.Emulator) -> Iterator[None]:
     yield from reset(emulator)
 
 
-def test_statuses_timestamps_and_counts(emulator: services.Emulator) -> None:
-    client = azure(emulator)
-    scenario(emulator, batch_duration=2)
+def test_statuses_timestamps_and_counts(fresh_emulator: services.Emulator) -> None:
+    """Stepped on the emulator's clock through a 12-hour batch of 200 requests: validating for
+    the first 10 %, in_progress until 80 % with ceil(200 * share of that span) done, finalizing,
+    then completed at 100 %. The points sit mid-way between count steps, far from any edge."""
+    client = azure(fresh_emulator)
+    duration = DAY / 2
+    scenario(fresh_emulator, batch_duration=duration)
     batch = create_batch(client, upload(client, chat_file(200)).id)
     assert batch.status == "validating"
-    seen: list[tuple[str, int]] = []
-    deadline = time.monotonic() + 15
-    while batch.status != "completed" and time.monotonic() < deadline:
-        batch = client.batches.retrieve(batch.id)
-        assert batch.request_counts is not None
-        seen.append((batch.status, batch.request_counts.completed))
-        time.sleep(0.03)
-    statuses = [s for i, (s, _) in enumerate(seen) if i == 0 or seen[i - 1][0] != s]
-    assert statuses == ["validating", "in_progress", "finalizing", "completed"]
-    progress = {done for status, done in seen if status == "in_progress"}
-    assert len(progress) >= 3, f"counts should advance during in_progress, saw {sorted(progress)}"
-    assert any(0 < done < 200 for done in progress)
+
+    def at(share: float) -> None:
+        now = control(fresh_emulator, "clock")["now"]
+        offset = control(fresh_emulator, "clock")["offset_seconds"]
+        target = batch.created_at + share * duration
+        control(fresh_emulator, "clock", {"offset_seconds": offset + target - now})
+
+    def reaches(status: str, completed: int) -> None:
+        wait_for(
+            lambda: (
+                (b := client.batches.retrieve(batch.id)).status == status
+                and b.request_counts is not None
+                and b.request_counts.completed == completed
+            ),
+            f"{status} with {completed} requests done",
+        )
+
+    at(0.05)
+    reaches("validating", 0)
+    # in_progress from 10 % to 80 %: 200 * (share - 0.1) / 0.7 done, rounded up.
+    for share, done in ((0.2525, 44), (0.4625, 104), (0.7075, 174)):
+        assert done == math.ceil(200 * (share - 0.1) / 0.7)
+        at(share)
+        reaches("in_progress", done)
+    at(0.9)
+    reaches("finalizing", 200)
+    at(1.05)
+    reaches("completed", 200)
+    batch = client.batches.retrieve(batch.id)
     assert batch.in_progress_at is not None and batch.finalizing_at is not None
     assert batch.completed_at is not None
-    assert batch.created_at <= batch.in_progress_at <= batch.finalizing_at <= batch.completed_at
-    assert batch.completed_at - batch.created_at <= 3
+    assert abs(batch.in_progress_at - (batch.created_at + 0.1 * duration)) <= 1
+    assert abs(batch.finalizing_at - (batch.created_at + 0.8 * duration)) <= 1
+    assert abs(batch.completed_at - (batch.created_at + duration)) <= 1
     assert batch.expires_at == batch.created_at + DAY
     assert (batch.failed_at, batch.expired_at, batch.cancelling_at, batch.cancelled_at) == (
         None,
@@ -231,14 +254,19 @@ def test_injected_api_failures_have_no_side_effects(emulator: services.Emulator)
     assert state["requests"]["POST /openai/files"] > calls_before + 8, "some calls were retried"
 
 
-def test_batch_duration_override(emulator: services.Emulator) -> None:
-    client = azure(emulator)
+def test_batch_duration_override(fresh_emulator: services.Emulator) -> None:
+    """The scenario's duration replaces the emulator's (1 s here): the batch is planned on it,
+    and its timestamps, stamped with the planned times, show it."""
+    client = azure(fresh_emulator)
     source = upload(client, chat_file(5))
-    scenario(emulator, batch_duration=0.3)
-    started = time.monotonic()
-    batch = wait_batch(client, create_batch(client, source.id).id)
-    assert batch.status == "completed"
-    assert time.monotonic() - started < 1.7  # the session default is 2 s
+    scenario(fresh_emulator, batch_duration=DAY / 4)
+    batch = create_batch(client, source.id)
+    control(fresh_emulator, "clock", {"offset_seconds": DAY / 4 + 60})
+    done = wait_batch(client, batch.id)
+    assert done.status == "completed"
+    assert done.in_progress_at is not None and done.completed_at is not None
+    assert abs(done.in_progress_at - (batch.created_at + 0.1 * DAY / 4)) <= 1
+    assert abs(done.completed_at - (batch.created_at + DAY / 4)) <= 1
 
 
 def test_virtual_clock_runs_a_24_hour_batch(fresh_emulator: services.Emulator) -> None:

@@ -40,3 +40,107 @@ def test_final_status_prefers_failure_then_expiry():
     assert final_status(ends("completed", "expired"), False) == "expired"
     assert final_status(ends("expired", "failed"), False) == "failed"
     assert final_status(ends("completed"), True) == "cancelled"
+
+
+def _sha_fraction(text: str) -> float:
+    """The first 32 bits of SHA-256, as a fraction of 2**32 (the documented jitter)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") / 2**32
+
+
+def test_jitter_is_the_first_32_bits_of_sha256_as_a_fraction():
+    for key in ("", "run/c0#1", "another run/c7#12"):
+        assert policy.jitter(key) == _sha_fraction(key)
+    assert 0 <= policy.jitter("x") < 1
+
+
+def test_quota_backoff_by_hand():
+    # attempt a waits initial * 2^(a-1), capped, times 0.75 + 0.5 * jitter("key#a"), whole s.
+    for attempt, base in [(1, 300), (2, 600), (3, 1200), (4, 2400), (5, 3600), (9, 3600)]:
+        factor = 0.75 + 0.5 * _sha_fraction(f"run/c0#{attempt}")
+        assert policy.quota_backoff(CONFIG, attempt, "run/c0") == int(base * factor)
+    # attempt 0 (never asked for, but harmless): the initial wait
+    factor = 0.75 + 0.5 * _sha_fraction("run/c0#0")
+    assert policy.quota_backoff(CONFIG, 0, "run/c0") == int(300 * factor)
+
+
+def test_quota_backoff_waits_at_least_a_second():
+    tiny = {**CONFIG, "quota_retry_initial_seconds": 1, "quota_retry_max_seconds": 1}
+    # 1 s times a factor in [0.75, 1.25): 0 or 1 whole seconds, never under 1
+    assert {policy.quota_backoff(tiny, 1, f"k{i}") for i in range(40)} == {1}
+
+
+def test_poll_interval_starts_at_the_initial_wait_and_stays_at_the_cap():
+    assert policy.next_poll_interval(CONFIG, 0) == 60
+    assert policy.next_poll_interval(CONFIG, 29) == 60
+    assert policy.next_poll_interval(CONFIG, 30) == 60
+    assert policy.next_poll_interval(CONFIG, 31) == 62
+    assert policy.next_poll_interval(CONFIG, 299) == 598
+    assert policy.next_poll_interval(CONFIG, 300) == 600
+    assert policy.next_poll_interval(CONFIG, 301) == 600
+    assert policy.next_poll_interval({**CONFIG, "poll_max_seconds": "90"}, 60) == 90
+
+
+def test_final_status_of_each_ending():
+    def chunks(*ends):
+        return [{"end": e} for e in ends]
+
+    assert policy.final_status(chunks("cancelled", "completed"), False) == "cancelled"
+    assert policy.final_status(chunks("cancelled", "expired"), False) == "expired"
+    assert policy.final_status(chunks("failed", "cancelled", "expired"), False) == "failed"
+    assert policy.final_status(chunks("failed"), True) == "cancelled"
+    assert policy.final_status([{}], False) == "completed"
+    assert policy.final_status([], False) == "completed"
+
+
+def test_request_counts_by_hand():
+    chunks = [
+        {
+            "state": "done",
+            "succeeded": 5,
+            "failed": 1,
+            "batch": {"request_counts": {"completed": 9}},
+        },
+        {
+            "state": "running",
+            "succeeded": 2,
+            "failed": 3,
+            "batch": {"request_counts": {"completed": 4}},
+        },
+        {"state": "running", "succeeded": 0, "failed": 0, "batch": {"request_counts": None}},
+        {"state": "running", "succeeded": 0, "failed": 0, "batch": None},
+        {
+            "state": "running",
+            "succeeded": 1,
+            "failed": 0,
+            "batch": {"request_counts": {"completed": None}},
+        },
+        {"state": "waiting", "succeeded": 0, "failed": 0},
+    ]
+    # succeeded: 5 + 2 + 1 finished, plus 4 live in the running batch; failed: 1 + 3
+    assert policy.request_counts(30, chunks) == {
+        "total": 30,
+        "succeeded": 12,
+        "failed": 4,
+        "pending": 14,
+    }
+
+
+def test_request_counts_pending_never_goes_negative():
+    chunks = [
+        {
+            "state": "running",
+            "succeeded": 3,
+            "failed": 0,
+            "batch": {"request_counts": {"completed": "2"}},
+        }
+    ]
+    assert policy.request_counts(5, chunks) == {
+        "total": 5,
+        "succeeded": 5,
+        "failed": 0,
+        "pending": 0,
+    }
+    assert policy.request_counts(4, chunks)["pending"] == 0
+    assert policy.request_counts(6, chunks)["pending"] == 1

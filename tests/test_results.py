@@ -150,7 +150,7 @@ def test_repeated_output_line_counts_once():
     assert outcome.succeeded == 1 and len(results) == 1
 
 
-@settings(max_examples=60, deadline=None)
+@settings(deadline=None)  # examples: the profile (tests/conftest.py)
 @given(
     st.lists(
         st.sampled_from(["ok", "500", "429", "400", "expired", "missing"]), min_size=1, max_size=40
@@ -219,3 +219,203 @@ def test_cost_uses_longest_prefix_and_batch_discount():
     cost = estimate_cost(s, "gpt-4o-2024-08-06", {"prompt": 1_000_000, "completion": 1_000_000})
     assert cost["total"] == (2.5 + 10.0) * 0.5
     assert estimate_cost(s, "unknown-model", {"prompt": 1})["total"] is None
+
+
+def _failed_line(cid, response, error=None):
+    return orjson.dumps({"id": "r", "custom_id": cid, "response": response, "error": error})
+
+
+def test_failure_code_status_and_reason_come_from_their_own_fields():
+    lines = [
+        # code and type differ: the code is the code
+        _failed_line(
+            "a",
+            {
+                "status_code": 400,
+                "body": {
+                    "error": {
+                        "code": "content_filter",
+                        "type": "invalid_request_error",
+                        "message": "filtered",
+                    }
+                },
+            },
+        ),
+        # no code: the type stands in
+        _failed_line("b", {"status_code": 400, "body": {"error": {"type": "invalid_prompt"}}}),
+        # no error object: the HTTP status names it
+        _failed_line("c", {"status_code": 404, "body": {}}),
+        # an error file line: no response, the error at the top
+        _failed_line("d", None, {"code": "invalid_value", "message": "bad value"}),
+        # nothing at all
+        _failed_line("e", None, {}),
+    ]
+    outcome, results, failures, retry = run(lines, [], list("abcde"), False)
+    assert not results and not retry
+    got = {f["custom_id"]: (f["status_code"], f["code"], f["reason"]) for f in failures}
+    assert got == {
+        "a": (400, "content_filter", "filtered"),
+        "b": (400, "invalid_prompt", "request failed"),
+        "c": (404, "http_404", "request failed"),
+        "d": (None, "invalid_value", "bad value"),
+        "e": (None, "error", "request failed"),
+    }
+    assert all(f["retryable"] is False for f in failures)
+    assert all((f["round"], f["batch_id"]) == (1, "batch_1") for f in failures)
+    assert outcome.failed == 5
+    assert outcome.failure_codes == {
+        "content_filter": 1,
+        "invalid_prompt": 1,
+        "http_404": 1,
+        "invalid_value": 1,
+        "error": 1,
+    }
+
+
+def test_retryable_failures_go_back_as_their_input_lines_and_count_by_code():
+    lines = [http_fail("a", 500), http_fail("b", 429, "rate_limit_exceeded"), ok("c")]
+    outcome, results, failures, retry = run(lines, [], ["a", "b", "c", "d"], True)
+    assert [r["custom_id"] for r in results] == ["c"]
+    assert failures == []
+    assert [r["custom_id"] for r in retry] == ["a", "b", "d"]  # d never ran
+    assert retry[0] == orjson.loads(_input(["a"]))
+    assert (outcome.succeeded, outcome.failed, outcome.retry) == (1, 0, 3)
+    assert outcome.failure_codes == {}
+    assert outcome.usage.to_dict() == {
+        "prompt": 10,
+        "completion": 5,
+        "total": 15,
+        "model": "gpt-4o-2024-08-06",
+    }
+
+
+def test_requests_that_never_ran_fail_as_not_run_on_the_last_round():
+    outcome, _, failures, retry = run([ok("a")], [], ["a", "b"], False)
+    assert retry == []
+    assert failures == [
+        {
+            "custom_id": "b",
+            "round": 1,
+            "batch_id": "batch_1",
+            "status_code": None,
+            "code": "not_run",
+            "reason": "the batch ended before this request ran",
+            "retryable": True,
+        }
+    ]
+    assert outcome.to_dict()["failure_codes"] == {"not_run": 1}
+
+
+def test_usage_adds_up_chat_and_responses_shapes():
+    responses_shape = orjson.dumps(
+        {
+            "custom_id": "r",
+            "error": None,
+            "response": {
+                "status_code": 200,
+                "body": {"model": "gpt-4o", "usage": {"input_tokens": 7, "output_tokens": 2}},
+            },
+        }
+    )
+    no_usage = orjson.dumps(
+        {"custom_id": "n", "error": None, "response": {"status_code": 200, "body": {"usage": {}}}}
+    )
+    outcome, results, _, _ = run(
+        [ok("a", usage=(10, 5)), ok("b", usage=(1, 3)), responses_shape, no_usage],
+        [],
+        ["a", "b", "r", "n"],
+        True,
+    )
+    assert len(results) == 4
+    assert outcome.to_dict() == {
+        "succeeded": 4,
+        "failed": 0,
+        "retry": 0,
+        "usage": {"prompt": 18, "completion": 10, "total": 28, "model": "gpt-4o-2024-08-06"},
+        "failure_codes": {},
+    }
+
+
+def test_odd_shapes_of_failed_lines_still_give_a_code():
+    lines = [
+        # a response that is not an object: the top-level error speaks
+        _failed_line("a", "gateway said no", {"code": "bad_gateway", "message": "down"}),
+        # a body that is not an object: the status names it
+        _failed_line("b", {"status_code": 502, "body": "Bad Gateway"}),
+        # an error that is not an object: the status names it
+        _failed_line("c", {"status_code": 418, "body": {}}, "teapot"),
+    ]
+    outcome, _, failures, _ = run(lines, [], ["a", "b", "c"], False)
+    got = {f["custom_id"]: (f["status_code"], f["code"], f["reason"]) for f in failures}
+    assert got == {
+        "a": (None, "bad_gateway", "down"),
+        "b": (502, "http_502", "request failed"),
+        "c": (418, "http_418", "request failed"),
+    }
+    assert outcome.failed == 3
+
+
+def test_success_is_a_2xx_status_without_an_error():
+    redirect = orjson.dumps(
+        {"custom_id": "m", "error": None, "response": {"status_code": 300, "body": {}}}
+    )
+    with_error = orjson.dumps(
+        {
+            "custom_id": "e",
+            "error": {"code": "odd", "message": "2xx with an error"},
+            "response": {"status_code": 299, "body": {}},
+        }
+    )
+    edge = orjson.dumps(
+        {"custom_id": "k", "error": None, "response": {"status_code": 299, "body": {}}}
+    )
+    outcome, results, failures, _ = run([redirect, with_error, edge], [], ["m", "e", "k"], False)
+    assert [r["custom_id"] for r in results] == ["k"]
+    assert sorted((f["custom_id"], f["code"]) for f in failures) == [
+        ("e", "odd"),
+        ("m", "http_300"),
+    ]
+    assert outcome.succeeded == 1
+
+
+def test_a_5xx_failure_is_retryable_whatever_its_code_and_codes_are_counted():
+    lines = [
+        http_fail("a", 503, "odd_code"),
+        http_fail("b", 503, "odd_code"),
+        http_fail("c", 400, "odd_code"),
+    ]
+    outcome, _, failures, _ = run(lines, [], ["a", "b", "c"], False)
+    assert {f["custom_id"]: f["retryable"] for f in failures} == {"a": True, "b": True, "c": False}
+    assert outcome.failure_codes == {"odd_code": 3}
+    # resubmitting: the 5xx ones go back (by status, though the code is unknown), the 400 fails
+    outcome, _, failures, retry = run(lines, [], ["a", "b", "c"], True)
+    assert [r["custom_id"] for r in retry] == ["a", "b"]
+    assert [f["custom_id"] for f in failures] == ["c"]
+
+
+def test_blank_and_repeated_lines_do_not_stop_the_sorting():
+    out = [ok("a"), b"", b"   ", ok("a"), ok("b"), ok("c")]
+    outcome, results, _, retry = run(out, [], ["a", "x", "b", "y", "c"], True)
+    assert [r["custom_id"] for r in results] == ["a", "b", "c"]
+    assert [r["custom_id"] for r in retry] == ["x", "y"]
+    assert (outcome.succeeded, outcome.retry) == (3, 2)
+    # the last round: both never ran, each gets its own not_run failure
+    _, _, failures, _ = run(out, [], ["a", "x", "b", "y", "c"], False)
+    assert [(f["custom_id"], f["code"]) for f in failures] == [("x", "not_run"), ("y", "not_run")]
+
+
+def test_blank_lines_in_the_chunk_input_are_skipped():
+    results, failures, retry = io.BytesIO(), io.BytesIO(), io.BytesIO()
+    chunk = _input(["a"]) + b"\n  \n" + _input(["b", "c"])
+    outcome = collect(
+        [[ok("a") + b"\n"]],
+        [chunk],
+        results,
+        failures,
+        retry,
+        round_no=2,
+        batch_id="batch_2",
+        resubmit=True,
+    )
+    assert [orjson.loads(x)["custom_id"] for x in retry.getvalue().splitlines()] == ["b", "c"]
+    assert (outcome.succeeded, outcome.retry, outcome.failed) == (1, 2, 0)

@@ -12,12 +12,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from batching.service import aoai, ledger, submission
 from batching.settings import Settings
 from batching.steps import collection
 from batching.storage.refs import BlobRef
+from tests.e2e import requests_file
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
@@ -137,14 +139,40 @@ def test_quota_fail_fast_and_in_validation_are_both_recognised(env):
 
 
 def test_cancel_keeps_finished_requests(env):
-    settings, container, _ = env
-    lines = (SAMPLES / "quickstart.jsonl").read_bytes().splitlines()
-    container.upload_blob("c.jsonl", b"\n".join(lines * 1) + b"\n")
+    """Cancelled half-way (on the emulator's clock), the batch keeps the half that ran: its
+    output file holds exactly those responses and its counts say so."""
+    settings, container, em = env
+    duration = 1000.0
+    httpx.post(f"{em.endpoint}/_emulator/scenario", json={"batch_duration": duration})
+    data = requests_file(20)
+    container.upload_blob("c.jsonl", data)
     ref = BlobRef(container.container_name, "c.jsonl")
-    created = _submit(settings, ref)
-    cancelled = submission.cancel_batch(settings, created["batch"]["id"])
+    created = _submit(settings, ref)["batch"]
+    # In progress from 10 % to 80 % of the duration: at 45 %, ceil(20 * 0.35 / 0.7) = 10 done.
+    clock = httpx.get(f"{em.endpoint}/_emulator/clock").json()
+    offset = clock["offset_seconds"] + created["created_at"] + 0.45 * duration - clock["now"]
+    httpx.post(f"{em.endpoint}/_emulator/clock", json={"offset_seconds": offset})
+    for _ in range(600):
+        midway = submission.check_batch(settings, created["id"])
+        if midway["request_counts"]["completed"] >= 10:
+            break
+        time.sleep(0.05)  # polling the emulator; the loop decides
+    assert midway["status"] == "in_progress"
+    assert midway["request_counts"]["completed"] == 10
+    cancelled = submission.cancel_batch(settings, created["id"])
     assert cancelled["status"] in ("cancelling", "cancelled")
-    assert _wait_terminal(settings, created["batch"]["id"])["status"] == "cancelled"
+    final = _wait_terminal(settings, created["id"])
+    assert final["status"] == "cancelled"
+    assert final["request_counts"]["completed"] == 10
+    client = aoai.client(settings)
+    kept = [
+        orjson.loads(x)
+        for x in b"".join(aoai.file_content(client, final["output_file_id"])).splitlines()
+        if x
+    ]
+    assert len(kept) == 10
+    assert {r["custom_id"] for r in kept} < {f"task-{i}" for i in range(20)}
+    assert all(r["response"]["status_code"] == 200 for r in kept)
 
 
 def _listings(em) -> int:

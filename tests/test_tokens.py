@@ -7,6 +7,7 @@ import gzip
 import random
 from pathlib import Path
 
+import orjson
 import pytest
 import tiktoken.load
 from tiktoken_ext import openai_public
@@ -91,8 +92,40 @@ def _requests(path: Path) -> list[Request]:
     return found  # type: ignore[return-value]
 
 
+def _chat(custom_id: str, *contents: str) -> bytes:
+    roles = ["system"] * (len(contents) - 1) + ["user"]
+    messages = [{"role": r, "content": c} for r, c in zip(roles, contents, strict=True)]
+    return orjson.dumps(
+        {
+            "custom_id": custom_id,
+            "method": "POST",
+            "url": "/chat/completions",
+            "body": {"model": "gpt-4o-batch", "messages": messages},
+        }
+    )
+
+
+def test_a_small_file_is_counted_exactly_by_the_published_recipe() -> None:
+    """Fixed strings of known tokens: "hello world" is [24912, 2375] in o200k_base ("hello" and
+    " world"), as in the test above. OpenAI's recipe adds 3 a request and 4 a message."""
+    data = b"\n".join(
+        [
+            _chat("a", "hello world"),  # 3 + 4 + 2 = 9
+            _chat("b", "hello", "hello world"),  # 3 + 2 * 4 + 1 + 2 = 14
+            _chat("c", ""),  # 3 + 4 + 0 = 7
+        ]
+    )
+    report = validate([data], OPTIONS)
+    assert report.tokens is not None
+    assert report.tokens.method == "exact"
+    assert report.tokens.encoding == "o200k_base"
+    assert report.tokens.prompt == 9 + 14 + 7
+    assert report.tokens.completion_budget == 3 * DEFAULT_COMPLETION_BUDGET
+    assert report.tokens.total == 30 + 3 * DEFAULT_COMPLETION_BUDGET
+
+
 @pytest.mark.parametrize("sample", sorted(SAMPLES.glob("*.jsonl")), ids=lambda p: p.stem)
-def test_small_files_are_counted_exactly(sample: Path) -> None:
+def test_small_file_totals_are_the_sum_of_each_requests_exact_count(sample: Path) -> None:
     report = validate(read_blocks(sample), OPTIONS)
     encoding = get_encoding("o200k_base")
     exact = sum(exact_prompt_tokens(r.prompt, encoding) for r in _requests(sample))
@@ -179,7 +212,10 @@ def test_sampled_estimate_is_within_one_percent_of_exact(
     for p in prompts:
         estimator.add(p)
     estimate = estimator.result()
-    exact = sum(exact_prompt_tokens(p, encoding) for p in prompts)
+    # Every prompt has the recipe's overhead for two messages (3 + 2 * 4) plus its text.
+    exact = sum(
+        3 + 2 * 4 + sum(len(encoding.encode_ordinary(t)) for t in p.pieces) for p in prompts
+    )
     assert estimate.method == "sampled"
     assert estimate.sampled_requests < count / 5
     assert abs(estimate.prompt - exact) / exact < 0.01, (estimate.prompt, exact)

@@ -14,7 +14,8 @@ from batching.validation.plan import SplitPlanner
 from batching.validation.validator import ValidationOptions, validate
 
 OPTIONS = ValidationOptions(max_requests_per_batch=100_000, max_bytes_per_batch=200_000_000)
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Examples per test come from the profile (tests/conftest.py): 1,000 in CI.
+FAST = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
 message = st.fixed_dictionaries(

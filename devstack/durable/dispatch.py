@@ -32,6 +32,7 @@ class Dispatcher:
         self._busy_instances: set[str] = set()
         self._leased_activities: set[int] = set()
         self._in_flight = 0
+        self._finished = 0  # jobs ended so far: tells run_until_idle that pump() looked too early
         self._closed = False
 
     def submit(self, job: Callable[[], None]) -> None:
@@ -53,6 +54,7 @@ class Dispatcher:
         finally:
             with self._cond:
                 self._in_flight -= 1
+                self._finished += 1
                 self._cond.notify_all()
 
     def wake(self) -> None:
@@ -96,16 +98,25 @@ class Dispatcher:
                 self._busy_instances.discard(instance_id)
 
     def run_until_idle(self, timeout: float, max_virtual: timedelta | None) -> None:
-        """Run work until none is runnable; a virtual clock jumps to the next due timer."""
+        """Run work until none is runnable; a virtual clock jumps to the next due timer.
+
+        Idle means: nothing in flight, and `pump()` found nothing to start *after* the last job
+        ended. A job writes its results to the store before it counts as ended, so a job that
+        ended while `pump()` was reading could leave work that `pump()` missed; then look again.
+        """
         deadline = time.monotonic() + timeout
         virtual_start = self._clock.now()
         while True:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"work still running after {timeout:.0f}s of wall time")
+            with self._cond:
+                finished_before = self._finished
             started = self.pump()
             with self._cond:
                 if self._in_flight:
                     self._cond.wait(min(0.5, max(deadline - time.monotonic(), 0.01)))
+                    continue
+                if self._finished != finished_before:
                     continue
             if started:
                 continue

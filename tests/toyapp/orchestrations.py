@@ -18,17 +18,27 @@ bp = df.Blueprint()
 # What activities observed, for assertions (the host runs in the test process).
 observed: Counter[str] = Counter()
 _lock = threading.Lock()
-_running = [0, 0]  # [now, max] concurrent slow_square executions
+# meet_square waits here until all of its calls run at once (set by the test via `meet`).
+_meeting: list[threading.Barrier] = []
+_released = threading.Event()  # held_square returns once this is set (release_held)
+MEETING_PATIENCE = 60.0  # seconds; only a broken host waits this long (the barrier then breaks)
 
 
 def reset() -> None:
     with _lock:
         observed.clear()
-        _running[:] = [0, 0]
+        _meeting.clear()
+        _released.clear()
 
 
-def max_concurrency() -> int:
-    return _running[1]
+def release_held() -> None:
+    """Let held_square calls return."""
+    _released.set()
+
+
+def meet(parties: int) -> None:
+    """Make meet_square block until `parties` calls of it are running at the same time."""
+    _meeting[:] = [threading.Barrier(parties, timeout=MEETING_PATIENCE)]
 
 
 # --- activities -------------------------------------------------------------------------------
@@ -45,13 +55,17 @@ def square(x: int) -> int:
 
 
 @bp.activity_trigger(input_name="x")
-def slow_square(x: int) -> int:
-    with _lock:
-        _running[0] += 1
-        _running[1] = max(_running)
-    time.sleep(0.2)
-    with _lock:
-        _running[0] -= 1
+def meet_square(x: int) -> int:
+    """x * x, once every call `meet` asked for is running (raises BrokenBarrierError if not)."""
+    _meeting[0].wait()
+    return x * x
+
+
+@bp.activity_trigger(input_name="x")
+def held_square(x: int) -> int:
+    """x * x, once the test calls `release_held` (fails after MEETING_PATIENCE seconds)."""
+    if not _released.wait(MEETING_PATIENCE):
+        raise TimeoutError("held_square was never released")
     return x * x
 
 
@@ -73,11 +87,16 @@ def boom(message: str) -> None:
 
 @bp.activity_trigger(input_name="item")
 def record(item: int) -> int:
-    """Leaves a marker file per execution (crash tests count them), then takes a little while."""
+    """Leaves a marker file per execution (crash tests count them). Items after the first then
+    wait until the file TOYAPP_RELEASE exists, when that variable is set: a host killed before
+    then has every one of them in flight, unreported."""
     folder = Path(os.environ["TOYAPP_MARKERS"])
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{item}-{uuid.uuid4().hex}").touch()
-    time.sleep(0.3)
+    release = os.environ.get("TOYAPP_RELEASE")
+    if item and release:
+        while not Path(release).exists():
+            time.sleep(0.01)  # polling for the file; the test creates it
     return item * 10
 
 
@@ -101,7 +120,7 @@ def chain(context: df.DurableOrchestrationContext) -> Any:
 def fan_out(context: df.DurableOrchestrationContext) -> Any:
     count = context.get_input()
     results = yield context.task_all(
-        [context.call_activity("slow_square", i) for i in range(count)]
+        [context.call_activity("meet_square", i) for i in range(count)]
     )
     return sum(results)
 
@@ -109,7 +128,7 @@ def fan_out(context: df.DurableOrchestrationContext) -> Any:
 @bp.orchestration_trigger(context_name="context")
 def first_of(context: df.DurableOrchestrationContext) -> Any:
     winner = yield context.task_any(
-        [context.call_activity("square", 3), context.call_activity("slow_square", 4)]
+        [context.call_activity("square", 3), context.call_activity("held_square", 4)]
     )
     return winner.result
 

@@ -1,0 +1,94 @@
+"""Summarise a `mutmut run` (make mutation): the score, and every mutant not killed.
+
+The score counts killed and timed-out mutants against all mutants except the equivalent ones
+listed in EQUIVALENT (each with the reason no test can tell it from the original). Exits 1
+below MINIMUM_SCORE or when a mutant survives that is not listed. Mutant names follow the
+source: after an edit of a mutated function, re-check the list (docs/testing.md).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+MINIMUM_SCORE = 90.0
+
+_CHUNK = "only the size of the chunks the same bytes stream in changes"
+_REPLACED = "the initial table (and its room) is unused: _to_table builds the real one first"
+_SAME_LENGTH = "zip's strict flag: the two arrays always have the same length"
+_SAME_BISECT = "every entry before `start` is <= done < the target: same index"
+EQUIVALENT: dict[str, str] = {
+    "batching.aoai.x_upload__mutmut_17": "the file part's content type: neither the service nor"
+    " the emulator reads it (the purpose field and the bytes decide)",
+    "batching.aoai.x_upload__mutmut_18": "as _17: the content type's case",
+    "batching.aoai.x_find_batch__mutmut_12": "break -> return: both end in `return None`",
+    "batching.aoai.x_create_batch__mutmut_23": "typing.cast(None, x) is x at run time",
+    "batching.aoai.x_file_content__mutmut_2": _CHUNK,
+    "batching.aoai.x_file_content__mutmut_4": _CHUNK,
+    "batching.aoai.x_file_content__mutmut_5": _CHUNK,
+    "batching.settings.xǁ_Readerǁboolean__mutmut_17": 'the "" case is unreachable: text() turns'
+    " a blank value into the default ('false')",
+    "batching.results.x_is_success__mutmut_14": "a missing status as 1 instead of 0: both are"
+    " outside 200..299",
+    "batching.results.x_collect__mutmut_73": "to_retry's values are never read, only membership",
+    "batching.cost.x_price_for__mutmut_9": "every match is the model or a dash-prefix of it, so"
+    " matches are prefixes of each other: the longest is also the greatest string",
+    "batching.cost.x_price_for__mutmut_11": "as _9 (max without a key)",
+    "batching.plan.xǁSplitPlannerǁ__init____mutmut_10": "signed 64-bit cumulative bytes: equal"
+    " below 2**63 bytes (8 EiB)",
+    "batching.plan.xǁSplitPlannerǁplan__mutmut_39": _SAME_BISECT,
+    "batching.plan.xǁSplitPlannerǁplan__mutmut_53": _SAME_BISECT,
+    "batching.idindex.xǁCustomIdIndexǁ_grow__mutmut_39": "capacity is a power of two >= 4, so"
+    " capacity * 3 / 4 is exact and the room still counts down to 0",
+    "batching.idindex.xǁCustomIdIndexǁ__init____mutmut_2": _REPLACED,
+    "batching.idindex.xǁCustomIdIndexǁ__init____mutmut_5": _REPLACED,
+    "batching.idindex.xǁCustomIdIndexǁ__init____mutmut_6": _REPLACED,
+    "batching.idindex.xǁCustomIdIndexǁ__init____mutmut_9": _REPLACED,
+    "batching.idindex.xǁCustomIdIndexǁ__init____mutmut_10": _REPLACED,
+    "batching.idindex.xǁCustomIdIndexǁ__init____mutmut_11": _REPLACED,
+    "batching.idindex.xǁCustomIdIndexǁadd__mutmut_39": _SAME_LENGTH,
+    "batching.idindex.xǁCustomIdIndexǁadd__mutmut_42": _SAME_LENGTH,
+    "batching.idindex.xǁCustomIdIndexǁadd__mutmut_43": _SAME_LENGTH,
+    "batching.validation.x__not_json__mutmut_24": "a longer slice cannot change startswith() of"
+    " prefixes of at most 9 bytes",
+    "batching.validation.x__not_json__mutmut_32": "orjson reports -Infinity at the I, after the"
+    " minus: the '-Infinity' alternative never decides",
+    "batching.validation.x__not_json__mutmut_33": "as _32",
+    "batching.validation.x__not_json__mutmut_34": "as _32",
+    "batching.validation.xǁLineCheckerǁ__init____mutmut_6": "_first_line is set with the url,"
+    " before any read",
+    "batching.validation.xǁLineCheckerǁ__init____mutmut_7": "as _6",
+    "batching.validation.x_validate__mutmut_12": "last_columns is only compared by identity with"
+    " None or a tuple: None and '' behave the same",
+    "batching.validation.x_validate__mutmut_71": "the empty_file count is only ever set here, once:"
+    " = 1 and += 1 agree",
+}
+
+
+def main() -> int:
+    mutmut = str(Path(sys.executable).with_name("mutmut"))
+    subprocess.run([mutmut, "export-cicd-stats"], check=True, capture_output=True)  # noqa: S603
+    stats = json.loads(Path("mutants/mutmut-cicd-stats.json").read_text())
+    listing = subprocess.run([mutmut, "results"], check=True, capture_output=True, text=True)  # noqa: S603
+    not_killed: dict[str, str] = {}
+    for row in listing.stdout.splitlines():
+        name, _, status = row.strip().partition(": ")
+        if status and status not in ("killed", "timeout"):
+            not_killed[name] = status
+    equivalent = {n for n in not_killed if n in EQUIVALENT}
+    unexplained = {n: s for n, s in not_killed.items() if n not in EQUIVALENT}
+    counted = stats["total"] - stats["skipped"] - len(equivalent)
+    killed = stats["killed"] + stats["timeout"]
+    score = 100.0 * killed / counted if counted else 0.0
+    print(f"mutants: {stats['total']}, killed: {stats['killed']}, timed out: {stats['timeout']}")
+    print(f"equivalent (listed in scripts/mutation_score.py): {len(equivalent)}")
+    for name, status in sorted(unexplained.items()):
+        print(f"  not killed, not listed: {name} ({status})")
+    print(f"mutation score: {score:.1f} % ({killed} of {counted})")
+    return 0 if score >= MINIMUM_SCORE and not unexplained else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
