@@ -4,7 +4,7 @@ Each command module registers its own subcommands and sets `run` on them; exit s
 usage error. Only the module of the command given is imported, and the modules import their
 heavy dependencies (the Azure SDK, httpx, rich) where they use them: `batchctl --help` lists the
 commands from `COMMANDS` without importing any command module, and `batchctl validate` loads
-neither the Azure SDK nor the run commands (tests/test_cli_imports.py guards both).
+neither the Azure SDK nor the run commands (tests/ops/test_cli_imports.py guards both).
 """
 
 from __future__ import annotations

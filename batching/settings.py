@@ -24,7 +24,7 @@ class SettingsError(ValueError):
     """A setting is missing or malformed; the message names it."""
 
 
-Parser = Callable[[str], Any]  # raises ValueError saying what the value must be
+Parser = Callable[[str], Any]  # raises ValueError("<what it must be>, not <the value>")
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Setting:
         try:
             return self.parse(raw)
         except ValueError as exc:
-            raise SettingsError(f"{self.name} must be {exc}, not {raw!r}") from None
+            raise SettingsError(f"{self.name} must be {exc}") from None
 
 
 def _setting(name: str, help: str, default: str | None = None, **kw: Any) -> Any:
@@ -60,7 +60,7 @@ def _group(cls: type[Any]) -> Any:
     return field(metadata={"group": cls})
 
 
-# --- parsers: each raises ValueError("<what the value must be>") ------------------------------
+# --- parsers: each raises ValueError("<what the value must be>, not <the value>") -------------
 
 
 def whole(minimum: int) -> Parser:
@@ -68,9 +68,9 @@ def whole(minimum: int) -> Parser:
         try:
             value = int(raw)
         except ValueError:
-            raise ValueError("a whole number") from None
+            raise ValueError(f"a whole number, not {raw!r}") from None
         if value < minimum:
-            raise ValueError(f"at least {minimum}")
+            raise ValueError(f"at least {minimum}, not {value}")
         return value
 
     return parse
@@ -80,9 +80,9 @@ def fraction(raw: str) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError("a number between 0 and 1") from None
+        raise ValueError(f"a number, not {raw!r}") from None
     if not 0 <= value <= 1:
-        raise ValueError("between 0 and 1")
+        raise ValueError(f"between 0 and 1, not {value}")
     return value
 
 
@@ -92,13 +92,13 @@ def boolean(raw: str) -> bool:
         return True
     if lowered in ("false", "0", "no", ""):
         return False
-    raise ValueError("true or false")
+    raise ValueError(f"true or false, not {lowered!r}")
 
 
 def choice(*options: str) -> Parser:
     def parse(raw: str) -> str:
         if raw not in options:
-            raise ValueError(" or ".join(f"'{o}'" for o in options))
+            raise ValueError(" or ".join(f"'{o}'" for o in options) + f", not {raw!r}")
         return raw
 
     return parse

@@ -169,7 +169,7 @@ def stack_child(paths: list[Path]) -> None:
     from devstack.durable.clock import RealClock
     from devstack.host.host import FunctionHost
     from devstack.watcher import Watcher
-    from tests.e2e import fast_settings
+    from tests.support.stack import fast_settings
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)

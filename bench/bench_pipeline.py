@@ -70,7 +70,7 @@ def pipeline(
     from devstack.durable.clock import RealClock
     from devstack.host.host import FunctionHost
     from devstack.watcher import Watcher
-    from tests.e2e import fast_settings
+    from tests.support.stack import fast_settings
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)

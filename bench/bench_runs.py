@@ -68,7 +68,7 @@ def run(sizes: list[int], limit: int, repeat: int) -> list[dict[str, Any]]:
     from batching.settings import Settings
     from devstack.durable.clock import RealClock
     from devstack.host.host import FunctionHost
-    from tests.e2e import fast_settings
+    from tests.support.stack import fast_settings
 
     results = []
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:

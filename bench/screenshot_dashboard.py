@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 from devstack import services
-from tests.e2e import local_stack, requests_file
-from tests.opsutil import in_progress, post, run_id_of, wait_run
-from tests.test_dashboard import chromium_page
+from tests.ops.test_dashboard import chromium_page
+from tests.support.ops import in_progress, post, run_id_of, wait_run
+from tests.support.stack import local_stack, requests_file
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,7 +5,7 @@ it; both go to and from the same JSON the history always held (`to_json` / `from
 recorded before these types existed replay unchanged, and keys a newer version adds survive a
 round trip. Every transition is a pure function of (chunk, activity result, time, config) that
 returns the next chunk: no I/O, no clock, no randomness, as orchestrator code must be, and
-tested directly (tests/test_run_state.py).
+tested directly (tests/pipeline/test_run_state.py).
 """
 
 from __future__ import annotations

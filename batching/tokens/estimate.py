@@ -17,8 +17,8 @@ warm-up, has its first `LONG_LINE_CHARS` characters encoded and the rest counted
 at that head's tokens per character (an estimate: encoding a 50 MB line whole takes gigabytes
 of memory and tens of seconds, and the estimate only needs to feed quota admission).
 For large files the samples are counted in a child process (see `batching.tokens.child`).
-Accuracy against encoding every piece (tests/test_tokens.py): within 0.8% on files of mixed
-English, code, CJK and numbers (within 1% asserted), 0.04% on the benchmark file.
+Accuracy against encoding every piece (tests/validation/test_tokens.py): within 0.8% on files
+of mixed English, code, CJK and numbers (within 1% asserted), 0.04% on the benchmark file.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""The Azure OpenAI Batch emulator, through the real openai SDK."""

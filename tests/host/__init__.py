@@ -1,0 +1,1 @@
+"""The local Functions host: durable semantics, HTTP, limits, the worker check."""

@@ -1,0 +1,1 @@
+"""Deployment, offline: Bicep, the azd hooks, bindings and settings parity."""

@@ -1,0 +1,1 @@
+"""Operating runs: the runs API, batchctl, the dashboard, logs."""

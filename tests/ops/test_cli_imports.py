@@ -1,0 +1,90 @@
+"""`batchctl --help` and `batchctl validate` start without the heavy libraries.
+
+A deterministic guard for the start-up time (bench/bench_cli_start.py measures it): each
+case runs in a fresh interpreter and lists which of the heavy modules got imported.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from batchctl.__main__ import COMMANDS, main
+from tests.support.stack import ROOT
+
+SAMPLE = ROOT / "samples" / "quickstart.jsonl"
+HEAVY = (
+    "azure.storage",
+    "azure.core",
+    "azure.identity",
+    "aiohttp",
+    "httpx",
+    "openai",
+    "requests",
+    "rich.table",
+    "rich.console",
+    "tiktoken",
+    "batchctl.runs",
+    "batchctl.commands",
+    "batchctl.client",
+)
+
+
+def _imported(argv: list[str]) -> list[str]:
+    code = (
+        "import contextlib, io, json, sys\n"
+        "from batchctl.__main__ import main\n"
+        "out = io.TextIOWrapper(io.BytesIO())\n"
+        "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
+        f"    main({argv!r})\n"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return list(json.loads(done.stdout.splitlines()[-1]))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], [], ["validate", "--help"]],
+    ids=["help", "no-command", "validate-help"],
+)
+def test_help_imports_no_heavy_module(argv):
+    assert _imported(argv) == []
+
+
+def test_validate_of_a_small_file_imports_no_heavy_module_but_the_encoding():
+    # A small file is counted exactly in this process, so tiktoken is expected; nothing else.
+    assert [m for m in _imported(["validate", "--json", str(SAMPLE)]) if m != "tiktoken"] == []
+
+
+def test_run_commands_help_does_not_load_the_azure_sdk():
+    # Only the arguments' module: the commands' work (batchctl.commands) loads when one runs.
+    assert _imported(["results", "--help"]) == ["batchctl.runs"]
+
+
+def test_listed_help_matches_each_command_s_own():
+    """The help `batchctl --help` lists without loading a module is the module's own."""
+    import argparse
+    import importlib
+
+    for name, (module, helptext) in COMMANDS.items():
+        parser = argparse.ArgumentParser()
+        sub = parser.add_subparsers()
+        importlib.import_module(module).register(sub)
+        registered = {a.dest: a.help for a in sub._choices_actions}
+        assert registered[name] == helptext, name
+
+
+def test_the_console_script_is_main_and_only_the_intended_packages_install():
+    import importlib
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    module, _, function = project["project"]["scripts"]["batchctl"].partition(":")
+    assert getattr(importlib.import_module(module), function) is main
+    assert project["tool"]["setuptools"]["packages"] == ["batchctl", "batching"]

@@ -1,0 +1,327 @@
+"""The Azure OpenAI lookups (batching/service/aoai.py) against the emulator, via the openai SDK."""
+
+from __future__ import annotations
+
+import io
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import orjson
+import pytest
+from openai import AzureOpenAI
+
+from batching import aoai
+from batching.settings import Settings
+from devstack import services
+
+LINE = orjson.dumps(
+    {
+        "custom_id": "r1",
+        "method": "POST",
+        "url": "/chat/completions",
+        "body": {"model": "gpt-4o-batch", "messages": [{"role": "user", "content": "hi"}]},
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def em(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.Emulator]:
+    """An emulator of this module's own whose batches stay in progress (no work in between)."""
+    with services.emulator(
+        None,
+        batch_duration=3600.0,
+        log_path=tmp_path_factory.mktemp("aoai") / "emulator.log",
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def c(em: services.Emulator) -> AzureOpenAI:
+    settings = Settings.from_env(
+        {
+            "AZURE_OPENAI_ENDPOINT": em.endpoint,
+            "AZURE_OPENAI_API_KEY": "k",
+            "BATCH_STORAGE": "UseDevelopmentStorage=true",
+        }
+    )
+    return aoai.client(settings)
+
+
+def _scenario(em: services.Emulator, **changes: object) -> None:
+    httpx.post(f"{em.endpoint}/_emulator/scenario", json=changes).raise_for_status()
+
+
+def _processed_upload(c: AzureOpenAI, name: str) -> str:
+    uploaded = aoai.upload(c, name, io.BytesIO(LINE + b"\n"), 0)
+    for _ in itertools.count():
+        if aoai.get_file(c, uploaded["id"])["status"] == "processed":
+            return str(uploaded["id"])
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="module")
+def input_file(c: AzureOpenAI) -> str:
+    return _processed_upload(c, "aoai-test-input.jsonl")
+
+
+def _create(c: AzureOpenAI, file_id: str, key: str) -> dict[str, object]:
+    return aoai.create_batch(c, file_id, "/chat/completions", {"key": key}, 0)
+
+
+def test_find_batch_reads_past_the_first_page_of_100(c: AzureOpenAI, input_file: str) -> None:
+    oldest = _create(c, input_file, "paging-oldest")
+    for i in range(150):  # the list is newest first: the oldest ends up on page 2
+        _create(c, input_file, f"paging-{i}")
+    found = aoai.find_batch(c, "paging-oldest")
+    assert found is not None
+    assert found["id"] == oldest["id"]
+    assert found["metadata"] == {"key": "paging-oldest"}
+    newest = aoai.find_batch(c, "paging-149")
+    assert newest is not None and newest["metadata"] == {"key": "paging-149"}
+    assert aoai.find_batch(c, "paging-never-created") is None
+
+
+def test_find_batch_stops_after_its_page_budget(
+    c: AzureOpenAI, input_file: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    oldest = _create(c, input_file, "budget-oldest")
+    for i in range(100):
+        _create(c, input_file, f"budget-{i}")
+    monkeypatch.setattr(aoai, "MAX_BATCH_PAGES", 1)
+    assert aoai.find_batch(c, "budget-oldest") is None
+    monkeypatch.setattr(aoai, "MAX_BATCH_PAGES", 2)
+    found = aoai.find_batch(c, "budget-oldest")
+    assert found is not None and found["id"] == oldest["id"]
+
+
+def test_find_file_and_uploads_named_match_by_name(c: AzureOpenAI) -> None:
+    first = _processed_upload(c, "named/run-7/c0.jsonl")
+    second = _processed_upload(c, "named/run-7/c1.jsonl")
+    _processed_upload(c, "named/run-70/c0.jsonl")
+    found = aoai.find_file(c, "named/run-7/c0.jsonl")
+    assert found is not None and found["id"] == first
+    assert aoai.find_file(c, "named/run-7/c9.jsonl") is None
+    assert sorted(aoai.uploads_named(c, "named/run-7/")) == sorted([first, second])
+    aoai.delete_file(c, second)
+    aoai.delete_file(c, second)  # already gone: not an error
+    assert aoai.uploads_named(c, "named/run-7/") == [first]
+
+
+def test_upload_with_an_expiry_sets_expires_at(c: AzureOpenAI) -> None:
+    with_expiry = aoai.upload(c, "expiring.jsonl", io.BytesIO(LINE + b"\n"), 1_209_600)
+    assert with_expiry["expires_at"] == with_expiry["created_at"] + 1_209_600
+    without = aoai.upload(c, "not-expiring.jsonl", io.BytesIO(LINE + b"\n"), 0)
+    assert without["expires_at"] is None
+
+
+def test_create_batch_sends_the_output_expiry_only_when_set(
+    c: AzureOpenAI, input_file: str
+) -> None:
+    # The service accepts 14 to 30 days: an expiry of 1 s that reached it would be refused.
+    with pytest.raises(openai.BadRequestError, match=r"expires_after\.seconds"):
+        aoai.create_batch(c, input_file, "/chat/completions", {"key": "short"}, 1)
+    assert aoai.create_batch(c, input_file, "/chat/completions", {"key": "none"}, 0)["id"]
+    b = aoai.create_batch(c, input_file, "/chat/completions", {"key": "expiry"}, 1_209_600)
+    assert b["metadata"] == {"key": "expiry"}
+    assert b["input_file_id"] == input_file
+    assert aoai.get_batch(c, str(b["id"]))["id"] == b["id"]
+
+
+def test_create_batch_raises_quota_exceeded_on_token_limit(
+    c: AzureOpenAI, input_file: str, em: services.Emulator
+) -> None:
+    _scenario(em, next_batches=["token_limit_fail_fast"])
+    with pytest.raises(aoai.QuotaExceeded, match="token_limit_exceeded"):
+        _create(c, input_file, "quota")
+
+
+def test_other_bad_requests_are_not_quota(c: AzureOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        aoai.create_batch(c, "file-missing", "/embeddings", {"key": "bad"}, 0)
+    assert not isinstance(caught.value, aoai.QuotaExceeded)
+
+
+def test_cancel_batch_cancels_a_running_batch(c: AzureOpenAI, input_file: str) -> None:
+    b = _create(c, input_file, "to-cancel")
+    assert aoai.cancel_batch(c, str(b["id"]))["status"] in ("cancelling", "cancelled")
+    # Cancelling again (the service refuses: it is already cancelling) answers with the batch.
+    again = aoai.cancel_batch(c, str(b["id"]))
+    assert again["id"] == b["id"]
+    assert again["status"] in ("cancelling", "cancelled")
+
+
+def test_normalize_batch_smooths_the_service_quirks() -> None:
+    raw = {
+        "id": "batch_1",
+        "status": "",
+        "input_file_id": "",
+        "output_file_id": None,
+        "error_file_id": "file-e",
+        "request_counts": None,
+        "errors": {
+            "data": [
+                {"code": "token_limit_exceeded", "message": "full", "line": None},
+                {"code": None, "message": "m", "line": 3},
+            ]
+        },
+        "metadata": None,
+        "created_at": 10,
+        "completed_at": None,
+        "failed_at": 11,
+        "expired_at": None,
+        "cancelled_at": None,
+    }
+    assert aoai.normalize_batch(raw) == {
+        "id": "batch_1",
+        "status": "validating",
+        "input_file_id": None,
+        "output_file_id": None,
+        "error_file_id": "file-e",
+        "request_counts": {"total": 0, "completed": 0, "failed": 0},
+        "errors": [
+            {"code": "token_limit_exceeded", "message": "full"},
+            {"message": "m", "line": 3},
+        ],
+        "metadata": {},
+        "created_at": 10,
+        "completed_at": None,
+        "failed_at": 11,
+        "expired_at": None,
+        "cancelled_at": None,
+    }
+    counts = {"total": "5", "completed": 3, "failed": None}
+    assert aoai.normalize_batch({"id": "b", "request_counts": counts})["request_counts"] == {
+        "total": 5,
+        "completed": 3,
+        "failed": 0,
+    }
+    assert aoai.normalize_batch({"id": "b", "errors": None})["errors"] == []
+
+
+def test_quota_failure_reads_only_failed_batches() -> None:
+    def batch(status: str, *errors: dict[str, str]) -> dict[str, object]:
+        return {"status": status, "errors": list(errors)}
+
+    quota = {"code": "token_limit_exceeded", "message": "Enqueued token limit reached"}
+    assert aoai.quota_failure(batch("failed", quota)) == "Enqueued token limit reached"
+    assert aoai.quota_failure(batch("failed", {"code": "token_limit_exceeded"})) == (
+        "token_limit_exceeded"
+    )
+    assert aoai.quota_failure(batch("failed", {"message": "x token_limit_exceeded"})) == (
+        "x token_limit_exceeded"
+    )
+    assert aoai.quota_failure(batch("failed", {"code": "invalid", "message": "m"})) is None
+    assert aoai.quota_failure(batch("completed", quota)) is None
+    assert aoai.is_quota_error("... token_limit_exceeded ...")
+    assert not aoai.is_quota_error("token limit exceeded")
+
+
+def test_terminal_statuses_are_the_four_ends() -> None:
+    assert frozenset({"completed", "failed", "expired", "cancelled"}) == aoai.TERMINAL
+
+
+def test_file_content_streams_the_upload(c: AzureOpenAI, tmp_path: Path) -> None:
+    file_id = _processed_upload(c, "content.jsonl")
+    assert b"".join(aoai.file_content(c, file_id)) == LINE + b"\n"
+
+
+def _ended_batch(c: AzureOpenAI, em: services.Emulator, input_file: str, key: str) -> str:
+    """A batch of a fraction of a second (this module's others last an hour), once it ended."""
+    _scenario(em, batch_duration=0.2)
+    try:
+        batch_id = str(_create(c, input_file, key)["id"])
+    finally:
+        _scenario(em, batch_duration=None)
+    for _ in itertools.count():
+        if aoai.get_batch(c, batch_id)["status"] in aoai.TERMINAL:
+            return batch_id
+    raise AssertionError("unreachable")
+
+
+def test_cancel_of_an_ended_batch_answers_with_the_batch(
+    c: AzureOpenAI, em: services.Emulator, input_file: str
+) -> None:
+    batch_id = _ended_batch(c, em, input_file, "ended-then-cancelled")
+    answer = aoai.cancel_batch(c, batch_id)
+    assert answer["id"] == batch_id
+    assert answer["status"] == "completed"
+    assert answer["output_file_id"] is not None
+    assert answer["completed_at"] is not None
+    assert answer["request_counts"] == {"total": 1, "completed": 1, "failed": 0}
+
+
+def test_upload_lookups_see_only_batch_inputs_not_outputs(
+    c: AzureOpenAI, em: services.Emulator, input_file: str
+) -> None:
+    batch_id = _ended_batch(c, em, input_file, "outputs-are-not-uploads")
+    output_id = aoai.get_batch(c, batch_id)["output_file_id"]
+    output = c.files.retrieve(str(output_id))
+    assert output.id in {f.id for f in c.files.list()}  # listed when no purpose is asked for
+    assert output.id not in aoai.uploads_named(c, "")
+    assert aoai.find_file(c, str(output.filename)) is None
+
+
+def test_normalize_batch_keeps_every_field_the_service_set() -> None:
+    raw = {
+        "id": "batch_2",
+        "status": "cancelled",
+        "input_file_id": "file-in",
+        "output_file_id": "file-out",
+        "error_file_id": "file-err",
+        "request_counts": {"total": 9, "completed": 5, "failed": 3},
+        "errors": None,
+        "metadata": {"key": "k"},
+        "created_at": 1,
+        "completed_at": 2,
+        "failed_at": 3,
+        "expired_at": 4,
+        "cancelled_at": 5,
+    }
+    assert aoai.normalize_batch(raw) == {**raw, "errors": []}
+
+
+def test_the_client_is_one_per_endpoint_key_version_and_identity() -> None:
+    def settings(client_id: str) -> Settings:
+        return Settings.from_env(
+            {
+                "AZURE_OPENAI_ENDPOINT": "https://x.openai.azure.com",
+                "BATCH_STORAGE": "UseDevelopmentStorage=true",
+                "AZURE_CLIENT_ID": client_id,
+            }
+        )
+
+    first, again, other = (aoai.client(settings(i)) for i in ("id-1", "id-1", "id-2"))
+    assert first is again
+    assert first is not other
+    # no key: Entra ID tokens from the managed identity
+    assert first._azure_ad_token_provider is not None
+
+
+class _Listing:
+    """What `files.list` yields, for shapes the emulator never produces (an upload whose
+    processing failed, a file without a name); the real SDK objects have these attributes."""
+
+    def __init__(self, *files: dict[str, object]) -> None:
+        self.files = self
+        self._files = [type("F", (), {"model_dump": lambda self, f=f: f, **f})() for f in files]
+
+    def list(self, purpose: str) -> list[object]:
+        assert purpose == "batch"
+        return self._files
+
+
+def test_an_upload_whose_processing_failed_is_not_found_again() -> None:
+    listing = _Listing(
+        {"id": "file-1", "filename": "run/c0.jsonl", "status": "error"},
+        {"id": "file-2", "filename": "run/c0.jsonl", "status": "processed"},
+    )
+    found = aoai.find_file(listing, "run/c0.jsonl")  # type: ignore[arg-type]
+    assert found is not None and found["id"] == "file-2"
+
+
+def test_files_without_a_name_match_no_prefix() -> None:
+    listing = _Listing({"id": "file-1", "filename": None}, {"id": "file-2", "filename": "XXy"})
+    assert aoai.uploads_named(listing, "XX") == ["file-2"]  # type: ignore[arg-type]

@@ -1,0 +1,173 @@
+"""End to end through the local stack: files dropped into the input container become run folders."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from tests.support.stack import local_stack, requests_file, sample
+
+
+@pytest.fixture
+def stack(azurite, tmp_path):
+    with local_stack(azurite, tmp_path) as s:
+        yield s
+
+
+def test_quickstart_file_becomes_a_run_folder(stack):
+    stack.drop("demo/quickstart.jsonl", sample("quickstart.jsonl"))
+    (run,) = stack.wait_all(1)
+    assert run["runtimeStatus"] == "Completed", run
+    out = run["output"] if isinstance(run["output"], dict) else orjson.loads(run["output"])
+    assert out["status"] == "completed"
+    folder = stack.run_folder("demo/quickstart.jsonl", run["instanceId"])
+    assert stack.names("output") == sorted(
+        f"{folder}/{n}" for n in ("results.jsonl", "metadata.json", "input.jsonl")
+    )
+    results = stack.jsonl("output", f"{folder}/results.jsonl")
+    ids = {
+        orjson.loads(x)["custom_id"] for x in sample("quickstart.jsonl").splitlines() if x.strip()
+    }
+    assert {r["custom_id"] for r in results} == ids
+    meta = orjson.loads(stack.read("output", f"{folder}/metadata.json"))
+    assert meta["status"] == "completed"
+    assert meta["requests"] == {
+        "total": len(ids),
+        "succeeded": len(ids),
+        "failed": 0,
+        "skipped_invalid": 0,
+    }
+    assert len(meta["batches"]) == 1 and meta["batches"][0]["status"] == "completed"
+    assert meta["tokens"]["usage"]["total"] > 0 and meta["cost"]["total"] > 0
+    assert stack.read("output", f"{folder}/input.jsonl") == sample("quickstart.jsonl")
+    assert stack.names("input") == [] and stack.names("work") == []
+    state = stack.emulator_state()
+    assert (
+        state["files"] == 0
+    )  # input, output and error files deleted after the outputs were written
+
+
+def _output(run):
+    return run["output"] if isinstance(run["output"], dict) else orjson.loads(run["output"])
+
+
+def test_several_files_in_nested_folders_run_at_once(stack):
+    paths = ["a.jsonl", "team/q1/b.jsonl", "team/q1/deep/er/c.jsonl", "other/d.jsonl"]
+    for i, p in enumerate(paths):
+        stack.container("input").upload_blob(p, requests_file(20 + i, prefix=f"f{i}"))
+    assert stack.watcher.poll_once() == len(paths)  # one event each, delivered together
+    runs = stack.wait_all(len(paths))
+    by_source = {r["customStatus"]["source"]: r for r in runs}
+    assert set(by_source) == set(paths)
+    for i, p in enumerate(paths):
+        run = by_source[p]
+        assert _output(run)["status"] == "completed"
+        folder = stack.run_folder(p, run["instanceId"])
+        results = stack.jsonl("output", f"{folder}/results.jsonl")
+        assert sorted(r["custom_id"] for r in results) == sorted(f"f{i}-{n}" for n in range(20 + i))
+        meta = orjson.loads(stack.read("output", f"{folder}/metadata.json"))
+        assert meta["source"].endswith(p)
+    assert stack.names("input") == []
+
+
+def test_structured_outputs_get_a_table(stack):
+    stack.drop("structured/buildings.jsonl", sample("structured-buildings.jsonl"))
+    (run,) = stack.wait_all(1)
+    folder = stack.run_folder("structured/buildings.jsonl", run["instanceId"])
+    table = stack.read("output", f"{folder}/table.csv").decode().splitlines()
+    assert table[0] == "custom_id,BuildingName,HeightInFeet,City,Country"
+    ids = sorted(
+        orjson.loads(x)["custom_id"]
+        for x in sample("structured-buildings.jsonl").splitlines()
+        if x.strip()
+    )
+    assert sorted(row.split(",")[0] for row in table[1:]) == ids
+    assert all(all(cell for cell in row.split(",")) for row in table[1:])  # every property filled
+
+
+def test_invalid_file_is_rejected_before_anything_is_sent(stack):
+    good = requests_file(3).splitlines()
+    bad = [good[0], b'{"custom_id": "task-1", "method": "POST"', good[2], good[0]]
+    stack.drop("bad/input.jsonl", b"\n".join(bad) + b"\n")
+    (run,) = stack.wait_all(1)
+    assert _output(run)["status"] == "invalid"
+    folder = stack.run_folder("bad/input.jsonl", run["instanceId"])
+    assert stack.names("error") == [f"{folder}/input.jsonl", f"{folder}/report.json"]
+    report = orjson.loads(stack.read("error", f"{folder}/report.json"))
+    found = {(p["line"], p["code"]) for p in report["problems"]}
+    assert (2, "invalid_json_line") in found
+    assert any(code == "duplicate_custom_id" and line == 4 for line, code in found)
+    assert "validation failed" in report["reason"]
+    assert stack.names("input") == [] and stack.names("output") == []
+    state = stack.emulator_state()
+    assert state["files"] == 0 and not state["batches"]
+    assert not any(
+        k.startswith("POST") for k in state["requests"]
+    )  # nothing uploaded, nothing created
+
+
+def test_the_same_event_delivered_twice_makes_one_run_and_one_batch(stack):
+    stack.container("input").upload_blob("dup.jsonl", requests_file(10))
+    blob = next(iter(stack.container("input").list_blobs()))
+    from devstack.watcher import blob_created_event
+
+    event = blob_created_event(stack.container("input"), blob)
+    url = f"{stack.host.base_url}/runtime/webhooks/eventgrid?functionName=on_blob_created"
+    import httpx
+
+    for _ in range(3):  # Event Grid delivers at least once
+        httpx.post(url, json=[event], timeout=30).raise_for_status()
+    (run,) = stack.wait_all(1)
+    assert _output(run)["status"] == "completed"
+    assert stack.emulator_state()["requests"].get("POST /openai/batches") == 1
+    # After the run, the same event once more (a late redelivery) still starts nothing.
+    httpx.post(url, json=[event], timeout=30).raise_for_status()
+    assert len(stack.runs()) == 1
+
+
+def test_a_new_upload_under_the_same_name_is_a_new_run(stack):
+    stack.drop("same.jsonl", requests_file(5, prefix="v1"))
+    stack.wait_all(1)
+    stack.drop("same.jsonl", requests_file(5, prefix="v2"))
+    runs = stack.wait_all(2)
+    assert len({r["instanceId"] for r in runs}) == 2
+    folders = {n.rsplit("/", 2)[-2] for n in stack.names("output")}
+    assert folders == {r["instanceId"] for r in runs}
+
+
+def test_batch_that_fails_at_the_service_ends_failed_with_its_reason(stack):
+    stack.scenario(next_batches=["failed"])
+    stack.drop("svc/fails.jsonl", requests_file(5))
+    (run,) = stack.wait_all(1)
+    assert _output(run)["status"] == "failed"
+    folder = stack.run_folder("svc/fails.jsonl", run["instanceId"])
+    meta = orjson.loads(stack.read("output", f"{folder}/metadata.json"))
+    assert meta["status"] == "failed" and meta["batches"][0]["status"] == "failed"
+    assert meta["reason"] and meta["batches"][0]["errors"]
+    errors = stack.jsonl("output", f"{folder}/errors.jsonl")
+    assert len(errors) == 5  # every request reported, none silently lost
+    # A run that cannot succeed keeps its input, in the error container, beside a report.
+    assert f"{folder}/input.jsonl" in stack.names("error")
+    assert orjson.loads(stack.read("error", f"{folder}/report.json"))["reason"]
+    assert stack.names("input") == []
+
+
+def test_expired_batch_without_resubmission_ends_expired_with_partial_results(azurite, tmp_path):
+    with local_stack(azurite, tmp_path, extra_env={"RESUBMIT_ROUNDS": "0"}) as stack:
+        stack.scenario(next_batches=["expired"])
+        stack.drop("exp/late.jsonl", requests_file(20))
+        (run,) = stack.wait_all(1)
+        assert _output(run)["status"] == "expired"
+        folder = stack.run_folder("exp/late.jsonl", run["instanceId"])
+        meta = orjson.loads(stack.read("output", f"{folder}/metadata.json"))
+        results = stack.jsonl("output", f"{folder}/results.jsonl")
+        errors = stack.jsonl("output", f"{folder}/errors.jsonl")
+        assert meta["status"] == "expired" and [b["status"] for b in meta["batches"]] == ["expired"]
+        assert 0 < len(results) < 20  # what finished before expiry is kept
+        assert sorted(r["custom_id"] for r in results + errors) == sorted(
+            f"task-{i}" for i in range(20)
+        )
+        assert {e["code"] for e in errors} <= {"batch_expired", "not_run"}
+        assert all(e["retryable"] for e in errors)  # retryable, but no rounds were allowed
+        assert stack.read("output", f"{folder}/input.jsonl")  # kept in the run folder
+        assert stack.names("input") == []

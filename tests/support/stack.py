@@ -1,0 +1,200 @@
+"""The local stack for end-to-end tests: Azurite, the emulator and the host running function_app.
+
+Each test gets its own emulator (clean counters and scenario), its own containers in the shared
+Azurite, and a host with its own state folder. Files reach the app as they do in Azure: a blob
+upload, then a BlobCreated event posted to the Event Grid webhook.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from devstack import services
+from devstack.durable.clock import VirtualClock
+from devstack.watcher import Watcher
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "samples"
+TERMINAL = {"Completed", "Failed", "Terminated"}
+
+
+def fast_settings(
+    azurite: services.Azurite, emulator: services.Emulator, tag: str
+) -> dict[str, str]:
+    """Local settings with second-scale intervals and containers of the test's own."""
+    return {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "BATCH_STORAGE": azurite.connection_string,
+        "AZURE_OPENAI_ENDPOINT": emulator.endpoint,
+        "AZURE_OPENAI_API_KEY": "test-key",
+        "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-batch",
+        "INPUT_CONTAINER": f"{tag}-in",
+        "OUTPUT_CONTAINER": f"{tag}-out",
+        "ERROR_CONTAINER": f"{tag}-err",
+        "WORK_CONTAINER": f"{tag}-work",
+        "RUNS_TABLE": "runs" + re.sub("[^A-Za-z0-9]", "", tag),
+        "POLL_INITIAL_SECONDS": "1",
+        "POLL_MAX_SECONDS": "2",
+        "ACTIVITY_RETRY_SECONDS": "1",
+        "ADMISSION_WAIT_SECONDS": "1",
+        "QUOTA_RETRY_INITIAL_SECONDS": "1",
+        "QUOTA_RETRY_MAX_SECONDS": "2",
+        "RECONCILE_SCHEDULE": "0 0 0 1 1 *",
+        "RECONCILE_GRACE_SECONDS": "0",
+    }
+
+
+@dataclass
+class Stack:
+    host: Any
+    blobs: BlobServiceClient
+    emulator: services.Emulator
+    env: dict[str, str]
+    watcher: Watcher
+    started: list[str] = field(default_factory=list)
+
+    def container(self, kind: str) -> ContainerClient:
+        return self.blobs.get_container_client(self.env[f"{kind.upper()}_CONTAINER"])
+
+    def drop(self, path: str, data: bytes, deliver: bool = True) -> str:
+        """Upload into the input container and (by default) deliver its BlobCreated event."""
+        self.container("input").upload_blob(path, data, overwrite=True)
+        if deliver:
+            self.watcher.poll_once()
+        return path
+
+    def scenario(self, **kwargs: Any) -> None:
+        httpx.post(f"{self.emulator.endpoint}/_emulator/scenario", json=kwargs).raise_for_status()
+
+    def emulator_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = httpx.get(f"{self.emulator.endpoint}/_emulator/state").json()
+        return state
+
+    def runs(self) -> list[dict[str, Any]]:
+        runs: list[dict[str, Any]] = self.host.list_instances()
+        return [r for r in runs if r.get("name") in (None, "run_file")]
+
+    def wait_all(self, count: int, timeout: float = 90.0) -> list[dict[str, Any]]:
+        """Wait until `count` runs exist and all have ended; returns their statuses."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = self.runs()
+            if len(runs) >= count and all(r["runtimeStatus"] in TERMINAL for r in runs):
+                return runs
+            time.sleep(0.2)
+        left = [(r["instanceId"], r["runtimeStatus"], r.get("customStatus")) for r in self.runs()]
+        raise AssertionError(f"runs did not finish in {timeout}s: {left}")
+
+    def read(self, kind: str, path: str) -> bytes:
+        return self.container(kind).get_blob_client(path).download_blob().readall()
+
+    def jsonl(self, kind: str, path: str) -> list[dict[str, Any]]:
+        return [orjson.loads(x) for x in self.read(kind, path).splitlines() if x.strip()]
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(b.name for b in self.container(kind).list_blobs())
+
+    def run_folder(self, source: str, run_id: str) -> str:
+        return f"{source[: -len('.jsonl')]}/{run_id}"
+
+
+def _emulator_follows(clock: VirtualClock, emulator: services.Emulator) -> None:
+    """Freeze the emulator's clock at the host's virtual time and move it with it: batches then
+    progress only with virtual time, and the emulator answers once they have caught up, so what
+    a status check sees never depends on the machine's speed."""
+
+    def follow(now: datetime) -> None:
+        answer = httpx.post(
+            f"{emulator.endpoint}/_emulator/clock",
+            json={"frozen_at": now.timestamp()},
+            timeout=60,
+        )
+        answer.raise_for_status()
+        assert answer.json()["settled"], "the emulator's batches did not catch up with its clock"
+
+    follow(clock.now())
+    clock.on_advance(follow)
+
+
+@contextlib.contextmanager
+def local_stack(
+    azurite: services.Azurite,
+    tmp: Path,
+    batch_duration: float = 1.5,
+    extra_env: dict[str, str] | None = None,
+    clock: Any = None,
+) -> Iterator[Stack]:
+    import function_app
+    from batching.settings import Settings
+    from batching.storage.blobs import ensure_containers
+    from devstack.durable.clock import RealClock
+    from devstack.host.host import FunctionHost
+
+    tag = f"t{os.urandom(3).hex()}"
+    with services.emulator(
+        tmp / "emulator", batch_duration=batch_duration, api_key="test-key"
+    ) as em:
+        if isinstance(clock, VirtualClock):
+            _emulator_follows(clock, em)
+        env = {**fast_settings(azurite, em, tag), **(extra_env or {})}
+        settings = Settings.from_env(env)
+        ensure_containers(settings.storage, settings.containers)
+        host = FunctionHost(function_app.app, tmp / "host", clock or RealClock(), env=env)
+        with host:
+            blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
+            watcher = Watcher(
+                blobs.get_container_client(settings.input_container),
+                f"{host.base_url}/runtime/webhooks/eventgrid?functionName=on_blob_created",
+            )
+            yield Stack(host, blobs, em, env, watcher)
+
+
+def sample(name: str) -> bytes:
+    return (SAMPLES / name).read_bytes()
+
+
+def requests_file(n: int, prefix: str = "task", schema: bool = False) -> bytes:
+    """`n` chat requests for the emulator's deployment; with a json_schema response_format."""
+    lines = []
+    for i in range(n):
+        body: dict[str, Any] = {
+            "model": "gpt-4o-batch",
+            "messages": [{"role": "user", "content": f"question {i}"}],
+        }
+        if schema:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "answer",
+                    "strict": True,
+                    "schema": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["City", "Height"],
+                        "properties": {"City": {"type": "string"}, "Height": {"type": "integer"}},
+                    },
+                },
+            }
+        lines.append(
+            orjson.dumps(
+                {
+                    "custom_id": f"{prefix}-{i}",
+                    "method": "POST",
+                    "url": "/chat/completions",
+                    "body": body,
+                }
+            )
+        )
+    return b"\n".join(lines) + b"\n"

@@ -1,0 +1,1 @@
+"""Validation, token estimates and splitting of JSONL input."""

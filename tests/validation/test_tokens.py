@@ -1,0 +1,265 @@
+"""Token estimates: offline encodings, model families, and the sampled estimate's accuracy."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import random
+from pathlib import Path
+
+import orjson
+import pytest
+import tiktoken.load
+from tiktoken_ext import openai_public
+
+from batching.jsonlines import read_blocks
+from batching.tokens import encoding as encodings
+from batching.tokens import estimate as tokens
+from batching.tokens.child import ChildCounter
+from batching.tokens.encoding import get_encoding, model_family
+from batching.tokens.estimate import (
+    DEFAULT_COMPLETION_BUDGET,
+    Prompt,
+    TokenEstimator,
+    exact_prompt_tokens,
+    prompt_overhead,
+)
+from batching.validation.bodies import check_chat
+from batching.validation.validator import Request, ValidationOptions, check_line, validate
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+OPTIONS = ValidationOptions(max_requests_per_batch=100_000, max_bytes_per_batch=200_000_000)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "ids"),
+    [
+        ("o200k_base", "hello world", [24912, 2375]),
+        ("cl100k_base", "hello world", [15339, 1917]),
+    ],
+)
+def test_encodings_load_offline_and_encode_like_openai(
+    monkeypatch: pytest.MonkeyPatch, name: str, text: str, ids: list[int]
+) -> None:
+    def no_network(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("tried to download an encoding")
+
+    monkeypatch.setattr(tiktoken.load, "read_file", no_network)
+    monkeypatch.setattr(tiktoken.load, "read_file_cached", no_network)
+    encoding = encodings._build_encoding(name)
+    assert encoding.encode_ordinary(text) == ids
+    # same pattern and special tokens as tiktoken's own constructor, fed the same ranks
+    monkeypatch.setattr(
+        openai_public, "load_tiktoken_bpe", lambda *a, **k: encoding._mergeable_ranks
+    )
+    official = getattr(openai_public, name)()
+    assert official["pat_str"] == encoding._pat_str
+    assert official["special_tokens"] == encoding._special_tokens
+    # the ranks as the file lists them (the loader relies on them being 0, 1, 2 ... in order)
+    data = gzip.decompress(encodings._data_file(name).read_bytes())
+    listed = {base64.b64decode(t): int(r) for t, r in (x.split() for x in data.splitlines())}
+    assert listed == encoding._mergeable_ranks
+
+
+def test_encoding_is_cached_per_process() -> None:
+    assert get_encoding("o200k_base") is get_encoding("o200k_base")
+
+
+@pytest.mark.parametrize(
+    ("deployment", "family", "encoding"),
+    [
+        ("gpt-4o-batch", "gpt-4o", "o200k_base"),
+        ("prod-gpt-4o-mini", "gpt-4o", "o200k_base"),
+        ("4o-global-batch", "gpt-4o", "o200k_base"),
+        ("gpt-4.1-nano", "gpt-4.1", "o200k_base"),
+        ("GPT-5-mini", "gpt-5", "o200k_base"),
+        ("o3-mini-batch", "o-series", "o200k_base"),
+        ("team-o4-mini", "o-series", "o200k_base"),
+        ("gpt-4-turbo", "gpt-4", "cl100k_base"),
+        ("gpt-4-1106-preview", "gpt-4", "cl100k_base"),
+        ("gpt-35-turbo", "gpt-3.5", "cl100k_base"),
+        ("my-deployment", "unknown", "o200k_base"),
+        ("foo3", "unknown", "o200k_base"),
+    ],
+)
+def test_model_family(deployment: str, family: str, encoding: str) -> None:
+    assert model_family(deployment) == (family, encoding)
+
+
+def _requests(path: Path) -> list[Request]:
+    found = [check_line(n, raw) for n, raw in enumerate(path.read_bytes().splitlines(), 1)]
+    assert all(isinstance(r, Request) for r in found)
+    return found  # type: ignore[return-value]
+
+
+def _chat(custom_id: str, *contents: str) -> bytes:
+    roles = ["system"] * (len(contents) - 1) + ["user"]
+    messages = [{"role": r, "content": c} for r, c in zip(roles, contents, strict=True)]
+    return orjson.dumps(
+        {
+            "custom_id": custom_id,
+            "method": "POST",
+            "url": "/chat/completions",
+            "body": {"model": "gpt-4o-batch", "messages": messages},
+        }
+    )
+
+
+def test_a_small_file_is_counted_exactly_by_the_published_recipe() -> None:
+    """Fixed strings of known tokens: "hello world" is [24912, 2375] in o200k_base ("hello" and
+    " world"), as in the test above. OpenAI's recipe adds 3 a request and 4 a message."""
+    data = b"\n".join(
+        [
+            _chat("a", "hello world"),  # 3 + 4 + 2 = 9
+            _chat("b", "hello", "hello world"),  # 3 + 2 * 4 + 1 + 2 = 14
+            _chat("c", ""),  # 3 + 4 + 0 = 7
+        ]
+    )
+    report = validate([data], OPTIONS)
+    assert report.tokens is not None
+    assert report.tokens.method == "exact"
+    assert report.tokens.encoding == "o200k_base"
+    assert report.tokens.prompt == 9 + 14 + 7
+    assert report.tokens.completion_budget == 3 * DEFAULT_COMPLETION_BUDGET
+    assert report.tokens.total == 30 + 3 * DEFAULT_COMPLETION_BUDGET
+
+
+@pytest.mark.parametrize("sample", sorted(SAMPLES.glob("*.jsonl")), ids=lambda p: p.stem)
+def test_small_file_totals_are_the_sum_of_each_requests_exact_count(sample: Path) -> None:
+    report = validate(read_blocks(sample), OPTIONS)
+    encoding = get_encoding("o200k_base")
+    exact = sum(exact_prompt_tokens(r.prompt, encoding) for r in _requests(sample))
+    assert report.tokens is not None
+    assert report.tokens.method == "exact"
+    assert report.tokens.prompt == exact
+    assert report.tokens.completion_budget == report.requests * DEFAULT_COMPLETION_BUDGET
+    assert report.tokens.total == exact + report.tokens.completion_budget
+
+
+def test_quickstart_prompt_count_by_hand() -> None:
+    encoding = get_encoding("o200k_base")
+    request = _requests(SAMPLES / "quickstart.jsonl")[0]
+    texts = [
+        m["content"]
+        for m in (
+            {"content": "You are an AI assistant that helps people find information."},
+            {"content": "When was Microsoft founded?"},
+        )
+    ]
+    by_hand = 3 + 2 * 4 + sum(len(encoding.encode(t)) for t in texts)
+    assert exact_prompt_tokens(request.prompt, encoding) == by_hand
+
+
+def test_completion_budget_from_the_request() -> None:
+    estimator = TokenEstimator("o200k_base")
+    estimator.add(Prompt(["a"], prompt_overhead(1, 0), 250))
+    estimator.add(Prompt(["b"], prompt_overhead(1, 0), DEFAULT_COMPLETION_BUDGET))
+    assert estimator.result().completion_budget == 250 + DEFAULT_COMPLETION_BUDGET
+    prompt, _ = check_chat({"messages": [{"role": "user", "content": "x"}], "max_tokens": 7})
+    assert prompt.completion_budget == 7
+
+
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "a",
+    "lazy",
+    "dog",
+    "while",
+    "customers",
+    "review",
+    "products",
+]
+CODE = ["def f(x):\n    return x ** 2  # square\n", "for (int i = 0; i < n; ++i) { a[i] = i; }\n"]
+CJK = ["東京タワーは高さ333メートルです。", "北京是中国的首都。", "서울은 한국의 수도입니다."]
+
+
+def _mixed_prompts(count: int, seed: int) -> list[Prompt]:
+    """Prose, code, CJK and numbers in runs, so the tokens per character drift through a file."""
+    rng = random.Random(seed)
+    prompts = []
+    for i in range(count):
+        kind = (i // 97) % 4
+        if kind == 0:
+            text = " ".join(rng.choices(WORDS, k=rng.randint(20, 400)))
+        elif kind == 1:
+            text = "".join(rng.choices(CODE, k=rng.randint(2, 30)))
+        elif kind == 2:
+            text = "".join(rng.choices(CJK, k=rng.randint(2, 40)))
+        else:
+            text = " ".join(str(rng.randint(0, 10**9)) for _ in range(rng.randint(5, 200)))
+        prompts.append(Prompt(["You are a helpful assistant.", text], prompt_overhead(2, 0), 100))
+    return prompts
+
+
+@pytest.mark.parametrize(
+    ("count", "params"),
+    [
+        (3000, {"warmup_chars": 20_000, "step_chars": 10_000}),  # about 200 sampled lines
+        (12_000, {}),  # the defaults on ~9 MB of text
+    ],
+)
+def test_sampled_estimate_is_within_one_percent_of_exact(
+    count: int, params: dict[str, int]
+) -> None:
+    encoding = get_encoding("o200k_base")
+    prompts = _mixed_prompts(count, seed=count)
+    estimator = TokenEstimator("o200k_base", **params)
+    for p in prompts:
+        estimator.add(p)
+    estimate = estimator.result()
+    # Every prompt has the recipe's overhead for two messages (3 + 2 * 4) plus its text.
+    exact = sum(
+        3 + 2 * 4 + sum(len(encoding.encode_ordinary(t)) for t in p.pieces) for p in prompts
+    )
+    assert estimate.method == "sampled"
+    assert estimate.sampled_requests < count / 5
+    assert abs(estimate.prompt - exact) / exact < 0.01, (estimate.prompt, exact)
+
+
+def test_counting_in_a_child_process_gives_the_same_estimate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    prompts = _mixed_prompts(1500, seed=7)
+    params = {"warmup_chars": 20_000, "step_chars": 10_000, "child_after_chars": 30_000}
+    here = TokenEstimator("o200k_base", **params)
+    for p in prompts:
+        here.add(p)
+    monkeypatch.setattr(tokens, "encoding_loaded", lambda name: False)
+    spawned: list[str] = []
+    monkeypatch.setattr(
+        tokens, "ChildCounter", lambda name: spawned.append(name) or ChildCounter(name)
+    )
+    there = TokenEstimator("o200k_base", **params)
+    for p in prompts:
+        there.add(p)
+    assert there.result() == here.result()
+    assert spawned == ["o200k_base"]
+
+
+def test_a_failing_child_counter_raises() -> None:
+    counter = ChildCounter("no_such_encoding")
+    counter.submit(["text"])
+    with pytest.raises(RuntimeError, match="token counter failed"):
+        counter.counts()
+
+
+def test_a_long_line_is_estimated_from_its_head() -> None:
+    """A line over LONG_LINE_CHARS: only its head is encoded, the rest scaled by its ratio;
+    the estimate stays close to encoding the whole line."""
+    rng = random.Random(5)
+    words = ["the", "customer", "said", "delivery", "was", "late", "but", "support", "refunded"]
+    text = " ".join(rng.choice(words) for _ in range(120_000))  # about 700,000 characters
+    assert len(text) > tokens.LONG_LINE_CHARS * 5
+    prompt = Prompt([text], prompt_overhead(1, 0), DEFAULT_COMPLETION_BUDGET)
+    exact = exact_prompt_tokens(prompt, get_encoding("o200k_base"))
+    estimator = TokenEstimator("o200k_base")
+    estimator.add(prompt)
+    # one sample, the line's head: the encoder never sees the rest of it
+    assert [sum(map(len, p)) for p in estimator._pending] == [tokens.LONG_LINE_CHARS]
+    estimate = estimator.result()
+    assert abs(estimate.prompt - exact) / exact < 0.01, (estimate.prompt, exact)

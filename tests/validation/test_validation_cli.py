@@ -1,0 +1,165 @@
+"""`python -m batchctl validate`: exit codes, the --json report, the readable summary."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from batchctl.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "structured-buildings.jsonl"
+CORPUS = Path(__file__).parent / "corpus"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "batchctl", "validate", *args],
+        cwd=ROOT,
+        capture_output=True,
+        check=False,
+    )
+
+
+def test_exit_codes_and_json_as_a_subprocess(tmp_path: Path) -> None:
+    ok = _run("--json", str(SAMPLE))
+    assert ok.returncode == 0
+    report = orjson.loads(ok.stdout)
+    assert report["valid"] is True
+    bad = _run("--json", str(CORPUS / "duplicate_custom_id@3-repeat.jsonl"))
+    assert bad.returncode == 1
+    assert orjson.loads(bad.stdout)["problems"][0]["code"] == "duplicate_custom_id"
+    assert _run(str(tmp_path / "missing.jsonl")).returncode == 2
+    assert _run("--max-requests", "zero", str(SAMPLE)).returncode == 2
+
+
+def test_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--json", str(SAMPLE)]) == 0
+    report = orjson.loads(capsys.readouterr().out)
+    assert {
+        "valid",
+        "requests",
+        "bytes",
+        "problems",
+        "problem_counts",
+        "endpoint",
+        "deployment",
+        "model_family",
+        "encoding",
+        "tokens",
+        "table_columns",
+        "split",
+    } <= set(report)
+    assert (report["requests"], report["bytes"]) == (3, SAMPLE.stat().st_size)
+    assert report["tokens"].keys() >= {"prompt", "completion_budget", "total", "encoding", "method"}
+    assert report["tokens"]["total"] == (
+        report["tokens"]["prompt"] + report["tokens"]["completion_budget"]
+    )
+    assert report["split"] == [
+        {"index": 0, "first_line": 1, "last_line": 3, "requests": 3, "bytes": report["bytes"]}
+    ]
+    assert report["table_columns"] == ["BuildingName", "HeightInFeet", "City", "Country"]
+
+
+def test_deployment_option_gives_model_not_found(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--json", "--deployment", "other", str(SAMPLE)]) == 1
+    report = orjson.loads(capsys.readouterr().out)
+    assert report["problem_counts"] == {"model_not_found": 3}
+    assert report["problems"][0] == {
+        "line": 1,
+        "code": "model_not_found",
+        "custom_id": "task-0",
+        "message": report["problems"][0]["message"],
+    }
+    assert main(["validate", "--json", "--deployment", "gpt-4o-batch", str(SAMPLE)]) == 0
+
+
+def test_limits_from_options_and_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_REQUESTS_PER_BATCH", "2")
+    assert main(["validate", "--json", str(SAMPLE)]) == 0
+    assert [c["requests"] for c in orjson.loads(capsys.readouterr().out)["split"]] == [2, 1]
+    assert main(["validate", "--json", "--max-requests", "1", str(SAMPLE)]) == 0
+    assert len(orjson.loads(capsys.readouterr().out)["split"]) == 3
+
+
+def test_readable_summary_of_a_valid_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["validate", "--max-requests", "2", str(CORPUS / "valid-crlf-blank-lines.jsonl")]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "valid" in out
+    assert "3 on 5 lines" in out
+    assert "2 skipped (not an error)" in out
+    assert "o200k_base, exact" in out
+    assert "split plan" in out
+
+
+def test_readable_summary_of_an_invalid_file(capsys: pytest.CaptureFixture[str]) -> None:
+    path = CORPUS / "invalid_schema@3-nested-object.jsonl"
+    assert main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "INVALID" in out
+    assert "invalid_schema" in out
+    assert "additionalProperties" in out
+    assert "problems by code: invalid_schema 1" in out
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["validate"])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["validate", "--invalid-lines", "maybe", str(SAMPLE)])
+    assert exit_info.value.code == 2
+    assert main(["validate", "/nonexistent/file.jsonl"]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_validate_does_not_load_the_run_commands() -> None:
+    code = (
+        "import sys\n"
+        "from batchctl.__main__ import main\n"
+        f"main(['validate', '--json', {str(SAMPLE)!r}])\n"
+        "print('batchctl.runs' in sys.modules, 'azure' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, check=True)
+    assert done.stdout.splitlines()[-1] == b"False False"
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "validate" in out
+    assert "runs" in out
+
+
+def test_summary_shows_markup_in_the_file_as_text(tmp_path: Path) -> None:
+    """Custom ids, deployments and the file's name reach rich as text, not markup."""
+    path = tmp_path / "odd [bold]b[x].jsonl"
+    line = {
+        "custom_id": "[/x]",
+        "method": "POST",
+        "url": "/chat/completions",
+        "body": {"model": "[bold]m[/x]", "messages": [{"role": "user", "content": "hi"}]},
+    }
+    path.write_bytes(orjson.dumps(line) + b"\n" + orjson.dumps({"custom_id": "[/y]"}) + b"\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "batchctl", "validate", str(path)],
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "250", "NO_COLOR": "1"},
+        capture_output=True,
+        check=False,
+    )
+    out = done.stdout.decode()
+    assert done.returncode == 1, done.stderr.decode()
+    assert b"Traceback" not in done.stderr
+    assert "[bold]m[/x]" in out and "[/y]" in out and "odd [bold]b[x].jsonl" in out
