@@ -13,7 +13,7 @@ import orjson
 import pytest
 from openai import AzureOpenAI
 
-from batching import aoai
+from batching.service import aoai
 from batching.settings import Settings
 from devstack import services
 

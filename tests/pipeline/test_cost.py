@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from batching.cost import estimate_cost, price_for
-
 from batching.settings import Settings
+from batching.steps.cost import estimate_cost, price_for
 
 PRICES = {
     "gpt-4o": {"input": 2.5, "output": 10.0},
