@@ -14,7 +14,7 @@ import logging
 import threading
 import traceback
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -54,6 +54,13 @@ _SCHEMA = {
 }
 _OUT_OF_PROC_MARKER = "$OutOfProcData$:"
 _HOST_DIR = str(Path(__file__).resolve().parents[1])  # all of devstack/
+
+STATUS_LOG = 1000
+
+
+def _status_deque() -> deque[Any]:
+    return deque(maxlen=STATUS_LOG)
+
 
 ActivityCrashHook = Callable[[str, str, int], bool]
 EpisodeCrashHook = Callable[[str, int], bool]
@@ -105,6 +112,9 @@ class Engine:
     # The largest payload of each kind seen so far (bytes; the custom status in UTF-16 bytes),
     # so a test can show how far a workload stays from the limits in devstack.durable.limits.
     peaks: Counter[str] = field(default_factory=Counter)
+    # Every custom status each instance set, in order (the last STATUS_LOG), so a test can see
+    # a short-lived status (a wait) without sampling the status API on a wall-clock schedule.
+    status_log: dict[str, deque[Any]] = field(default_factory=lambda: defaultdict(_status_deque))
     _stats_lock: threading.Lock = field(default_factory=threading.Lock)
     _episode_attempts: Counter[tuple[str, int]] = field(default_factory=Counter)
 
@@ -334,6 +344,7 @@ class Engine:
             events = new_events + [self._schedule(inst, work, now) for work in new_work]
             if state.get("customStatus") is not None:
                 inst.custom_status = json.dumps(state["customStatus"])
+                self.status_log[inst.instance_id].append(state["customStatus"])
             if outcome.status != "Running":
                 events.append(
                     h.execution_completed(now, outcome.status, outcome.output, outcome.failure)

@@ -348,6 +348,10 @@ class FunctionHost:
         """Executions per activity name, re-executions included."""
         return self.engine.activity_calls
 
+    def custom_statuses(self, instance_id: str) -> list[Any]:
+        """Every custom status the instance set, oldest first (the last 1,000)."""
+        return list(self.engine.status_log.get(instance_id, ()))
+
     @property
     def peaks(self) -> Counter[str]:
         """The largest payload of each kind so far, in bytes (as devstack.durable.limits counts)."""
