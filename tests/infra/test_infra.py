@@ -599,15 +599,15 @@ def test_pending_settings_agree_with_the_code() -> None:
             assert code[name] == default, f"{name}: code default {code[name]!r} != {default!r}"
 
 
-def test_batch_mode_is_a_parameter_blob_by_default() -> None:
+def test_batch_mode_is_a_parameter_files_until_the_app_uses_blob_mode() -> None:
     main = parsed(MAIN)
     param = main["parameters"]["batchMode"]
     assert param["type"] == "string"
-    assert param["default"] == "blob" == DEFAULTS["AZURE_OPENAI_BATCH_MODE"]
+    assert param["default"] == "files" == DEFAULTS["AZURE_OPENAI_BATCH_MODE"]
     allowed = [d["argument"] for d in param["decorators"] if d["type"] == "allowed"]
     assert allowed == [["blob", "files"]]
     params = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
-    assert params["batchMode"]["value"] == "${AZURE_OPENAI_BATCH_MODE=blob}"
+    assert params["batchMode"]["value"] == "${AZURE_OPENAI_BATCH_MODE=files}"
     assert main["outputs"]["AZURE_OPENAI_BATCH_MODE"]["value"] == "batchMode"
     assert main["outputs"]["SERVICE_OUTPUT_CONTAINER"]["value"] == "serviceOutputContainerName"
 
