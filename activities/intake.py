@@ -8,7 +8,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from batching.logs import event
-from batching.ops import runindex
+from batching.ops import runindex, runs
 from batching.requests import PrepareRequest, RejectRequest, RunRequest, ValidateRequest
 from batching.settings import Settings
 from batching.steps import intake
@@ -54,7 +54,16 @@ def reject_input(payload: RejectRequest) -> dict[str, Any]:
     rejected = intake.reject_input(
         settings, payload["run_id"], payload["source"], payload["summary"]
     )
-    _index(settings, payload, "rejected", "invalid", outputs={"report": rejected.get("report")})
+    total = int(payload["summary"].get("requests") or 0)
+    counts = runs.not_run({"total": total, "succeeded": 0, "failed": 0, "pending": 0})
+    _index(
+        settings,
+        payload,
+        "rejected",
+        "invalid",
+        requests=counts,
+        outputs={"report": rejected.get("report")},
+    )
     event(
         log,
         "input rejected",

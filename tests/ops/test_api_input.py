@@ -74,16 +74,24 @@ def test_a_kept_path_has_no_segment_a_url_would_resolve(path):
 
 
 def test_list_query_names_the_bad_parameter():
-    assert api.list_query({}) == api.ListQuery(None, None, 50, 0)
-    assert api.list_query({"status": "invalid", "limit": "200", "cursor": "3", "code": "k"}) == (
-        api.ListQuery("invalid", None, 200, 3)
-    )
+    assert api.list_query({}) == api.ListQuery(None, None, 50, None, None, None)
+    cursor = "8264438400000_data-0123456789abcdef"  # a runs-index key, as `next` gives them
+    query = {
+        "status": "invalid",
+        "limit": "200",
+        "cursor": cursor,
+        "code": "k",
+        "since": "2025-01-01",
+    }
+    assert api.list_query(query) == api.ListQuery("invalid", None, 200, cursor, "2025-01-01", None)
     for params, field in (
         ({"status": "bogus"}, "status"),
         ({"limit": "-5"}, "limit"),
         ({"limit": " 5"}, "limit"),
         ({"limit": "5_0"}, "limit"),
         ({"cursor": "x"}, "cursor"),
+        ({"cursor": "3"}, "cursor"),
+        ({"until": "soon"}, "until"),
         ({"prefix": "p" * 1025}, "prefix"),
     ):
         with pytest.raises(api.Problem) as caught:

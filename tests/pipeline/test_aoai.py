@@ -71,43 +71,43 @@ def _create(c: AzureOpenAI, file_id: str, key: str) -> dict[str, object]:
     return aoai.create_batch(c, file_id, "/chat/completions", {"key": key}, 0)
 
 
-def test_find_batch_reads_past_the_first_page_of_100(c: AzureOpenAI, input_file: str) -> None:
+def test_find_batch_since_reads_past_the_first_page_of_100(c: AzureOpenAI, input_file: str) -> None:
+    """The recovery lookup: the batch of a key, listing newest first across pages."""
     oldest = _create(c, input_file, "paging-oldest")
     for i in range(150):  # the list is newest first: the oldest ends up on page 2
         _create(c, input_file, f"paging-{i}")
-    found = aoai.find_batch(c, "paging-oldest")
+    found = aoai.find_batch_since(c, "paging-oldest", since=0)
     assert found is not None
     assert found["id"] == oldest["id"]
     assert found["metadata"] == {"key": "paging-oldest"}
-    newest = aoai.find_batch(c, "paging-149")
+    newest = aoai.find_batch_since(c, "paging-149", since=0)
     assert newest is not None and newest["metadata"] == {"key": "paging-149"}
-    assert aoai.find_batch(c, "paging-never-created") is None
+    assert aoai.find_batch_since(c, "paging-never-created", since=0) is None
 
 
-def test_find_batch_stops_after_its_page_budget(
-    c: AzureOpenAI, input_file: str, monkeypatch: pytest.MonkeyPatch
+def test_find_batch_since_stops_at_the_first_batch_older_than_since(
+    c: AzureOpenAI, input_file: str
 ) -> None:
-    oldest = _create(c, input_file, "budget-oldest")
-    for i in range(100):
-        _create(c, input_file, f"budget-{i}")
-    monkeypatch.setattr(aoai, "MAX_BATCH_PAGES", 1)
-    assert aoai.find_batch(c, "budget-oldest") is None
-    monkeypatch.setattr(aoai, "MAX_BATCH_PAGES", 2)
-    found = aoai.find_batch(c, "budget-oldest")
-    assert found is not None and found["id"] == oldest["id"]
+    made = _create(c, input_file, "since-stop")
+    created = int(aoai.get_batch(c, str(made["id"]))["created_at"])
+    assert aoai.find_batch_since(c, "since-stop", since=created) is not None
+    # Every batch in the account is older than this: the first item ends the listing.
+    assert aoai.find_batch_since(c, "since-stop", since=created + 3600) is None
 
 
-def test_find_file_and_uploads_named_match_by_name(c: AzureOpenAI) -> None:
+def test_find_file_since_matches_by_name(c: AzureOpenAI) -> None:
     first = _processed_upload(c, "named/run-7/c0.jsonl")
-    second = _processed_upload(c, "named/run-7/c1.jsonl")
-    _processed_upload(c, "named/run-70/c0.jsonl")
-    found = aoai.find_file(c, "named/run-7/c0.jsonl")
+    _processed_upload(c, "named/run-7/c1.jsonl")
+    found = aoai.find_file_since(c, "named/run-7/c0.jsonl", since=0)
     assert found is not None and found["id"] == first
-    assert aoai.find_file(c, "named/run-7/c9.jsonl") is None
-    assert sorted(aoai.uploads_named(c, "named/run-7/")) == sorted([first, second])
-    aoai.delete_file(c, second)
-    aoai.delete_file(c, second)  # already gone: not an error
-    assert aoai.uploads_named(c, "named/run-7/") == [first]
+    assert aoai.find_file_since(c, "named/run-7/c9.jsonl", since=0) is None
+    assert (
+        aoai.find_file_since(c, "named/run-7/c0.jsonl", since=int(found["created_at"]) + 3600)
+        is None
+    )
+    aoai.delete_file(c, first)
+    aoai.delete_file(c, first)  # already gone: not an error
+    assert aoai.find_file_since(c, "named/run-7/c0.jsonl", since=0) is None
 
 
 def test_upload_with_an_expiry_sets_expires_at(c: AzureOpenAI) -> None:
@@ -260,8 +260,7 @@ def test_upload_lookups_see_only_batch_inputs_not_outputs(
     output_id = aoai.get_batch(c, batch_id)["output_file_id"]
     output = c.files.retrieve(str(output_id))
     assert output.id in {f.id for f in c.files.list()}  # listed when no purpose is asked for
-    assert output.id not in aoai.uploads_named(c, "")
-    assert aoai.find_file(c, str(output.filename)) is None
+    assert aoai.find_file_since(c, str(output.filename), since=0) is None
 
 
 def test_normalize_batch_keeps_every_field_the_service_set() -> None:
@@ -302,26 +301,24 @@ def test_the_client_is_one_per_endpoint_key_version_and_identity() -> None:
 
 class _Listing:
     """What `files.list` yields, for shapes the emulator never produces (an upload whose
-    processing failed, a file without a name); the real SDK objects have these attributes."""
+    processing failed); the real SDK objects have these attributes."""
 
     def __init__(self, *files: dict[str, object]) -> None:
         self.files = self
-        self._files = [type("F", (), {"model_dump": lambda self, f=f: f, **f})() for f in files]
+        self.data = [type("F", (), {"model_dump": lambda self, f=f: f, **f})() for f in files]
 
-    def list(self, purpose: str) -> list[object]:
-        assert purpose == "batch"
-        return self._files
+    def list(self, purpose: str, order: str, limit: int) -> _Listing:
+        assert (purpose, order) == ("batch", "desc")
+        return self
+
+    def has_next_page(self) -> bool:
+        return False
 
 
 def test_an_upload_whose_processing_failed_is_not_found_again() -> None:
     listing = _Listing(
-        {"id": "file-1", "filename": "run/c0.jsonl", "status": "error"},
-        {"id": "file-2", "filename": "run/c0.jsonl", "status": "processed"},
+        {"id": "file-1", "filename": "run/c0.jsonl", "status": "error", "created_at": 20},
+        {"id": "file-2", "filename": "run/c0.jsonl", "status": "processed", "created_at": 10},
     )
-    found = aoai.find_file(listing, "run/c0.jsonl")  # type: ignore[arg-type]
+    found = aoai.find_file_since(listing, "run/c0.jsonl", since=0)  # type: ignore[arg-type]
     assert found is not None and found["id"] == "file-2"
-
-
-def test_files_without_a_name_match_no_prefix() -> None:
-    listing = _Listing({"id": "file-1", "filename": None}, {"id": "file-2", "filename": "XXy"})
-    assert aoai.uploads_named(listing, "XX") == ["file-2"]  # type: ignore[arg-type]

@@ -82,19 +82,33 @@ def test_poll_interval_starts_at_the_initial_wait_and_stays_at_the_cap():
     assert policy.next_poll_interval({**CONFIG, "poll_max_seconds": "90"}, 60) == 90
 
 
-def test_final_status_of_each_ending():
-    def chunks(*ends):
-        return [{"end": e} for e in ends]
+def _typed(chunks):
+    """Chunks as the orchestration holds them (orchestrators.state.Chunk), from their JSON."""
+    from orchestrators.state import Chunk
 
-    assert policy.final_status(chunks("cancelled", "completed"), False) == "cancelled"
-    assert policy.final_status(chunks("cancelled", "expired"), False) == "expired"
-    assert policy.final_status(chunks("failed", "cancelled", "expired"), False) == "failed"
-    assert policy.final_status(chunks("failed"), True) == "cancelled"
-    assert policy.final_status([{}], False) == "completed"
-    assert policy.final_status([], False) == "completed"
+    return [
+        Chunk.from_json({"index": i, "input": {}, "requests": 1, "state": "done", **c})
+        for i, c in enumerate(chunks)
+    ]
+
+
+def test_final_status_of_each_ending():
+    from orchestrators.state import final_status
+
+    def chunks(*ends):
+        return _typed([{"end": e} for e in ends])
+
+    assert final_status(chunks("cancelled", "completed"), False) == "cancelled"
+    assert final_status(chunks("cancelled", "expired"), False) == "expired"
+    assert final_status(chunks("failed", "cancelled", "expired"), False) == "failed"
+    assert final_status(chunks("failed"), True) == "cancelled"
+    assert final_status(_typed([{}]), False) == "completed"
+    assert final_status([], False) == "completed"
 
 
 def test_request_counts_by_hand():
+    from orchestrators.state import request_counts
+
     chunks = [
         {
             "state": "done",
@@ -116,10 +130,10 @@ def test_request_counts_by_hand():
             "failed": 0,
             "batch": {"request_counts": {"completed": None}},
         },
-        {"state": "waiting", "succeeded": 0, "failed": 0},
+        {"state": "admission", "succeeded": 0, "failed": 0},
     ]
     # succeeded: 5 + 2 + 1 finished, plus 4 live in the running batch; failed: 1 + 3
-    assert policy.request_counts(30, chunks) == {
+    assert request_counts(30, _typed(chunks)) == {
         "total": 30,
         "succeeded": 12,
         "failed": 4,
@@ -128,6 +142,8 @@ def test_request_counts_by_hand():
 
 
 def test_request_counts_pending_never_goes_negative():
+    from orchestrators.state import request_counts
+
     chunks = [
         {
             "state": "running",
@@ -136,11 +152,11 @@ def test_request_counts_pending_never_goes_negative():
             "batch": {"request_counts": {"completed": "2"}},
         }
     ]
-    assert policy.request_counts(5, chunks) == {
+    assert request_counts(5, _typed(chunks)) == {
         "total": 5,
         "succeeded": 5,
         "failed": 0,
         "pending": 0,
     }
-    assert policy.request_counts(4, chunks)["pending"] == 0
-    assert policy.request_counts(6, chunks)["pending"] == 1
+    assert request_counts(4, _typed(chunks))["pending"] == 0
+    assert request_counts(6, _typed(chunks))["pending"] == 1

@@ -405,7 +405,7 @@ def test_blank_and_repeated_lines_do_not_stop_the_sorting():
 
 
 def test_blank_lines_in_the_chunk_input_are_skipped():
-    results, failures, retry = io.BytesIO(), io.BytesIO(), io.BytesIO()
+    results, failures, retry = Keyed(), Keyed(), Keyed()
     chunk = _input(["a"]) + b"\n  \n" + _input(["b", "c"])
     outcome = collect(
         [[ok("a") + b"\n"]],
@@ -413,9 +413,10 @@ def test_blank_lines_in_the_chunk_input_are_skipped():
         results,
         failures,
         retry,
+        positions=Positions.of_input([chunk]),
         round_no=2,
         batch_id="batch_2",
         resubmit=True,
     )
-    assert [orjson.loads(x)["custom_id"] for x in retry.getvalue().splitlines()] == ["b", "c"]
+    assert [orjson.loads(x)["custom_id"] for _, x in retry.lines] == ["b", "c"]
     assert (outcome.succeeded, outcome.retry, outcome.failed) == (1, 2, 0)

@@ -204,7 +204,7 @@ def test_a_line_must_leave_room_for_its_newline_in_a_batch() -> None:
     assert over.problems[0].to_dict() == {
         "line": 1,
         "code": "line_too_large",
-        "message": f"the line is {len(line)} bytes, more than a batch may hold ({len(line)}): "
+        "message": f"line 1 is {len(line)} bytes, more than a batch may hold ({len(line)}): "
         "shorten the request",
     }
 
