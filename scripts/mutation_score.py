@@ -20,49 +20,49 @@ _REPLACED = "the initial table (and its room) is unused: _to_table builds the re
 _SAME_LENGTH = "zip's strict flag: the two arrays always have the same length"
 _SAME_BISECT = "every entry before `start` is <= done < the target: same index"
 EQUIVALENT: dict[str, str] = {
-    "batching.aoai.x_upload__mutmut_17": "the file part's content type: neither the service nor"
+    "batching.service.aoai.x_upload__mutmut_17": "the file part's content type: neither the service nor"
     " the emulator reads it (the purpose field and the bytes decide)",
-    "batching.aoai.x_upload__mutmut_18": "as _17: the content type's case",
-    "batching.aoai.x_find_batch__mutmut_12": "break -> return: both end in `return None`",
-    "batching.aoai.x_create_batch__mutmut_23": "typing.cast(None, x) is x at run time",
-    "batching.aoai.x_file_content__mutmut_2": _CHUNK,
-    "batching.aoai.x_file_content__mutmut_4": _CHUNK,
-    "batching.aoai.x_file_content__mutmut_5": _CHUNK,
+    "batching.service.aoai.x_upload__mutmut_18": "as _17: the content type's case",
+    "batching.service.aoai.x_find_batch__mutmut_12": "break -> return: both end in `return None`",
+    "batching.service.aoai.x_create_batch__mutmut_23": "typing.cast(None, x) is x at run time",
+    "batching.service.aoai.x_file_content__mutmut_2": _CHUNK,
+    "batching.service.aoai.x_file_content__mutmut_4": _CHUNK,
+    "batching.service.aoai.x_file_content__mutmut_5": _CHUNK,
     "batching.settings.xǁ_Readerǁboolean__mutmut_17": 'the "" case is unreachable: text() turns'
     " a blank value into the default ('false')",
-    "batching.results.x_is_success__mutmut_14": "a missing status as 1 instead of 0: both are"
+    "batching.steps.results.x_is_success__mutmut_14": "a missing status as 1 instead of 0: both are"
     " outside 200..299",
-    "batching.results.x_collect__mutmut_73": "to_retry's values are never read, only membership",
-    "batching.cost.x_price_for__mutmut_9": "every match is the model or a dash-prefix of it, so"
+    "batching.steps.results.x_collect__mutmut_73": "to_retry's values are never read, only membership",
+    "batching.steps.cost.x_price_for__mutmut_9": "every match is the model or a dash-prefix of it, so"
     " matches are prefixes of each other: the longest is also the greatest string",
-    "batching.cost.x_price_for__mutmut_11": "as _9 (max without a key)",
-    "batching.plan.xǁSplitPlannerǁ__init____mutmut_10": "signed 64-bit cumulative bytes: equal"
+    "batching.steps.cost.x_price_for__mutmut_11": "as _9 (max without a key)",
+    "batching.validation.plan.xǁSplitPlannerǁ__init____mutmut_10": "signed 64-bit cumulative bytes: equal"
     " below 2**63 bytes (8 EiB)",
-    "batching.plan.xǁSplitPlannerǁplan__mutmut_39": _SAME_BISECT,
-    "batching.plan.xǁSplitPlannerǁplan__mutmut_53": _SAME_BISECT,
-    "batching.idindex.xǁCustomIdIndexǁ_grow__mutmut_39": "capacity is a power of two >= 4, so"
+    "batching.validation.plan.xǁSplitPlannerǁplan__mutmut_39": _SAME_BISECT,
+    "batching.validation.plan.xǁSplitPlannerǁplan__mutmut_53": _SAME_BISECT,
+    "batching.validation.idindex.xǁCustomIdIndexǁ_grow__mutmut_39": "capacity is a power of two >= 4, so"
     " capacity * 3 / 4 is exact and the room still counts down to 0",
-    "batching.idindex.xǁCustomIdIndexǁ__init____mutmut_2": _REPLACED,
-    "batching.idindex.xǁCustomIdIndexǁ__init____mutmut_5": _REPLACED,
-    "batching.idindex.xǁCustomIdIndexǁ__init____mutmut_6": _REPLACED,
-    "batching.idindex.xǁCustomIdIndexǁ__init____mutmut_9": _REPLACED,
-    "batching.idindex.xǁCustomIdIndexǁ__init____mutmut_10": _REPLACED,
-    "batching.idindex.xǁCustomIdIndexǁ__init____mutmut_11": _REPLACED,
-    "batching.idindex.xǁCustomIdIndexǁadd__mutmut_39": _SAME_LENGTH,
-    "batching.idindex.xǁCustomIdIndexǁadd__mutmut_42": _SAME_LENGTH,
-    "batching.idindex.xǁCustomIdIndexǁadd__mutmut_43": _SAME_LENGTH,
-    "batching.validation.x__not_json__mutmut_24": "a longer slice cannot change startswith() of"
+    "batching.validation.idindex.xǁCustomIdIndexǁ__init____mutmut_2": _REPLACED,
+    "batching.validation.idindex.xǁCustomIdIndexǁ__init____mutmut_5": _REPLACED,
+    "batching.validation.idindex.xǁCustomIdIndexǁ__init____mutmut_6": _REPLACED,
+    "batching.validation.idindex.xǁCustomIdIndexǁ__init____mutmut_9": _REPLACED,
+    "batching.validation.idindex.xǁCustomIdIndexǁ__init____mutmut_10": _REPLACED,
+    "batching.validation.idindex.xǁCustomIdIndexǁ__init____mutmut_11": _REPLACED,
+    "batching.validation.idindex.xǁCustomIdIndexǁadd__mutmut_39": _SAME_LENGTH,
+    "batching.validation.idindex.xǁCustomIdIndexǁadd__mutmut_42": _SAME_LENGTH,
+    "batching.validation.idindex.xǁCustomIdIndexǁadd__mutmut_43": _SAME_LENGTH,
+    "batching.validation.validator.x__not_json__mutmut_24": "a longer slice cannot change startswith() of"
     " prefixes of at most 9 bytes",
-    "batching.validation.x__not_json__mutmut_32": "orjson reports -Infinity at the I, after the"
+    "batching.validation.validator.x__not_json__mutmut_32": "orjson reports -Infinity at the I, after the"
     " minus: the '-Infinity' alternative never decides",
-    "batching.validation.x__not_json__mutmut_33": "as _32",
-    "batching.validation.x__not_json__mutmut_34": "as _32",
-    "batching.validation.xǁLineCheckerǁ__init____mutmut_6": "_first_line is set with the url,"
+    "batching.validation.validator.x__not_json__mutmut_33": "as _32",
+    "batching.validation.validator.x__not_json__mutmut_34": "as _32",
+    "batching.validation.validator.xǁLineCheckerǁ__init____mutmut_6": "_first_line is set with the url,"
     " before any read",
-    "batching.validation.xǁLineCheckerǁ__init____mutmut_7": "as _6",
-    "batching.validation.x_validate__mutmut_12": "last_columns is only compared by identity with"
+    "batching.validation.validator.xǁLineCheckerǁ__init____mutmut_7": "as _6",
+    "batching.validation.validator.x_validate__mutmut_12": "last_columns is only compared by identity with"
     " None or a tuple: None and '' behave the same",
-    "batching.validation.x_validate__mutmut_71": "the empty_file count is only ever set here, once:"
+    "batching.validation.validator.x_validate__mutmut_71": "the empty_file count is only ever set here, once:"
     " = 1 and += 1 agree",
 }
 
