@@ -20,13 +20,11 @@ import azure.functions as func
 import orjson
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 
-from batching.layout import RunLayout
 from batching.logs import event
 from batching.ops import api, retries, runs
 from batching.settings import Settings
 from batching.statuses import RUN_RETRYABLE
 from batching.storage import blobs as storage
-from batching.storage.blobpaths import BlobPathError, check_blob_path
 from batching.storage.refs import BlobRef
 from orchestrators.run_file import CANCEL_EVENT
 from triggers.starting import source_of, start_run
@@ -233,27 +231,10 @@ async def _retry(
     client: df.DurableOrchestrationClient, settings: Settings, run_id: str, instance: dict[str, Any]
 ) -> str:
     """Put the run's kept input back and start its new run; returns the new run's id."""
-    kept_input = runs.run_input(instance)
-    source = kept_input.get("source") or {}
-    path = source.get("path")
-    if not isinstance(path, str) or not path:
-        raise api.Problem(410, "gone", f"run {run_id} has no recorded input")
     try:
-        check_blob_path(path)
-    except BlobPathError:
-        raise api.Problem(410, "gone", f"the input path of run {run_id} names no blob") from None
-    layout = RunLayout.of(settings, path, run_id)
-    origin = runs.kept_input(settings, layout, source.get("etag"))
-    if origin is None:
-        raise api.Problem(410, "gone", f"the input of run {run_id} is no longer stored")
-    if origin != layout.source:
-        storage.copy_blob(
-            storage.blob(settings.storage, origin), storage.blob(settings.storage, layout.source)
-        )
-    props = storage.blob(settings.storage, layout.source).get_blob_properties()
-    new_source = source_of(settings.input_container, path, str(props.etag), props.size)
-    # A copied-back input is a new upload (new ETag); the same upload needs a new attempt number.
-    attempt = 0 if origin != layout.source else int(kept_input.get("attempt") or 0) + 1
-    new_id, _ = await start_run(client, settings, new_source, attempt=attempt)
-    event(log, "retry started", new_id, retry_of=run_id, origin=origin.container)
+        restored = retries.restore_input(settings, run_id, instance)
+    except retries.InputGoneError as gone:
+        raise api.Problem(410, "gone", str(gone)) from None
+    new_id, _ = await start_run(client, settings, restored.source, attempt=restored.attempt)
+    event(log, "retry started", new_id, retry_of=run_id, origin=restored.origin)
     return new_id
