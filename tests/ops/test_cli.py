@@ -252,7 +252,10 @@ def test_runs_watch_refreshes_until_interrupted(stack, azurite):
             wait_for_output("cancelled")
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=15)
+            # Only the reader thread reads stdout; wait for the exit (a deadline only a hung
+            # process reaches, even with both cores busy), then read what it said on stderr.
+            proc.wait(timeout=90)
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
         finally:
             if proc.poll() is None:
                 proc.kill()
