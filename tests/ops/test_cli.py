@@ -244,6 +244,9 @@ def test_runs_watch_refreshes_until_interrupted(stack, azurite):
     ) as proc:
         reader = threading.Thread(target=read, args=(proc.stdout,), daemon=True)
         reader.start()
+        errors: list[bytes] = []  # stderr drained too, so a full pipe can never block the exit
+        drain = threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)
+        drain.start()
         try:
             before = wait_for_output("cli/watch/w.jsonl", "running")
             assert "cancelled" not in before
@@ -255,7 +258,8 @@ def test_runs_watch_refreshes_until_interrupted(stack, azurite):
             # Only the reader thread reads stdout; wait for the exit (a deadline only a hung
             # process reaches, even with both cores busy), then read what it said on stderr.
             proc.wait(timeout=90)
-            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            drain.join(timeout=10)
+            err = b"".join(errors).decode(errors="replace")
         finally:
             if proc.poll() is None:
                 proc.kill()
