@@ -239,8 +239,19 @@ def test_runs_watch_refreshes_until_interrupted(stack, azurite):
             )
             return "".join(shown)
 
+    def as_in_a_terminal() -> None:
+        # A shell without job control starts background commands with SIGINT ignored, and a
+        # Python started so never turns Ctrl-C into KeyboardInterrupt: the watch runs as a
+        # user's terminal would start it, with SIGINT at its default.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     with subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=as_in_a_terminal,  # noqa: PLW1509 - a signal reset only, no threads involved
     ) as proc:
         reader = threading.Thread(target=read, args=(proc.stdout,), daemon=True)
         reader.start()
