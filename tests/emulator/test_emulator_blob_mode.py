@@ -376,21 +376,21 @@ def test_blob_batch_resumes_after_a_restart(
     ("url", "account", "container", "path"),
     [
         (
-            "https://myacct.blob.core.windows.net/work/run/chunk-0.jsonl",
+            "https://myacct.blob.core.windows.net/staged/run/chunk-0.jsonl",
             "myacct",
-            "work",
+            "staged",
             "run/chunk-0.jsonl",
         ),
         (
-            "http://127.0.0.1:10000/devstoreaccount1/work/a%20b.jsonl",
+            "http://127.0.0.1:10000/devstoreaccount1/staged/a%20b.jsonl",
             "devstoreaccount1",
-            "work",
+            "staged",
             "a b.jsonl",
         ),
         (
-            "http://localhost:10000/devstoreaccount1/work/x.jsonl",
+            "http://localhost:10000/devstoreaccount1/staged/x.jsonl",
             "devstoreaccount1",
-            "work",
+            "staged",
             "x.jsonl",
         ),
         ("https://MyAcct.blob.core.usgovcloudapi.net/c/x.jsonl", "myacct", "c", "x.jsonl"),
