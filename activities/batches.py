@@ -59,17 +59,7 @@ def admit_batch(payload: AdmitRequest) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload", activity="submit_batch")
 def submit_batch(payload: SubmitRequest) -> dict[str, Any]:
-    result = submission.submit_batch(
-        Settings.from_env(),
-        payload["run_id"],
-        payload["source"],
-        payload["key"],
-        int(payload["attempt"]),
-        payload["input"],
-        payload["endpoint"],
-        int(payload["tokens"]),
-        payload.get("etag"),
-    )
+    result = submission.submit_batch(Settings.from_env(), payload)
     outcome = result["status"]
     event(
         log,

@@ -47,6 +47,7 @@ class RunLayout:
     work_container: str
     source_path: str
     run_id: str
+    service_output_container: str = ""
 
     @classmethod
     def of(cls, settings: Settings, source_path: str, run_id: str) -> RunLayout:
@@ -57,6 +58,7 @@ class RunLayout:
             settings.work_container,
             source_path,
             run_id,
+            settings.service_output_container,
         )
 
     @property
@@ -102,6 +104,18 @@ class RunLayout:
     def kept_inputs(self) -> list[BlobRef]:
         """Where a run's input is kept once staged, most final first: a retry starts from it."""
         return [self.error("input.jsonl"), self.output("input.jsonl"), self.snapshot]
+
+    @property
+    def service_prefix(self) -> str:
+        """Blob mode: where the service writes this run's outputs, in SERVICE_OUTPUT_CONTAINER;
+        deleted at cleanup, once they are in the run folder."""
+        return f"{self.run_id}/"
+
+    def service_folder(self, key: str, attempt: int) -> BlobRef:
+        """Blob mode: the output folder of one create (`run/c0/r1`, attempt 2 ->
+        `<run>/c0-r1-a2`): one per attempt, so a lost create's batch is found by its folder."""
+        name = "-".join(key.split("/")[1:]) or "batch"
+        return BlobRef(self.service_output_container, f"{self.service_prefix}{name}-a{attempt}")
 
     def output_folder_url_path(self) -> str:
         return f"{self.output_container}/{self._folder}/"

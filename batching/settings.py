@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -114,6 +115,20 @@ def names(raw: str) -> tuple[str, ...]:
 
 def endpoint(raw: str) -> str:
     return raw.rstrip("/")
+
+
+V1_API = "v1"
+# The first dated api-version that takes input_blob / output_folder.
+BLOB_MIN_API_VERSION = "2025-04-01-preview"
+# The service's input size per batch file: 200 MB uploaded, 1 GB read from a blob.
+MODE_MAX_BYTES = {"files": 200_000_000, "blob": 1_000_000_000}
+MIN_BYTES_PER_BATCH = 1024
+
+
+def api_version(raw: str) -> str:
+    if raw == V1_API or re.fullmatch(r"\d{4}-\d{2}-\d{2}(-preview)?", raw):
+        return raw
+    raise ValueError(f"'{V1_API}' or a dated version like {BLOB_MIN_API_VERSION}, not {raw!r}")
 
 
 # Standard (non-batch) list prices, USD per 1M tokens; MODEL_PRICES overrides or extends them.
@@ -274,9 +289,18 @@ class Settings:
     )
     openai_api_version: str = _setting(
         "AZURE_OPENAI_API_VERSION",
-        "data-plane API version that supports batch",
-        "2025-04-01-preview",
-        parse=text,
+        "'v1': the v1 API (/openai/v1/, no api-version); or a dated api-version, e.g. "
+        f"{BLOB_MIN_API_VERSION} (blob mode needs that one or later)",
+        V1_API,
+        parse=api_version,
+    )
+    batch_mode: Literal["blob", "files"] = _setting(
+        "AZURE_OPENAI_BATCH_MODE",
+        "'blob': the service reads each staged chunk from the work container and writes its "
+        "outputs to SERVICE_OUTPUT_CONTAINER; 'files': chunks go up and outputs come down "
+        "through the Files API (for accounts the service cannot reach)",
+        "blob",
+        parse=choice("blob", "files"),
     )
     deployments: tuple[str, ...] = _setting(
         "AZURE_OPENAI_DEPLOYMENTS",
@@ -299,6 +323,12 @@ class Settings:
     work_container: str = _setting(
         "WORK_CONTAINER", "container for chunks and intermediate files", "batch-work", parse=text
     )
+    service_output_container: str = _setting(
+        "SERVICE_OUTPUT_CONTAINER",
+        "container the service writes its output folders to in blob mode (emptied by each run)",
+        "batch-service-output",
+        parse=text,
+    )
     runs_table: str = _setting(
         "RUNS_TABLE",
         "table of the data account that indexes runs, newest first",
@@ -314,9 +344,10 @@ class Settings:
     )
     max_bytes_per_batch: int = _setting(
         "MAX_BYTES_PER_BATCH",
-        "split files larger than this many bytes",
-        "200000000",
-        parse=whole(1024),
+        "split files larger than this many bytes; 0: the mode's service limit "
+        f"({MODE_MAX_BYTES['files']:,} in files mode, {MODE_MAX_BYTES['blob']:,} in blob mode)",
+        "0",
+        parse=whole(0),
     )
     max_line_bytes: int = _setting(
         "MAX_LINE_BYTES",
@@ -371,21 +402,55 @@ class Settings:
             )
         if settings.run.poll_max_seconds < settings.run.poll_initial_seconds:
             raise SettingsError("POLL_MAX_SECONDS must be at least POLL_INITIAL_SECONDS")
-        return settings
+        return _mode_limits(settings)
 
     @property
-    def containers(self) -> tuple[str, str, str, str]:
-        """The data containers: input, output, errors, work (Bicep creates them in Azure)."""
-        return (
+    def containers(self) -> tuple[str, ...]:
+        """The data containers: input, output, errors, work and, in blob mode, the service's
+        output (Bicep creates them in Azure)."""
+        names = (
             self.input_container,
             self.output_container,
             self.error_container,
             self.work_container,
         )
+        return (*names, self.service_output_container) if self.blob_mode else names
+
+    @property
+    def blob_mode(self) -> bool:
+        return self.batch_mode == "blob"
+
+    @property
+    def v1_api(self) -> bool:
+        return self.openai_api_version == V1_API
 
     def orchestration_config(self) -> dict[str, Any]:
         """What orchestrators need, as the JSON their input carries (`RunConfig.from_json`)."""
         return self.run.to_json()
+
+
+def _mode_limits(settings: Settings) -> Settings:
+    """Checks and defaults that depend on the batch mode (the service's limits differ)."""
+    limit = MODE_MAX_BYTES[settings.batch_mode]
+    if settings.max_bytes_per_batch > limit:
+        raise SettingsError(
+            f"MAX_BYTES_PER_BATCH must be at most {limit:,} in {settings.batch_mode} mode "
+            f"(the service's limit), not {settings.max_bytes_per_batch:,}"
+        )
+    if 0 < settings.max_bytes_per_batch < MIN_BYTES_PER_BATCH:
+        raise SettingsError(
+            f"MAX_BYTES_PER_BATCH must be 0 or at least {MIN_BYTES_PER_BATCH}, "
+            f"not {settings.max_bytes_per_batch}"
+        )
+    dated = not settings.v1_api
+    if settings.blob_mode and dated and settings.openai_api_version < BLOB_MIN_API_VERSION:
+        raise SettingsError(
+            f"AZURE_OPENAI_API_VERSION must be {V1_API!r} or {BLOB_MIN_API_VERSION} or later "
+            f"in blob mode, not {settings.openai_api_version!r}"
+        )
+    if not settings.max_bytes_per_batch:
+        settings = dataclasses.replace(settings, max_bytes_per_batch=limit)
+    return settings
 
 
 def _read(cls: type[Any], env: Mapping[str, str]) -> Any:

@@ -104,8 +104,8 @@ param openAiAllowedDeployments string = ''
   'blob'
   'files'
 ])
-@description('How batches reach Azure OpenAI (AZURE_OPENAI_BATCH_MODE). files: chunks are uploaded and outputs downloaded through the Files API. blob: the service reads each staged chunk and writes its outputs in the data account with its system-assigned identity (granted roles on two containers); the infrastructure for it is ready, the app does not use it yet (issue 16), so files stays the default until it does.')
-param batchMode string = 'files'
+@description('How batches reach Azure OpenAI (AZURE_OPENAI_BATCH_MODE). files: chunks are uploaded and outputs downloaded through the Files API. blob: the service reads each staged chunk and writes its outputs in the data account with its system-assigned identity (granted roles on two containers); the default; use files for an account the service cannot reach.')
+param batchMode string = 'blob'
 
 @description('Batches in flight at once across all runs (MAX_ACTIVE_BATCHES); 0: no limit.')
 @minValue(0)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import IO, Any, cast
 
 import openai
-from openai import AzureOpenAI
+from openai import AzureOpenAI, OpenAI
 
-from batching.settings import Settings
+from batching.settings import V1_API, Settings
 from batching.statuses import BATCH_TERMINAL
 
 TERMINAL = BATCH_TERMINAL
@@ -33,28 +34,38 @@ def is_quota_error(text: str) -> bool:
 
 
 @functools.lru_cache(maxsize=4)
-def _client(
-    endpoint: str, api_key: str | None, api_version: str, client_id: str | None
-) -> AzureOpenAI:
+def _client(endpoint: str, api_key: str | None, api_version: str, client_id: str | None) -> OpenAI:
+    auth: Any = api_key
+    if not api_key:
+        from azure.identity import DefaultAzureCredential, get_bearer_token_provider
+
+        auth = get_bearer_token_provider(
+            DefaultAzureCredential(managed_identity_client_id=client_id), COGNITIVE_SCOPE
+        )
+    if api_version == V1_API:
+        # The v1 API is the plain OpenAI client at /openai/v1/; an Entra token provider (or the
+        # key) is its api_key. A key also goes as `api-key`, the header Azure checks keys in.
+        return OpenAI(
+            base_url=f"{endpoint}/openai/v1/",
+            api_key=auth,
+            default_headers={"api-key": api_key} if api_key else None,
+            max_retries=5,
+        )
     if api_key:
         return AzureOpenAI(
             azure_endpoint=endpoint, api_key=api_key, api_version=api_version, max_retries=5
         )
-    from azure.identity import DefaultAzureCredential, get_bearer_token_provider
-
-    provider = get_bearer_token_provider(
-        DefaultAzureCredential(managed_identity_client_id=client_id), COGNITIVE_SCOPE
-    )
     return AzureOpenAI(
         azure_endpoint=endpoint,
-        azure_ad_token_provider=provider,
+        azure_ad_token_provider=auth,
         api_version=api_version,
         max_retries=5,
     )
 
 
-def client(settings: Settings) -> AzureOpenAI:
-    """The client: the API key when one is set (local), otherwise Entra ID (managed identity)."""
+def client(settings: Settings) -> OpenAI:
+    """The client: the v1 API unless a dated api-version is set; the API key when one is set
+    (local), otherwise Entra ID (managed identity)."""
     return _client(
         settings.openai_endpoint,
         settings.openai_api_key,
@@ -63,7 +74,7 @@ def client(settings: Settings) -> AzureOpenAI:
     )
 
 
-def find_file_since(c: AzureOpenAI, filename: str, since: int) -> dict[str, Any] | None:
+def find_file_since(c: OpenAI, filename: str, since: int) -> dict[str, Any] | None:
     """Recovery only: an upload of ours by its (unique) file name, unless it failed processing,
     listing newest first and stopping at the first file created before `since` (Unix time)."""
     page = c.files.list(purpose="batch", order="desc", limit=LIST_PAGE)
@@ -78,7 +89,7 @@ def find_file_since(c: AzureOpenAI, filename: str, since: int) -> dict[str, Any]
         page = page.get_next_page()
 
 
-def upload(c: AzureOpenAI, filename: str, body: IO[bytes], expiry_seconds: int) -> dict[str, Any]:
+def upload(c: OpenAI, filename: str, body: IO[bytes], expiry_seconds: int) -> dict[str, Any]:
     """Upload a batch input (streamed from `body`), expiring so failed cleanups do not pile up."""
     kwargs: dict[str, Any] = {}
     if expiry_seconds:
@@ -87,40 +98,80 @@ def upload(c: AzureOpenAI, filename: str, body: IO[bytes], expiry_seconds: int) 
     return f.model_dump()
 
 
-def get_file(c: AzureOpenAI, file_id: str) -> dict[str, Any]:
+def get_file(c: OpenAI, file_id: str) -> dict[str, Any]:
     return c.files.retrieve(file_id).model_dump()
 
 
-def find_batch_since(c: AzureOpenAI, key: str, since: int) -> dict[str, Any] | None:
+def find_batch_since(c: OpenAI, key: str, since: int) -> dict[str, Any] | None:
     """Recovery only: a batch we created for `key` (in its metadata), listing newest first and
     stopping at the first batch created before `since` (Unix time)."""
+    return _find_batch(c, since, lambda b: (b.get("metadata") or {}).get("key") == key)
+
+
+def find_blob_batch_since(c: OpenAI, output_folder: str, since: int) -> dict[str, Any] | None:
+    """Recovery only, blob mode (no metadata there): the batch whose output folder is
+    `output_folder` (one per attempt, so it names the create), back to `since`."""
+    return _find_batch(c, since, lambda b: _folder_url(b) == output_folder)
+
+
+def _find_batch(
+    c: OpenAI, since: int, match: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any] | None:
     page = c.batches.list(limit=LIST_PAGE)
     while True:
         for b in page.data:
             if int(b.created_at or 0) < since:
                 return None
-            if (b.metadata or {}).get("key") == key:
-                return normalize_batch(b.model_dump())
+            raw = b.model_dump()
+            if match(raw):
+                return normalize_batch(raw)
         if not page.has_next_page():
             return None
         page = page.get_next_page()
 
 
+def _folder_url(raw: dict[str, Any]) -> str | None:
+    folder = raw.get("output_folder")
+    return str(folder.get("url")) if isinstance(folder, dict) and folder.get("url") else None
+
+
+@dataclass(frozen=True)
+class BatchInput:
+    """What a batch reads and where it writes: an uploaded file (files mode), or a blob and an
+    output folder in the customer's storage (blob mode)."""
+
+    file_id: str | None = None
+    blob_url: str | None = None
+    output_folder: str | None = None
+
+
 def create_batch(
-    c: AzureOpenAI, file_id: str, endpoint: str, metadata: dict[str, str], expiry_seconds: int
+    c: OpenAI,
+    source: BatchInput,
+    endpoint: str,
+    metadata: dict[str, str] | None,
+    expiry_seconds: int,
 ) -> dict[str, Any]:
-    """Create a batch; `QuotaExceeded` when the service refuses it for enqueued tokens."""
+    """Create a batch; `QuotaExceeded` when the service refuses it for enqueued tokens.
+
+    Blob mode sends `input_file_id: null` with `input_blob` and `output_folder` (the SDK does not
+    know them: `extra_body`), and neither `metadata` nor `output_expires_after`, which the
+    service does not support there."""
+    extra: dict[str, Any] = {}
     kwargs: dict[str, Any] = {}
-    if expiry_seconds:
-        kwargs["extra_body"] = {
-            "output_expires_after": {"anchor": "created_at", "seconds": expiry_seconds}
-        }
+    if source.blob_url is not None:
+        extra = {"input_blob": source.blob_url, "output_folder": {"url": source.output_folder}}
+    else:
+        if expiry_seconds:
+            extra = {"output_expires_after": {"anchor": "created_at", "seconds": expiry_seconds}}
+        if metadata:
+            kwargs["metadata"] = metadata
     try:
         b = c.batches.create(
-            input_file_id=file_id,
+            input_file_id=cast(Any, source.file_id),
             endpoint=cast(Any, endpoint),
             completion_window="24h",
-            metadata=metadata,
+            extra_body=extra or None,
             **kwargs,
         )
     except openai.BadRequestError as e:
@@ -130,11 +181,11 @@ def create_batch(
     return normalize_batch(b.model_dump())
 
 
-def get_batch(c: AzureOpenAI, batch_id: str) -> dict[str, Any]:
+def get_batch(c: OpenAI, batch_id: str) -> dict[str, Any]:
     return normalize_batch(c.batches.retrieve(batch_id).model_dump())
 
 
-def cancel_batch(c: AzureOpenAI, batch_id: str) -> dict[str, Any]:
+def cancel_batch(c: OpenAI, batch_id: str) -> dict[str, Any]:
     """Ask the service to cancel; a batch that already ended is left as it is."""
     try:
         return normalize_batch(c.batches.cancel(batch_id).model_dump())
@@ -142,13 +193,13 @@ def cancel_batch(c: AzureOpenAI, batch_id: str) -> dict[str, Any]:
         return get_batch(c, batch_id)
 
 
-def file_content(c: AzureOpenAI, file_id: str) -> Iterator[bytes]:
+def file_content(c: OpenAI, file_id: str) -> Iterator[bytes]:
     """Stream a file's content (batch output or errors) without holding it in memory."""
     with c.files.with_streaming_response.content(file_id) as response:
         yield from response.iter_bytes(1024 * 1024)
 
 
-def delete_file(c: AzureOpenAI, file_id: str) -> None:
+def delete_file(c: OpenAI, file_id: str) -> None:
     with contextlib.suppress(openai.NotFoundError):
         c.files.delete(file_id)
 
@@ -173,6 +224,11 @@ def normalize_batch(raw: dict[str, Any]) -> dict[str, Any]:
             for e in errors
         ],
         "metadata": raw.get("metadata") or {},
+        # blob mode: the service's output blobs ("" while it runs, named even when not written)
+        "input_blob": raw.get("input_blob") or None,
+        "output_folder": _folder_url(raw),
+        "output_blob": raw.get("output_blob") or None,
+        "error_blob": raw.get("error_blob") or None,
         "created_at": raw.get("created_at"),
         "completed_at": raw.get("completed_at"),
         "failed_at": raw.get("failed_at"),

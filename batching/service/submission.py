@@ -1,10 +1,12 @@
 """Submitting a chunk as a batch, and watching it: each step safe to run again after a crash.
 
-An upload is named after its run, chunk and round; a batch carries a key (run, chunk, round,
-attempt) in its metadata. Both are recorded in the run's ledger (`batching.service.ledger`) before
-and after they are created, so an activity re-run after its result was lost reuses what it created
-instead of paying twice, without listing the account. The name and the key let the recovery path (a
-create started, its id never recorded) find them by listing back to when it started."""
+Files mode uploads the chunk (named after its run, chunk and round) and creates a batch with a
+key (run, chunk, round, attempt) in its metadata. Blob mode creates the batch straight from the
+staged chunk with an output folder of its own per attempt (the service takes no metadata there).
+Each create is recorded in the run's ledger (`batching.service.ledger`) before and after it is
+made, so an activity re-run after its result was lost reuses what it created instead of paying
+twice, without listing the account. The name, the key or the folder let the recovery path (a
+create started, its id never recorded) find it by listing back to when it started."""
 
 from __future__ import annotations
 
@@ -13,13 +15,16 @@ import time
 from typing import IO, Any, cast
 
 import openai
+from azure.core.exceptions import ResourceNotFoundError
 
+from batching.layout import RunLayout
+from batching.requests import SubmitRequest
 from batching.service import aoai, ledger
 from batching.service.admission import release
 from batching.service.ledger import Ledger
 from batching.settings import Settings
 from batching.storage import blobs as storage
-from batching.storage.refs import BlobRef
+from batching.storage.refs import BlobRef, bare_etag
 
 # How long one activity waits for an upload to be processed before handing the wait to a
 # durable timer: most files are processed in seconds, and a timer round trip costs more.
@@ -32,64 +37,51 @@ def upload_name(key: str) -> str:
     return key.replace("/", "-") + ".jsonl"
 
 
-def submit_batch(
-    settings: Settings,
-    run_id: str,
-    source: dict[str, Any],
-    key: str,
-    attempt: int,
-    input_ref: dict[str, Any],
-    endpoint: str,
-    tokens: int,
-    etag: str | None = None,
-) -> dict[str, Any]:
-    """Upload (once) and create the batch (once per attempt), recorded in the run's ledger.
+def submit_batch(settings: Settings, request: SubmitRequest) -> dict[str, Any]:
+    """Create the batch of one chunk round (once per attempt), recorded in the run's ledger;
+    in files mode upload its input first (once per round).
 
     Returns {"status": "created", "batch"} | {"status": "pending"} (file still processing) |
     {"status": "quota", "message"} | {"status": "error", "message"} (will not work if retried).
     """
     c = aoai.client(settings)
-    record = Ledger.load(settings, run_id, source["path"], key)
+    run_id, key, attempt = request["run_id"], request["key"], int(request["attempt"])
+    layout = RunLayout.of(settings, request["source"]["path"], run_id)
+    record = Ledger.load(settings, run_id, request["source"]["path"], key)
     batch_key = f"{key}/a{attempt}"
-    found = _recorded_batch(c, record, attempt, batch_key)
+    folder = _folder_url(settings, layout, key, attempt) if settings.blob_mode else None
+    found = _recorded_batch(c, record, attempt, batch_key, folder)
     if found is not None:
         if found["status"] == "quota":
             release(settings, key)
         return found
-    name = upload_name(key)
-    uploaded = _recorded_upload(c, record, name)
-    if uploaded is None:
-        ref = BlobRef.from_dict(input_ref)
-        client = storage.blob(settings.storage, ref)
-        size = int(client.get_blob_properties().size)
-        record.set_upload(name=name, started_at=ledger.now_iso(), id=None, refused=None)
-        try:
-            uploaded = aoai.upload(
-                c,
-                name,
-                cast(IO[bytes], storage.BlobReader(client, size, etag)),
-                settings.file_expiry_seconds,
-            )
-        except openai.BadRequestError as e:
-            message = f"upload refused: {_message(e)}"
-            record.set_upload(refused=message)
-            return {"status": "error", "message": message}
-        record.set_upload(id=uploaded["id"])
-    uploaded = _wait_processed(c, uploaded)
-    if uploaded["status"] == "error":
-        return {"status": "error", "message": f"upload failed: {uploaded.get('status_details')}"}
-    if uploaded["status"] != "processed":
-        return {"status": "pending"}
-    metadata = {
-        "key": batch_key,
-        "run_id": run_id[:512],
-        "source": posixpath.join(source["container"], source["path"])[-512:],
-        "tokens": str(tokens),
-    }
-    record.set_batch(attempt, started_at=ledger.now_iso(), id=None)
+    ref = BlobRef.from_dict(request["input"])
+    if folder is not None:
+        target, metadata = _staged_input(settings, ref, folder, request.get("etag")), None
+        if isinstance(target, str):
+            return {"status": "error", "message": target}
+    else:
+        uploaded = _uploaded(c, settings, record, ref, key, request.get("etag"))
+        if uploaded["status"] == "refused":
+            return {"status": "error", "message": uploaded["message"]}
+        if uploaded["status"] == "error":
+            details = uploaded.get("status_details")
+            return {"status": "error", "message": f"upload failed: {details}"}
+        if uploaded["status"] != "processed":
+            return {"status": "pending"}
+        target = aoai.BatchInput(file_id=uploaded["id"])
+        source = request["source"]
+        metadata = {
+            "key": batch_key,
+            "run_id": run_id[:512],
+            "source": posixpath.join(source["container"], source["path"])[-512:],
+            "tokens": str(int(request["tokens"])),
+        }
+    started = {"output_folder": folder} if folder else {}
+    record.set_batch(attempt, started_at=ledger.now_iso(), id=None, **started)
     try:
         batch = aoai.create_batch(
-            c, uploaded["id"], endpoint, metadata, settings.file_expiry_seconds
+            c, target, request["endpoint"], metadata, settings.file_expiry_seconds
         )
     except aoai.QuotaExceeded as e:
         record.set_batch(attempt, refused={"status": "quota", "message": str(e)})
@@ -103,7 +95,55 @@ def submit_batch(
     return {"status": "created", "batch": batch}
 
 
-def _recorded_batch(c: Any, record: Ledger, attempt: int, batch_key: str) -> dict[str, Any] | None:
+def _folder_url(settings: Settings, layout: RunLayout, key: str, attempt: int) -> str:
+    """Blob mode: the URL of this attempt's output folder in SERVICE_OUTPUT_CONTAINER."""
+    return storage.blob(settings.storage, layout.service_folder(key, attempt)).url
+
+
+def _staged_input(
+    settings: Settings, ref: BlobRef, folder: str, etag: str | None
+) -> aoai.BatchInput | str:
+    """Blob mode: the service reads the chunk where the run staged it (the work container,
+    written once and never again, so `input_modified` cannot happen to it). A message instead
+    when it is missing or changed."""
+    client = storage.blob(settings.storage, ref)
+    try:
+        props = client.get_blob_properties()
+    except ResourceNotFoundError:
+        return f"the staged chunk {ref.path} is missing"
+    if etag and bare_etag(str(props.etag)) != bare_etag(etag):
+        return f"the staged chunk {ref.path} changed after it was prepared"
+    return aoai.BatchInput(blob_url=client.url, output_folder=folder)
+
+
+def _uploaded(
+    c: Any, settings: Settings, record: Ledger, ref: BlobRef, key: str, etag: str | None
+) -> dict[str, Any]:
+    """Files mode: the round's upload, made once and processed (or its status so far)."""
+    name = upload_name(key)
+    uploaded = _recorded_upload(c, record, name)
+    if uploaded is None:
+        client = storage.blob(settings.storage, ref)
+        size = int(client.get_blob_properties().size)
+        record.set_upload(name=name, started_at=ledger.now_iso(), id=None, refused=None)
+        try:
+            uploaded = aoai.upload(
+                c,
+                name,
+                cast(IO[bytes], storage.BlobReader(client, size, etag)),
+                settings.file_expiry_seconds,
+            )
+        except openai.BadRequestError as e:
+            message = f"upload refused: {_message(e)}"
+            record.set_upload(refused=message)
+            return {"status": "refused", "message": message}
+        record.set_upload(id=uploaded["id"])
+    return _wait_processed(c, uploaded)
+
+
+def _recorded_batch(
+    c: Any, record: Ledger, attempt: int, batch_key: str, folder: str | None
+) -> dict[str, Any] | None:
     """The outcome of this attempt's create if the ledger shows one was made; None: create."""
     entry = record.batch(attempt)
     if entry is None:
@@ -112,8 +152,14 @@ def _recorded_batch(c: Any, record: Ledger, attempt: int, batch_key: str) -> dic
         return {"status": "created", "batch": aoai.get_batch(c, entry["id"])}
     if entry.get("refused"):
         return dict(entry["refused"])
-    # Recovery: the create started but its id was never recorded.
-    batch = aoai.find_batch_since(c, batch_key, ledger.since(entry["started_at"]))
+    # Recovery: the create started but its id was never recorded. Blob mode has no metadata:
+    # the attempt's own output folder names its batch.
+    since = ledger.since(entry["started_at"])
+    batch = (
+        aoai.find_blob_batch_since(c, folder, since)
+        if folder
+        else aoai.find_batch_since(c, batch_key, since)
+    )
     if batch is None:
         return None
     record.set_batch(attempt, id=batch["id"])

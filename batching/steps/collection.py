@@ -1,8 +1,9 @@
 """Collecting a finished batch: its output and error files sorted into work files.
 
-The service's files are streamed straight into blobs of the run's work area, so a crash after
-this step loses nothing, and a re-run rewrites the same blobs. The Azure OpenAI files are only
-deleted at cleanup, after the run's outputs are written.
+The service's outputs (files of the Files API, or in blob mode the blobs it wrote to
+SERVICE_OUTPUT_CONTAINER) are streamed straight into blobs of the run's work area, so a crash
+after this step loses nothing, and a re-run rewrites the same blobs. The service's outputs are
+only deleted at cleanup, after the run's outputs are written.
 
 Results and failures are written as runs sorted by input position, and a resubmission's input
 with the positions of its lines beside it (`batching.steps.ordering`), so the outputs can be merged
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+from urllib.parse import unquote
 
 from azure.core.exceptions import ResourceNotFoundError
 
@@ -48,15 +50,20 @@ def collect_batch(
 
     runs = {kind: SortedRuns(open_run(kind)) for kind in run_refs}
     retry_ref = layout.work(f"{prefix}/retry.jsonl")
+    # The next round's input: written once, as a chunk is (the service may be reading it).
     retry = KeyedLines(
-        storage.BlobWriter(storage.blob(settings.storage, retry_ref)),
-        storage.BlobWriter(storage.blob(settings.storage, _positions_ref(retry_ref))),
+        storage.write_once(storage.blob(settings.storage, retry_ref)),
+        storage.write_once(storage.blob(settings.storage, _positions_ref(retry_ref))),
     )
-    client = aoai.client(settings) if batch.get("id") else None
-    files = [f for f in (batch.get("output_file_id"), batch.get("error_file_id")) if f]
-    outputs: Iterable[Iterator[bytes]] = (
-        aoai.file_content(client, f) for f in files if client is not None
-    )
+    files: list[str] = []
+    outputs: Iterable[Iterator[bytes]]
+    if batch.get("output_folder"):  # blob mode: the service wrote them to our storage
+        urls = [u for u in (batch.get("output_blob"), batch.get("error_blob")) if u]
+        outputs = (service_output(settings, u) for u in urls)
+    else:
+        client = aoai.client(settings) if batch.get("id") else None
+        files = [f for f in (batch.get("output_file_id"), batch.get("error_file_id")) if f]
+        outputs = (aoai.file_content(client, f) for f in files if client is not None)
     input_ref = BlobRef.from_dict(chunk["input"])
 
     def chunk_input() -> Iterator[bytes]:
@@ -88,6 +95,34 @@ def collect_batch(
         "retry_input": retry_ref.to_dict() if outcome.retry else None,
         "file_ids": files,
     }
+
+
+def service_ref(settings: Settings, url: str) -> BlobRef:
+    """The blob of SERVICE_OUTPUT_CONTAINER a batch's `output_blob` / `error_blob` names.
+
+    The URL comes from outside: only a blob in that container of the data account is read
+    (ValueError otherwise), never whatever a URL points at."""
+    container = storage.blob_service(settings.storage).get_container_client(
+        settings.service_output_container
+    )
+    prefix = container.url.rstrip("/") + "/"
+    if not url.startswith(prefix):
+        raise ValueError("a batch output outside SERVICE_OUTPUT_CONTAINER")
+    path = unquote(url[len(prefix) :].split("?", 1)[0])
+    if not path or any(part in ("", ".", "..") for part in path.split("/")):
+        raise ValueError("a batch output with a malformed path")
+    return BlobRef(settings.service_output_container, path)
+
+
+def service_output(settings: Settings, url: str) -> Iterator[bytes]:
+    """Stream one of the service's output blobs; nothing when it was never written (the service
+    names both blobs whether or not it wrote them)."""
+    client = storage.blob(settings.storage, service_ref(settings, url))
+    try:
+        download = client.download_blob(max_concurrency=1)
+    except ResourceNotFoundError:
+        return
+    yield from download.chunks()
 
 
 def _positions_ref(input_ref: BlobRef) -> BlobRef:

@@ -11,10 +11,12 @@ round, are merged by input position, chunk after chunk (`batching.steps.ordering
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
+from azure.core.exceptions import ResourceNotFoundError
 
 from batching.jsonlines import iter_lines
 from batching.layout import RunLayout
@@ -194,6 +196,7 @@ def build_metadata(
         "cost": estimate_cost(settings, model, usage),
         "deployment": summary.get("deployment"),
         "endpoint": summary.get("endpoint"),
+        "batch_mode": settings.batch_mode,
         "reason": "; ".join(reasons) or None,
         "timestamps": {"received": received_at, "finished": finished_at},
         "outputs": {"folder": layout.output_folder_url_path()},
@@ -226,7 +229,8 @@ def cleanup_run(
     reason: str | None,
 ) -> dict[str, Any]:
     """Keep the input (the run's snapshot) in the run or error folder, delete the original
-    upload if unchanged, the Azure OpenAI files and the work area. Safe to repeat."""
+    upload if unchanged, the Azure OpenAI files (files mode) or the service's output folders
+    (blob mode), and the work area with the ledger last. Safe to repeat."""
     layout = RunLayout.of(settings, source["path"], run_id)
     if status == "failed":
         dest = layout.error("input.jsonl")
@@ -264,6 +268,10 @@ def cleanup_run(
             file_ids.add(found["id"])
     storage.parallel(lambda file_id: aoai.delete_file(c, file_id), sorted(file_ids))
     deleted = len(file_ids)
-    work = storage.blob_service(settings.storage).get_container_client(settings.work_container)
-    storage.delete_prefix(work, layout.work_prefix)
+    service = storage.blob_service(settings.storage)
+    if settings.blob_mode:  # the service's output folders: their lines are in the run folder
+        outputs = service.get_container_client(settings.service_output_container)
+        with contextlib.suppress(ResourceNotFoundError):
+            storage.delete_prefix(outputs, layout.service_prefix)
+    storage.delete_prefix(service.get_container_client(settings.work_container), layout.work_prefix)
     return {"input": moved, "deleted_files": deleted}

@@ -128,9 +128,17 @@ class BlobReader(io.RawIOBase):
 class BlobWriter:
     """A write-only stream into a block blob; nothing is visible until `close()` commits it."""
 
-    def __init__(self, client: BlobClient, content_type: str = "application/jsonl") -> None:
+    def __init__(
+        self,
+        client: BlobClient,
+        content_type: str = "application/jsonl",
+        create_only: bool = False,
+    ) -> None:
         self._client = client
         self._content_type = content_type
+        # Commit only if the blob does not exist yet: a blob the service may be reading is
+        # never replaced (it would fail the batch with `input_modified`).
+        self._conditions: dict[str, Any] = {"if_none_match": "*"} if create_only else {}
         self._pending = bytearray()
         self._blocks: list[str] = []
         self.bytes_written = 0
@@ -153,16 +161,25 @@ class BlobWriter:
         goes in one request (a single Put Blob, as atomic as a block list commit)."""
         from azure.storage.blob import BlobBlock, ContentSettings
 
-        if not self._blocks:
-            write_bytes(self._client, bytes(self._pending), self._content_type)
-            self._pending.clear()
-            return
-        if self._pending:
-            self._stage()
-        self._client.commit_block_list(
-            [BlobBlock(block_id=b) for b in self._blocks],
-            content_settings=ContentSettings(content_type=self._content_type),
-        )
+        try:
+            if not self._blocks:
+                write_bytes(
+                    self._client, bytes(self._pending), self._content_type, **self._conditions
+                )
+                self._pending.clear()
+                return
+            if self._pending:
+                self._stage()
+            self._client.commit_block_list(
+                [BlobBlock(block_id=b) for b in self._blocks],
+                content_settings=ContentSettings(content_type=self._content_type),
+                **self._conditions,
+            )
+        except ResourceExistsError:
+            if not self._conditions:
+                raise
+            # create-only: another execution of the same step committed it first (the same
+            # content: every step is deterministic in what it writes); keep that one.
 
     def __enter__(self) -> BlobWriter:
         return self
@@ -172,11 +189,35 @@ class BlobWriter:
             self.close()
 
 
-def write_bytes(client: BlobClient, data: bytes, content_type: str) -> None:
+class Discard:
+    """A sink that drops what it is given: for a create-only blob that already exists."""
+
+    bytes_written = 0
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+    def close(self) -> None:
+        pass
+
+
+def write_once(client: BlobClient) -> BlobWriter | Discard:
+    """A writer for a blob that, once written, never changes (a chunk the service reads in
+    blob mode): `Discard` when it exists already (a step run again), else a create-only
+    writer."""
+    return Discard() if exists(client) else BlobWriter(client, create_only=True)
+
+
+def write_bytes(
+    client: BlobClient, data: bytes, content_type: str, if_none_match: str | None = None
+) -> None:
+    """Put a small blob; with `if_none_match="*"` only if it does not exist yet."""
     from azure.storage.blob import ContentSettings
 
     client.upload_blob(
-        data, overwrite=True, content_settings=ContentSettings(content_type=content_type)
+        data,
+        overwrite=if_none_match is None,
+        content_settings=ContentSettings(content_type=content_type),
     )
 
 

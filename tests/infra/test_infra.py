@@ -30,7 +30,6 @@ from tests.support.bicep import (
     KNOWN_ROLES,
     MAIN,
     OPENAI_USER,
-    PENDING_SETTINGS,
     ROLE_ASSIGNMENT,
     ROOT,
     STORAGE,
@@ -364,7 +363,7 @@ def test_scale_settings_are_parameters_of_main() -> None:
 
 def test_every_app_setting_is_known() -> None:
     names = set(app_settings())
-    known = {s.name for s in SETTINGS} | HOST_SETTINGS | set(PENDING_SETTINGS) | DTS_SETTINGS
+    known = {s.name for s in SETTINGS} | HOST_SETTINGS | DTS_SETTINGS
     assert names <= known, f"settings the code does not read: {sorted(names - known)}"
     assert not names & FORBIDDEN_SETTINGS, names & FORBIDDEN_SETTINGS
 
@@ -591,23 +590,15 @@ def test_openai_account_is_created_only_without_an_existing_one() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_pending_settings_agree_with_the_code() -> None:
-    """Once batching/settings.py declares a pending setting, its default must be infra's."""
-    code = {s.name: s.default for s in SETTINGS}
-    for name, default in PENDING_SETTINGS.items():
-        if name in code:
-            assert code[name] == default, f"{name}: code default {code[name]!r} != {default!r}"
-
-
-def test_batch_mode_is_a_parameter_files_until_the_app_uses_blob_mode() -> None:
+def test_batch_mode_is_a_parameter_blob_by_default_as_in_the_code() -> None:
     main = parsed(MAIN)
     param = main["parameters"]["batchMode"]
     assert param["type"] == "string"
-    assert param["default"] == "files" == DEFAULTS["AZURE_OPENAI_BATCH_MODE"]
+    assert param["default"] == "blob" == DEFAULTS["AZURE_OPENAI_BATCH_MODE"]
     allowed = [d["argument"] for d in param["decorators"] if d["type"] == "allowed"]
     assert allowed == [["blob", "files"]]
     params = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
-    assert params["batchMode"]["value"] == "${AZURE_OPENAI_BATCH_MODE=files}"
+    assert params["batchMode"]["value"] == "${AZURE_OPENAI_BATCH_MODE=blob}"
     assert main["outputs"]["AZURE_OPENAI_BATCH_MODE"]["value"] == "batchMode"
     assert main["outputs"]["SERVICE_OUTPUT_CONTAINER"]["value"] == "serviceOutputContainerName"
 

@@ -142,7 +142,8 @@ DEFAULT_PRICE_NAMES = [
 
 def test_every_default_by_hand():
     s = Settings.from_env(BASE)
-    assert s.openai_api_version == "2025-04-01-preview"
+    assert s.openai_api_version == "v1"
+    assert s.batch_mode == "blob"
     assert s.deployments == ()
     assert s.client_id is None
     assert (
@@ -152,8 +153,14 @@ def test_every_default_by_hand():
         s.storage.client_id,
         s.storage.hierarchical_namespace,
     ) == ("UseDevelopmentStorage=true", None, None, None, False)
-    assert s.containers == ("batch-input", "batch-output", "batch-errors", "batch-work")
-    assert s.max_bytes_per_batch == 200_000_000
+    assert s.containers == (
+        "batch-input",
+        "batch-output",
+        "batch-errors",
+        "batch-work",
+        "batch-service-output",
+    )
+    assert s.max_bytes_per_batch == 1_000_000_000  # blob mode's service limit
     assert s.file_expiry_seconds == 1_209_600
     assert s.reconcile_grace_seconds == 300
     assert s.batch_discount == 0.5
@@ -179,6 +186,7 @@ EVERYTHING = {
     "AZURE_OPENAI_ENDPOINT": " https://y.openai.azure.com// ",
     "AZURE_OPENAI_API_KEY": " key ",
     "AZURE_OPENAI_API_VERSION": "2024-10-21",
+    "AZURE_OPENAI_BATCH_MODE": "files",
     "AZURE_OPENAI_DEPLOYMENTS": " a , b,, c ,",
     "AZURE_CLIENT_ID": "app-id",
     "BATCH_STORAGE": "conn",
@@ -190,6 +198,7 @@ EVERYTHING = {
     "OUTPUT_CONTAINER": "out",
     "ERROR_CONTAINER": "err",
     "WORK_CONTAINER": "work",
+    "SERVICE_OUTPUT_CONTAINER": "svc",
     "POLL_INITIAL_SECONDS": "7",
     "POLL_MAX_SECONDS": "8",
     "POLLS_PER_HISTORY": "9",
@@ -232,7 +241,8 @@ def test_every_setting_is_read_stripped_and_converted():
         "storage-id",
         True,
     )
-    assert s.containers == ("in", "out", "err", "work")
+    assert (s.batch_mode, s.service_output_container) == ("files", "svc")
+    assert s.containers == ("in", "out", "err", "work")  # files mode: no service output
     assert (s.max_requests_per_batch, s.max_bytes_per_batch) == (10, 1024)
     assert s.invalid_lines == "skip"
     assert (s.file_expiry_seconds, s.reconcile_grace_seconds) == (0, 0)
@@ -261,7 +271,6 @@ MINIMUMS = {
     "POLL_MAX_SECONDS": 1,
     "POLLS_PER_HISTORY": 1,
     "MAX_REQUESTS_PER_BATCH": 1,
-    "MAX_BYTES_PER_BATCH": 1024,
     "FILE_EXPIRY_SECONDS": 0,
     "QUOTA_RETRY_INITIAL_SECONDS": 1,
     "QUOTA_RETRY_MAX_SECONDS": 1,
@@ -410,3 +419,72 @@ def test_settings_are_read_from_the_process_environment_by_default(monkeypatch):
 def test_only_trailing_slashes_leave_the_endpoint():
     s = Settings.from_env({**BASE, "AZURE_OPENAI_ENDPOINT": "http://127.0.0.1:8080/BOX/"})
     assert s.openai_endpoint == "http://127.0.0.1:8080/BOX"
+
+
+@pytest.mark.parametrize(
+    ("mode", "limit"), [("files", 200_000_000), ("blob", 1_000_000_000)]
+)
+def test_max_bytes_per_batch_defaults_to_the_mode_limit_and_may_not_pass_it(mode, limit):
+    """The service takes 200 MB uploaded and 1 GB from a blob (batch how-to, blob storage
+    page): 0 (the default) means that limit; more than it is refused, as is 1 to 1023."""
+    base = {**BASE, "AZURE_OPENAI_BATCH_MODE": mode}
+    assert Settings.from_env(base).max_bytes_per_batch == limit
+    assert Settings.from_env({**base, "MAX_BYTES_PER_BATCH": "0"}).max_bytes_per_batch == limit
+    at = Settings.from_env({**base, "MAX_BYTES_PER_BATCH": str(limit)})
+    assert at.max_bytes_per_batch == limit
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({**base, "MAX_BYTES_PER_BATCH": str(limit + 1)})
+    assert str(info.value) == (
+        f"MAX_BYTES_PER_BATCH must be at most {limit:,} in {mode} mode (the service's limit), "
+        f"not {limit + 1:,}"
+    )
+    assert Settings.from_env({**base, "MAX_BYTES_PER_BATCH": "1024"}).max_bytes_per_batch == 1024
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({**base, "MAX_BYTES_PER_BATCH": "1023"})
+    assert str(info.value) == "MAX_BYTES_PER_BATCH must be 0 or at least 1024, not 1023"
+    with pytest.raises(SettingsError, match="must be at least 0, not -1"):
+        Settings.from_env({**base, "MAX_BYTES_PER_BATCH": "-1"})
+
+
+@pytest.mark.parametrize(
+    ("mode", "version", "accepted"),
+    [
+        ("blob", "v1", True),
+        ("blob", "2025-04-01-preview", True),  # the first dated version with input_blob
+        ("blob", "2025-07-01-preview", True),
+        ("blob", "2025-03-01-preview", False),
+        ("blob", "2024-10-21", False),
+        ("files", "2024-10-21", True),
+        ("files", "v1", True),
+    ],
+)
+def test_blob_mode_needs_the_v1_api_or_a_dated_version_that_knows_input_blob(
+    mode, version, accepted
+):
+    env = {**BASE, "AZURE_OPENAI_BATCH_MODE": mode, "AZURE_OPENAI_API_VERSION": version}
+    if accepted:
+        assert Settings.from_env(env).openai_api_version == version
+        return
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env(env)
+    assert str(info.value) == (
+        "AZURE_OPENAI_API_VERSION must be 'v1' or 2025-04-01-preview or later in blob mode, "
+        f"not {version!r}"
+    )
+
+
+@pytest.mark.parametrize("raw", ["v2", "latest", "2025-4-1", "2025-04-01-beta", "V1"])
+def test_an_api_version_is_v1_or_a_dated_one(raw):
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({**BASE, "AZURE_OPENAI_API_VERSION": raw})
+    assert str(info.value) == (
+        "AZURE_OPENAI_API_VERSION must be 'v1' or a dated version like 2025-04-01-preview, "
+        f"not {raw!r}"
+    )
+
+
+@pytest.mark.parametrize("raw", ["Blob", "file", "both", "upload"])
+def test_the_batch_mode_is_blob_or_files(raw):
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({**BASE, "AZURE_OPENAI_BATCH_MODE": raw})
+    assert str(info.value) == f"AZURE_OPENAI_BATCH_MODE must be 'blob' or 'files', not {raw!r}"

@@ -11,7 +11,7 @@ import httpx
 import openai
 import orjson
 import pytest
-from openai import AzureOpenAI
+from openai import AzureOpenAI, OpenAI
 
 from batching.service import aoai
 from batching.settings import Settings
@@ -38,12 +38,14 @@ def em(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.Emulator]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def c(em: services.Emulator) -> AzureOpenAI:
+@pytest.fixture(scope="module", params=["v1", "2025-04-01-preview"])
+def c(em: services.Emulator, request: pytest.FixtureRequest) -> OpenAI:
+    """The app's client on the v1 API (its default) and on the dated api-version path."""
     settings = Settings.from_env(
         {
             "AZURE_OPENAI_ENDPOINT": em.endpoint,
             "AZURE_OPENAI_API_KEY": "k",
+            "AZURE_OPENAI_API_VERSION": request.param,
             "BATCH_STORAGE": "UseDevelopmentStorage=true",
         }
     )
@@ -54,7 +56,7 @@ def _scenario(em: services.Emulator, **changes: object) -> None:
     httpx.post(f"{em.endpoint}/_emulator/scenario", json=changes).raise_for_status()
 
 
-def _processed_upload(c: AzureOpenAI, name: str) -> str:
+def _processed_upload(c: OpenAI, name: str) -> str:
     uploaded = aoai.upload(c, name, io.BytesIO(LINE + b"\n"), 0)
     for _ in itertools.count():
         if aoai.get_file(c, uploaded["id"])["status"] == "processed":
@@ -63,15 +65,17 @@ def _processed_upload(c: AzureOpenAI, name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def input_file(c: AzureOpenAI) -> str:
+def input_file(c: OpenAI) -> str:
     return _processed_upload(c, "aoai-test-input.jsonl")
 
 
-def _create(c: AzureOpenAI, file_id: str, key: str) -> dict[str, object]:
-    return aoai.create_batch(c, file_id, "/chat/completions", {"key": key}, 0)
+def _create(c: OpenAI, file_id: str, key: str) -> dict[str, object]:
+    return aoai.create_batch(
+        c, aoai.BatchInput(file_id=file_id), "/chat/completions", {"key": key}, 0
+    )
 
 
-def test_find_batch_since_reads_past_the_first_page_of_100(c: AzureOpenAI, input_file: str) -> None:
+def test_find_batch_since_reads_past_the_first_page_of_100(c: OpenAI, input_file: str) -> None:
     """The recovery lookup: the batch of a key, listing newest first across pages."""
     oldest = _create(c, input_file, "paging-oldest")
     for i in range(150):  # the list is newest first: the oldest ends up on page 2
@@ -86,7 +90,7 @@ def test_find_batch_since_reads_past_the_first_page_of_100(c: AzureOpenAI, input
 
 
 def test_find_batch_since_stops_at_the_first_batch_older_than_since(
-    c: AzureOpenAI, input_file: str
+    c: OpenAI, input_file: str
 ) -> None:
     made = _create(c, input_file, "since-stop")
     created = int(aoai.get_batch(c, str(made["id"]))["created_at"])
@@ -95,7 +99,7 @@ def test_find_batch_since_stops_at_the_first_batch_older_than_since(
     assert aoai.find_batch_since(c, "since-stop", since=created + 3600) is None
 
 
-def test_find_file_since_matches_by_name(c: AzureOpenAI) -> None:
+def test_find_file_since_matches_by_name(c: OpenAI) -> None:
     first = _processed_upload(c, "named/run-7/c0.jsonl")
     _processed_upload(c, "named/run-7/c1.jsonl")
     found = aoai.find_file_since(c, "named/run-7/c0.jsonl", since=0)
@@ -110,41 +114,47 @@ def test_find_file_since_matches_by_name(c: AzureOpenAI) -> None:
     assert aoai.find_file_since(c, "named/run-7/c0.jsonl", since=0) is None
 
 
-def test_upload_with_an_expiry_sets_expires_at(c: AzureOpenAI) -> None:
+def test_upload_with_an_expiry_sets_expires_at(c: OpenAI) -> None:
     with_expiry = aoai.upload(c, "expiring.jsonl", io.BytesIO(LINE + b"\n"), 1_209_600)
     assert with_expiry["expires_at"] == with_expiry["created_at"] + 1_209_600
     without = aoai.upload(c, "not-expiring.jsonl", io.BytesIO(LINE + b"\n"), 0)
     assert without["expires_at"] is None
 
 
-def test_create_batch_sends_the_output_expiry_only_when_set(
-    c: AzureOpenAI, input_file: str
-) -> None:
+def test_create_batch_sends_the_output_expiry_only_when_set(c: OpenAI, input_file: str) -> None:
     # The service accepts 14 to 30 days: an expiry of 1 s that reached it would be refused.
     with pytest.raises(openai.BadRequestError, match=r"expires_after\.seconds"):
-        aoai.create_batch(c, input_file, "/chat/completions", {"key": "short"}, 1)
-    assert aoai.create_batch(c, input_file, "/chat/completions", {"key": "none"}, 0)["id"]
-    b = aoai.create_batch(c, input_file, "/chat/completions", {"key": "expiry"}, 1_209_600)
+        aoai.create_batch(
+            c, aoai.BatchInput(file_id=input_file), "/chat/completions", {"key": "short"}, 1
+        )
+    assert aoai.create_batch(
+        c, aoai.BatchInput(file_id=input_file), "/chat/completions", {"key": "none"}, 0
+    )["id"]
+    b = aoai.create_batch(
+        c, aoai.BatchInput(file_id=input_file), "/chat/completions", {"key": "expiry"}, 1_209_600
+    )
     assert b["metadata"] == {"key": "expiry"}
     assert b["input_file_id"] == input_file
     assert aoai.get_batch(c, str(b["id"]))["id"] == b["id"]
 
 
 def test_create_batch_raises_quota_exceeded_on_token_limit(
-    c: AzureOpenAI, input_file: str, em: services.Emulator
+    c: OpenAI, input_file: str, em: services.Emulator
 ) -> None:
     _scenario(em, next_batches=["token_limit_fail_fast"])
     with pytest.raises(aoai.QuotaExceeded, match="token_limit_exceeded"):
         _create(c, input_file, "quota")
 
 
-def test_other_bad_requests_are_not_quota(c: AzureOpenAI) -> None:
+def test_other_bad_requests_are_not_quota(c: OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        aoai.create_batch(c, "file-missing", "/embeddings", {"key": "bad"}, 0)
+        aoai.create_batch(
+            c, aoai.BatchInput(file_id="file-missing"), "/embeddings", {"key": "bad"}, 0
+        )
     assert not isinstance(caught.value, aoai.QuotaExceeded)
 
 
-def test_cancel_batch_cancels_a_running_batch(c: AzureOpenAI, input_file: str) -> None:
+def test_cancel_batch_cancels_a_running_batch(c: OpenAI, input_file: str) -> None:
     b = _create(c, input_file, "to-cancel")
     assert aoai.cancel_batch(c, str(b["id"]))["status"] in ("cancelling", "cancelled")
     # Cancelling again (the service refuses: it is already cancelling) answers with the batch.
@@ -191,6 +201,10 @@ def test_normalize_batch_smooths_the_service_quirks() -> None:
         "failed_at": 11,
         "expired_at": None,
         "cancelled_at": None,
+        "input_blob": None,
+        "output_folder": None,
+        "output_blob": None,
+        "error_blob": None,
     }
     counts = {"total": "5", "completed": 3, "failed": None}
     assert aoai.normalize_batch({"id": "b", "request_counts": counts})["request_counts"] == {
@@ -223,12 +237,12 @@ def test_terminal_statuses_are_the_four_ends() -> None:
     assert frozenset({"completed", "failed", "expired", "cancelled"}) == aoai.TERMINAL
 
 
-def test_file_content_streams_the_upload(c: AzureOpenAI, tmp_path: Path) -> None:
+def test_file_content_streams_the_upload(c: OpenAI, tmp_path: Path) -> None:
     file_id = _processed_upload(c, "content.jsonl")
     assert b"".join(aoai.file_content(c, file_id)) == LINE + b"\n"
 
 
-def _ended_batch(c: AzureOpenAI, em: services.Emulator, input_file: str, key: str) -> str:
+def _ended_batch(c: OpenAI, em: services.Emulator, input_file: str, key: str) -> str:
     """A batch of a fraction of a second (this module's others last an hour), once it ended."""
     _scenario(em, batch_duration=0.2)
     try:
@@ -242,7 +256,7 @@ def _ended_batch(c: AzureOpenAI, em: services.Emulator, input_file: str, key: st
 
 
 def test_cancel_of_an_ended_batch_answers_with_the_batch(
-    c: AzureOpenAI, em: services.Emulator, input_file: str
+    c: OpenAI, em: services.Emulator, input_file: str
 ) -> None:
     batch_id = _ended_batch(c, em, input_file, "ended-then-cancelled")
     answer = aoai.cancel_batch(c, batch_id)
@@ -254,7 +268,7 @@ def test_cancel_of_an_ended_batch_answers_with_the_batch(
 
 
 def test_upload_lookups_see_only_batch_inputs_not_outputs(
-    c: AzureOpenAI, em: services.Emulator, input_file: str
+    c: OpenAI, em: services.Emulator, input_file: str
 ) -> None:
     batch_id = _ended_batch(c, em, input_file, "outputs-are-not-uploads")
     output_id = aoai.get_batch(c, batch_id)["output_file_id"]
@@ -279,7 +293,35 @@ def test_normalize_batch_keeps_every_field_the_service_set() -> None:
         "expired_at": 4,
         "cancelled_at": 5,
     }
-    assert aoai.normalize_batch(raw) == {**raw, "errors": []}
+    blob_fields = {
+        "input_blob": None,
+        "output_folder": None,
+        "output_blob": None,
+        "error_blob": None,
+    }
+    assert aoai.normalize_batch(raw) == {**raw, "errors": [], **blob_fields}
+
+
+def test_normalize_batch_keeps_blob_mode_urls_and_drops_the_empty_ones_of_a_running_batch() -> None:
+    folder = "https://acct.blob.core.windows.net/out/run/c0-r0-a0"
+    running = {
+        "id": "batch_3",
+        "input_file_id": None,
+        "input_blob": "https://acct.blob.core.windows.net/work/run/input.jsonl",
+        "output_folder": {"url": folder},
+        "output_blob": "",
+        "error_blob": "",
+    }
+    b = aoai.normalize_batch(running)
+    assert (b["input_blob"], b["output_folder"]) == (running["input_blob"], folder)
+    assert (b["output_blob"], b["error_blob"]) == (None, None)
+    ended = {
+        **running,
+        "output_blob": f"{folder}/g/results.jsonl",
+        "error_blob": f"{folder}/g/errors.jsonl",
+    }
+    b = aoai.normalize_batch(ended)
+    assert (b["output_blob"], b["error_blob"]) == (ended["output_blob"], ended["error_blob"])
 
 
 def test_the_client_is_one_per_endpoint_key_version_and_identity() -> None:
@@ -295,8 +337,28 @@ def test_the_client_is_one_per_endpoint_key_version_and_identity() -> None:
     first, again, other = (aoai.client(settings(i)) for i in ("id-1", "id-1", "id-2"))
     assert first is again
     assert first is not other
-    # no key: Entra ID tokens from the managed identity
-    assert first._azure_ad_token_provider is not None
+    # the v1 API by default: the plain client at /openai/v1/, with no api-version
+    assert type(first) is OpenAI
+    assert str(first.base_url) == "https://x.openai.azure.com/openai/v1/"
+    # no key: Entra ID tokens from the managed identity, as the api_key provider
+    assert first._api_key_provider is not None
+    assert "api-key" not in first.default_headers
+
+
+def test_a_dated_api_version_selects_the_azure_client_and_a_key_goes_as_api_key() -> None:
+    env = {
+        "AZURE_OPENAI_ENDPOINT": "https://x.openai.azure.com",
+        "BATCH_STORAGE": "UseDevelopmentStorage=true",
+        "AZURE_OPENAI_API_KEY": "k-1",
+    }
+    v1 = aoai.client(Settings.from_env(env))
+    assert type(v1) is OpenAI
+    assert v1.default_headers["api-key"] == "k-1"
+    dated = aoai.client(
+        Settings.from_env({**env, "AZURE_OPENAI_API_VERSION": "2025-04-01-preview"})
+    )
+    assert isinstance(dated, AzureOpenAI)
+    assert dated._custom_query == {"api-version": "2025-04-01-preview"}
 
 
 class _Listing:

@@ -1,5 +1,9 @@
 """Crash safety: a worker that dies after an activity's side effect, before its result is recorded.
 
+In both batch modes: files (uploads through the Files API, batch metadata) and blob (the service
+reads the staged chunks and writes to its own output folders; no metadata, so a lost create is
+found by its attempt's folder).
+
 For every activity execution of a representative run (a file split into three chunks, one invalid
 line skipped, the first batch expired and its unfinished half resubmitted in a second round), the
 host's `crash_hook` drops that execution's result once, as if the worker died right after the
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -61,8 +66,9 @@ BOUNDARIES = [(name, n) for name, count in SHAPE.items() for n in range(count)]
 class Harness:
     """One stack for all runs; each run is a new file, so runs do not share anything."""
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, mode: str) -> None:
         self.stack = stack
+        self.mode = mode
         self.runs = 0
         self._lock = threading.Lock()
 
@@ -125,7 +131,13 @@ class Harness:
             "live_files": after["files"],
             "inputs_left": stack.names("input"),
             "work_left": [n for n in stack.names("work") if n.startswith(run_id)],
+            "service_left": [n for n in self._service_blobs() if n.startswith(run_id)],
         }
+
+    def _service_blobs(self) -> list[str]:
+        if self.mode != "blob":
+            return []
+        return self.stack.names("service_output")
 
     def _batches(self, run_id: str) -> list[tuple[int, str]]:
         client = AzureOpenAI(
@@ -134,10 +146,20 @@ class Harness:
             api_version="2024-10-21",
             max_retries=0,
         )
-        mine = [b for b in client.batches.list(limit=100) if b.metadata["run_id"] == run_id]
-        return sorted(
-            (int(b.metadata["key"].split("/r")[-1].split("/")[0]), b.status) for b in mine
-        )
+        found = []
+        for b in client.batches.list(limit=100):
+            if self.mode == "files":
+                if b.metadata and b.metadata["run_id"] == run_id:
+                    found.append((int(b.metadata["key"].split("/r")[-1].split("/")[0]), b.status))
+                continue
+            # blob mode: no metadata; the attempt's output folder names run, chunk and round
+            assert not b.metadata, "metadata was sent in blob mode"
+            folder = str(b.model_dump()["output_folder"]["url"])
+            match = re.search(r"/([^/]+)/c(\d+)-r(\d+)-a(\d+)$", folder)
+            assert match, folder
+            if match[1] == run_id:
+                found.append((int(match[3]), b.status))
+        return sorted(found)
 
     def _outputs(self, path: str, run_id: str) -> dict[str, Any]:
         """The run folder, reduced to what must not depend on timing: answers by custom_id,
@@ -173,13 +195,14 @@ class Harness:
         }
 
 
-@pytest.fixture(scope="module")
-def harness(azurite, tmp_path_factory) -> Iterator[Harness]:
+@pytest.fixture(scope="module", params=["files", "blob"])
+def harness(azurite, tmp_path_factory, request) -> Iterator[Harness]:
     clock = VirtualClock(datetime.now(UTC))
+    env = {**ENV, "AZURE_OPENAI_BATCH_MODE": request.param}
     with local_stack(
-        azurite, tmp_path_factory.mktemp("crash"), batch_duration=3.0, extra_env=ENV, clock=clock
+        azurite, tmp_path_factory.mktemp("crash"), batch_duration=3.0, extra_env=env, clock=clock
     ) as stack:
-        yield Harness(stack)
+        yield Harness(stack, request.param)
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +210,7 @@ def baseline(harness: Harness) -> dict[str, Any]:
     return harness.run()
 
 
-def test_undisturbed_run_is_representative(baseline):
+def test_undisturbed_run_is_representative(harness, baseline):
     """The reference run splits, resubmits and writes every output; its executions are SHAPE."""
     assert Counter(baseline["sequence"]) == SHAPE, baseline["sequence"]
     seen = baseline["seen"]
@@ -210,8 +233,10 @@ def test_undisturbed_run_is_representative(baseline):
         "results.jsonl",
         "table.csv",
     ]
-    assert baseline["uploads"] == 4 and len(baseline["batches"]) == 4
+    uploads = 4 if harness.mode == "files" else 0  # blob mode: the service reads the chunks
+    assert baseline["uploads"] == uploads and len(baseline["batches"]) == 4
     assert baseline["live_files"] == 0 and baseline["work_left"] == []
+    assert baseline["service_left"] == []
 
 
 @pytest.mark.parametrize("boundary", BOUNDARIES, ids=[f"{a}#{n}" for a, n in BOUNDARIES])
@@ -223,6 +248,7 @@ def test_crash_after_activity_changes_nothing(harness, baseline, boundary):
     assert disturbed["batches"] == baseline["batches"], "a batch was created twice"
     assert disturbed["live_files"] == 0, "an Azure OpenAI file was left behind"
     assert disturbed["inputs_left"] == [] and disturbed["work_left"] == []
+    assert disturbed["service_left"] == [], "the service's output folder was left behind"
     assert disturbed["output"]["status"] == baseline["output"]["status"] == "completed"
 
 
@@ -236,4 +262,5 @@ def test_crash_in_every_orchestrator_episode_changes_nothing(harness, baseline):
     assert disturbed["batches"] == baseline["batches"], "a batch was created twice"
     assert disturbed["live_files"] == 0, "an Azure OpenAI file was left behind"
     assert disturbed["inputs_left"] == [] and disturbed["work_left"] == []
+    assert disturbed["service_left"] == []
     assert disturbed["output"]["status"] == "completed"

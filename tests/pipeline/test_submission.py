@@ -32,6 +32,7 @@ def env(azurite, blob_service, fresh_emulator):
         {
             "AZURE_OPENAI_ENDPOINT": fresh_emulator.endpoint,
             "AZURE_OPENAI_API_KEY": "k",
+            "AZURE_OPENAI_BATCH_MODE": "files",
             "BATCH_STORAGE": azurite.connection_string,
             "INPUT_CONTAINER": container,
             "WORK_CONTAINER": container,
@@ -49,13 +50,16 @@ def _submit(settings, ref, key="run-1/c0/r0", attempt=0):
     for _ in range(100):
         out = submission.submit_batch(
             settings,
-            "run-1",
-            {"container": ref.container, "path": ref.path},
-            key,
-            attempt,
-            ref.to_dict(),
-            "/chat/completions",
-            100,
+            {
+                "run_id": "run-1",
+                "source": {"container": ref.container, "path": ref.path},
+                "key": key,
+                "attempt": attempt,
+                "input": ref.to_dict(),
+                "endpoint": "/chat/completions",
+                "tokens": 100,
+                "etag": None,
+            },
         )
         if out["status"] != "pending":
             return out

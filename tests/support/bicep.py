@@ -80,14 +80,7 @@ FORBIDDEN_SETTINGS = {
     "FUNCTIONS_WORKER_RUNTIME",
     "FUNCTIONS_EXTENSION_VERSION",
 }
-# TODO(lead): settings of blob batch mode (issue 16) that infra/main.bicep already sets but
-# batching/settings.py does not declare yet, with the defaults infra assumes. Add them to SETTINGS
-# (test_pending_settings_agree_with_the_code then checks the defaults) and delete this set.
-PENDING_SETTINGS = {
-    "AZURE_OPENAI_BATCH_MODE": "files",
-    "SERVICE_OUTPUT_CONTAINER": "batch-service-output",
-}
-DEFAULTS = {**PENDING_SETTINGS, **{s.name: s.default for s in SETTINGS}}
+DEFAULTS = {s.name: s.default for s in SETTINGS}
 
 
 # ---------------------------------------------------------------------------------------------

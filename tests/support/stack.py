@@ -44,6 +44,7 @@ def fast_settings(
         "OUTPUT_CONTAINER": f"{tag}-out",
         "ERROR_CONTAINER": f"{tag}-err",
         "WORK_CONTAINER": f"{tag}-work",
+        "SERVICE_OUTPUT_CONTAINER": f"{tag}-svc",
         "RUNS_TABLE": "runs" + re.sub("[^A-Za-z0-9]", "", tag),
         "POLL_INITIAL_SECONDS": "1",
         "POLL_MAX_SECONDS": "2",
@@ -144,7 +145,12 @@ def local_stack(
 
     tag = f"t{os.urandom(3).hex()}"
     with services.emulator(
-        tmp / "emulator", batch_duration=batch_duration, api_key="test-key"
+        tmp / "emulator",
+        batch_duration=batch_duration,
+        api_key="test-key",
+        # blob mode: the emulated service reaches Azurite's account, as the real one reaches
+        # the data account with its identity
+        extra_args=["--storage-connection-string", azurite.connection_string],
     ) as em:
         if isinstance(clock, VirtualClock):
             _emulator_follows(clock, em)
