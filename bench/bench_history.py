@@ -2,7 +2,7 @@
 and batches. Run:
 
     .venv/bin/python -m bench.bench_history [--files 60] [--requests 20] [--duration 8]
-        [--old-files 3000] [--old-batches 300]
+        [--old-files 3000] [--old-batches 300] [--modes blob,files]
 
 For each case, a fresh local stack (Azurite, the emulator with batch duration D, the host running
 the unchanged `function_app`); in the second case the emulator is first filled, an hour in the
@@ -133,10 +133,10 @@ def seed(p: Pipeline, files: int, batches: int) -> None:
 
 
 def measure(
-    files: int, requests: int, duration: float, old_files: int, old_batches: int
+    files: int, requests: int, duration: float, old_files: int, old_batches: int, mode: str
 ) -> dict[str, Any]:
     counters = Counters()
-    with pipeline(duration, 2) as p:
+    with pipeline(duration, 2, {"AZURE_OPENAI_BATCH_MODE": mode}) as p:
         if old_files or old_batches:
             seed(p, old_files, old_batches)
         before = Counter(_emulator(p)["requests"])
@@ -154,6 +154,7 @@ def measure(
             p.settings.input_container, p.settings.output_container, files
         )
         return {
+            "mode": mode,
             "old_files": old_files,
             "old_batches": old_batches,
             "wall_s": round(timing["wall_s"], 1),
@@ -172,18 +173,25 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8.0, help="emulator batch duration D")
     parser.add_argument("--old-files", type=int, default=3000)
     parser.add_argument("--old-batches", type=int, default=300)
+    parser.add_argument(
+        "--modes", default="blob", help="comma-separated batch modes to measure: blob, files"
+    )
     args = parser.parse_args()
-    empty = measure(args.files, args.requests, args.duration, 0, 0)
-    loaded = measure(args.files, args.requests, args.duration, args.old_files, args.old_batches)
-    result = {
-        "files": args.files,
-        "requests_per_file": args.requests,
-        "batch_duration_s": args.duration,
-        "empty": empty,
-        "loaded": loaded,
-        "wall_ratio": round(loaded["wall_s"] / empty["wall_s"], 2),
-    }
-    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    for mode in args.modes.split(","):
+        common = (args.files, args.requests, args.duration)
+        empty = measure(*common, 0, 0, mode)
+        result: dict[str, Any] = {
+            "mode": mode,
+            "files": args.files,
+            "requests_per_file": args.requests,
+            "batch_duration_s": args.duration,
+            "empty": empty,
+        }
+        if args.old_files or args.old_batches:
+            loaded = measure(*common, args.old_files, args.old_batches, mode)
+            result["loaded"] = loaded
+            result["wall_ratio"] = round(loaded["wall_s"] / empty["wall_s"], 2)
+        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode(), flush=True)
 
 
 if __name__ == "__main__":

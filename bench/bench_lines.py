@@ -175,7 +175,9 @@ def stack_child(paths: list[Path]) -> None:
         root = Path(tmp)
         az = stack.enter_context(services.azurite(root / "azurite"))
         em = stack.enter_context(
-            services.emulator(root / "em", batch_duration=1.0, api_key="test-key")
+            services.emulator(
+                root / "em", batch_duration=1.0, api_key="test-key", storage=az.connection_string
+            )
         )
         env = fast_settings(az, em, "lines")
         if os.environ.get("MAX_LINE_BYTES"):

@@ -76,7 +76,12 @@ def pipeline(
         root = Path(tmp)
         az = stack.enter_context(services.azurite(root / "azurite"))
         em = stack.enter_context(
-            services.emulator(root / "em", batch_duration=duration, api_key="test-key")
+            services.emulator(
+                root / "em",
+                batch_duration=duration,
+                api_key="test-key",
+                storage=az.connection_string,
+            )
         )
         env = {
             **fast_settings(az, em, "bench"),

@@ -111,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                 port=8765,
                 api_key=values.get("AZURE_OPENAI_API_KEY"),
                 batch_duration=args.batch_duration,
-                # Blob batch mode: the emulated service reaches Azurite's account.
-                extra_args=["--storage-connection-string", az.connection_string],
+                storage=az.connection_string,
             )
         )
         env["AZURE_OPENAI_ENDPOINT"] = em.endpoint

@@ -170,8 +170,12 @@ def emulator(
     batch_duration: float = 2.0,
     extra_args: Sequence[str] = (),
     log_path: Path | None = None,
+    storage: str | None = None,
 ) -> Iterator[Emulator]:
-    """Run `python -m emulator` on loopback; `data_dir` None keeps its state in memory."""
+    """Run `python -m emulator` on loopback; `data_dir` None keeps its state in memory.
+
+    `storage`: a connection string of the account the emulated service reaches in blob mode
+    (as the real one reaches the data account with its identity)."""
     em = Emulator(port or free_port(), api_key)
     cmd = [
         sys.executable,
@@ -190,6 +194,8 @@ def emulator(
         cmd += ["--api-key", api_key]
     if data_dir is not None:
         cmd += ["--data-dir", str(data_dir)]
+    if storage:
+        cmd += ["--storage-connection-string", storage]
     cmd += list(extra_args)
     log = log_path or (data_dir / "emulator.log" if data_dir else Path(os.devnull))
     with child(cmd, "emulator", f"{em.endpoint}/_emulator/state", log) as proc:

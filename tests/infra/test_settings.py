@@ -421,9 +421,7 @@ def test_only_trailing_slashes_leave_the_endpoint():
     assert s.openai_endpoint == "http://127.0.0.1:8080/BOX"
 
 
-@pytest.mark.parametrize(
-    ("mode", "limit"), [("files", 200_000_000), ("blob", 1_000_000_000)]
-)
+@pytest.mark.parametrize(("mode", "limit"), [("files", 200_000_000), ("blob", 1_000_000_000)])
 def test_max_bytes_per_batch_defaults_to_the_mode_limit_and_may_not_pass_it(mode, limit):
     """The service takes 200 MB uploaded and 1 GB from a blob (batch how-to, blob storage
     page): 0 (the default) means that limit; more than it is refused, as is 1 to 1023."""

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -30,7 +29,6 @@ from typing import Any
 
 import orjson
 import pytest
-from openai import AzureOpenAI
 
 from batching.layout import run_id_for
 from devstack.durable.clock import VirtualClock
@@ -140,26 +138,7 @@ class Harness:
         return self.stack.names("service_output")
 
     def _batches(self, run_id: str) -> list[tuple[int, str]]:
-        client = AzureOpenAI(
-            azure_endpoint=self.stack.emulator.endpoint,
-            api_key="test-key",
-            api_version="2024-10-21",
-            max_retries=0,
-        )
-        found = []
-        for b in client.batches.list(limit=100):
-            if self.mode == "files":
-                if b.metadata and b.metadata["run_id"] == run_id:
-                    found.append((int(b.metadata["key"].split("/r")[-1].split("/")[0]), b.status))
-                continue
-            # blob mode: no metadata; the attempt's output folder names run, chunk and round
-            assert not b.metadata, "metadata was sent in blob mode"
-            folder = str(b.model_dump()["output_folder"]["url"])
-            match = re.search(r"/([^/]+)/c(\d+)-r(\d+)-a(\d+)$", folder)
-            assert match, folder
-            if match[1] == run_id:
-                found.append((int(match[3]), b.status))
-        return sorted(found)
+        return self.stack.batches_of(run_id)
 
     def _outputs(self, path: str, run_id: str) -> dict[str, Any]:
         """The run folder, reduced to what must not depend on timing: answers by custom_id,

@@ -26,7 +26,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from openai import AzureOpenAI
 
 from batching.layout import run_id_for
 from devstack.durable.clock import VirtualClock
@@ -50,16 +49,10 @@ class Owner:
         self.stack = stack
         self.count = 0
         self._lock = threading.Lock()
-        self._oai = AzureOpenAI(
-            azure_endpoint=stack.emulator.endpoint,
-            api_key="test-key",
-            api_version="2024-10-21",
-            max_retries=0,
-        )
 
     def batches_ended(self, run_id: str) -> bool:
-        mine = [b for b in self._oai.batches.list(limit=100) if b.metadata["run_id"] == run_id]
-        return bool(mine) and all(b.status in TERMINAL for b in mine)
+        mine = self.stack.batches_of(run_id)
+        return bool(mine) and all(status in TERMINAL for _, status in mine)
 
     def run(self, phase: str, change: Callable[[str], None]) -> dict[str, Any]:
         """Run DATA as a new file; `change(path)` once at `phase`. Returns what happened."""
@@ -123,11 +116,14 @@ class Owner:
         assert not [n for n in stack.names("error") if run_id in n]
 
 
-@pytest.fixture(scope="module")
-def owner(azurite, tmp_path_factory) -> Iterator[Owner]:
+@pytest.fixture(scope="module", params=["blob", "files"])
+def owner(azurite, tmp_path_factory, request) -> Iterator[Owner]:
+    """The same stack for every test of a batch mode: blob (the service reads the staged chunk
+    from the work container) and files (uploaded through the Files API)."""
     clock = VirtualClock(datetime.now(UTC))
+    env = {**ENV, "AZURE_OPENAI_BATCH_MODE": request.param}
     with local_stack(
-        azurite, tmp_path_factory.mktemp("own"), batch_duration=1.0, extra_env=ENV, clock=clock
+        azurite, tmp_path_factory.mktemp("own"), batch_duration=1.0, extra_env=env, clock=clock
     ) as stack:
         yield Owner(stack)
 

@@ -43,7 +43,9 @@ def _instances(port):
 
 
 def test_killed_host_resumes_without_a_second_batch(azurite, tmp_path):
-    with services.emulator(tmp_path / "em", batch_duration=4.0, api_key="test-key") as em:
+    with services.emulator(
+        tmp_path / "em", batch_duration=4.0, api_key="test-key", storage=azurite.connection_string
+    ) as em:
         env = fast_settings(azurite, em, f"k{os.urandom(3).hex()}")
         settings = Settings.from_env(env)
         ensure_containers(settings.storage, settings.containers)
@@ -90,6 +92,10 @@ def test_killed_host_resumes_without_a_second_batch(azurite, tmp_path):
         )
         folder = f"k/file/{inst['instanceId']}"
         out = blobs.get_container_client(settings.output_container)
+        meta = orjson.loads(
+            out.get_blob_client(f"{folder}/metadata.json").download_blob().readall()
+        )
+        assert (meta["status"], meta["reason"]) == ("completed", None), meta
         results = (
             out.get_blob_client(f"{folder}/results.jsonl").download_blob().readall().splitlines()
         )

@@ -39,7 +39,7 @@ def env(azurite, blob_service, tmp_path: Path) -> Iterator[tuple[Settings, Any, 
         tmp_path / "emulator",
         batch_duration=1.0,
         api_key="k",
-        extra_args=["--storage-connection-string", azurite.connection_string],
+        storage=azurite.connection_string,
     ) as em:
         settings = Settings.from_env(
             {

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import orjson
 from azure.storage.blob import BlobServiceClient, ContainerClient
+from openai import AzureOpenAI
 
 from devstack import services
 from devstack.durable.clock import VirtualClock
@@ -110,6 +111,30 @@ class Stack:
     def run_folder(self, source: str, run_id: str) -> str:
         return f"{source[: -len('.jsonl')]}/{run_id}"
 
+    def batches_of(self, run_id: str) -> list[tuple[int, str]]:
+        """(round, status) of the run's batches at the emulator, in either batch mode: files
+        mode's batches carry the run in their metadata, blob mode's (which takes no metadata)
+        in their output folder, `<run id>/c<chunk>-r<round>-a<attempt>`."""
+        client = AzureOpenAI(
+            azure_endpoint=self.emulator.endpoint,
+            api_key="test-key",
+            api_version="2025-04-01-preview",
+            max_retries=0,
+        )
+        found = []
+        for b in client.batches.list(limit=100):
+            if b.metadata:
+                if b.metadata.get("run_id") == run_id:
+                    key = b.metadata["key"]
+                    found.append((int(key.split("/r")[-1].split("/")[0]), b.status))
+                continue
+            folder = str((b.model_dump().get("output_folder") or {}).get("url"))
+            match = re.search(r"/([^/]+)/c(\d+)-r(\d+)-a(\d+)$", folder)
+            assert match, f"a batch with neither metadata nor an output folder: {b.id}"
+            if match[1] == run_id:
+                found.append((int(match[3]), b.status))
+        return sorted(found)
+
 
 def _emulator_follows(clock: VirtualClock, emulator: services.Emulator) -> None:
     """Freeze the emulator's clock at the host's virtual time and move it with it: batches then
@@ -148,9 +173,7 @@ def local_stack(
         tmp / "emulator",
         batch_duration=batch_duration,
         api_key="test-key",
-        # blob mode: the emulated service reaches Azurite's account, as the real one reaches
-        # the data account with its identity
-        extra_args=["--storage-connection-string", azurite.connection_string],
+        storage=azurite.connection_string,
     ) as em:
         if isinstance(clock, VirtualClock):
             _emulator_follows(clock, em)
