@@ -14,7 +14,14 @@ def stack(azurite, tmp_path):
         yield s
 
 
-def test_quickstart_file_becomes_a_run_folder(stack):
+@pytest.mark.parametrize("mode", ["blob", "files"])
+def test_quickstart_file_becomes_a_run_folder(azurite, tmp_path, mode):
+    env = {"AZURE_OPENAI_BATCH_MODE": mode}
+    with local_stack(azurite, tmp_path, extra_env=env) as stack:
+        _quickstart_becomes_a_run_folder(stack, mode)
+
+
+def _quickstart_becomes_a_run_folder(stack, mode):
     stack.drop("demo/quickstart.jsonl", sample("quickstart.jsonl"))
     (run,) = stack.wait_all(1)
     assert run["runtimeStatus"] == "Completed", run
@@ -41,10 +48,33 @@ def test_quickstart_file_becomes_a_run_folder(stack):
     assert meta["tokens"]["usage"]["total"] > 0 and meta["cost"]["total"] > 0
     assert stack.read("output", f"{folder}/input.jsonl") == sample("quickstart.jsonl")
     assert stack.names("input") == [] and stack.names("work") == []
+    assert meta["batch_mode"] == mode
     state = stack.emulator_state()
-    assert (
-        state["files"] == 0
-    )  # input, output and error files deleted after the outputs were written
+    # input, output and error files deleted after the outputs were written
+    assert state["files"] == 0
+    uploads = state["requests"].get("POST /openai/files", 0)
+    if mode == "blob":
+        assert uploads == 0, "blob mode uploads nothing"
+        assert stack.names("service_output") == [], "the service's output folder was left"
+    else:
+        assert uploads == 1
+
+
+def test_a_service_without_read_access_fails_the_run_with_input_no_permissions(stack):
+    """Blob mode: the service's identity lacks its role on the work container (Microsoft Learn,
+    "Configure Azure Blob Storage for batch": `input_no_permissions`). The run ends failed with
+    that reason where users look, and keeps its input for a retry."""
+    stack.scenario(blob_access="none")
+    stack.drop("perm/denied.jsonl", requests_file(3))
+    (run,) = stack.wait_all(1)
+    assert _output(run)["status"] == "failed"
+    folder = stack.run_folder("perm/denied.jsonl", run["instanceId"])
+    meta = orjson.loads(stack.read("output", f"{folder}/metadata.json"))
+    assert "input_no_permissions" in str(meta["batches"][0]["errors"]), meta["batches"]
+    assert meta["reason"] and "read access" in meta["reason"], meta["reason"]
+    report = orjson.loads(stack.read("error", f"{folder}/report.json"))
+    assert report["reason"] == meta["reason"]
+    assert f"{folder}/input.jsonl" in stack.names("error")
 
 
 def _output(run):
