@@ -52,8 +52,10 @@ def collect_batch(
     retry_ref = layout.work(f"{prefix}/retry.jsonl")
     # The next round's input: written once, as a chunk is (the service may be reading it).
     retry = KeyedLines(
-        storage.write_once(storage.blob(settings.storage, retry_ref)),
-        storage.write_once(storage.blob(settings.storage, _positions_ref(retry_ref))),
+        storage.BlobWriter(storage.blob(settings.storage, retry_ref), create_only=True),
+        storage.BlobWriter(
+            storage.blob(settings.storage, _positions_ref(retry_ref)), create_only=True
+        ),
     )
     files: list[str] = []
     outputs: Iterable[Iterator[bytes]]

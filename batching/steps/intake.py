@@ -165,7 +165,9 @@ def prepare_chunks(
     report = _report(settings, layout)
     refs = [layout.work(f"chunks/c{i:04d}.jsonl") for i in range(len(plan))]
     # Written once: a chunk the service may already be reading (blob mode) is never replaced.
-    writers = [storage.write_once(storage.blob(settings.storage, r)) for r in refs]
+    writers = [
+        storage.BlobWriter(storage.blob(settings.storage, r), create_only=True) for r in refs
+    ]
     skipped = storage.BlobWriter(storage.blob(settings.storage, layout.work(SKIPPED)))
     write_chunks(
         storage.read_blocks(storage.blob(settings.storage, layout.snapshot)),

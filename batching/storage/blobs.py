@@ -175,11 +175,12 @@ class BlobWriter:
                 content_settings=ContentSettings(content_type=self._content_type),
                 **self._conditions,
             )
-        except ResourceExistsError:
+        except (ResourceExistsError, ResourceModifiedError):
             if not self._conditions:
                 raise
-            # create-only: another execution of the same step committed it first (the same
-            # content: every step is deterministic in what it writes); keep that one.
+            # create-only: an earlier execution of the same step committed it (the same
+            # content: every step is deterministic in what it writes); keep that one. The
+            # blocks staged meanwhile stay uncommitted and the service discards them.
 
     def __enter__(self) -> BlobWriter:
         return self
@@ -187,25 +188,6 @@ class BlobWriter:
     def __exit__(self, exc_type: object, *_: object) -> None:
         if exc_type is None:
             self.close()
-
-
-class Discard:
-    """A sink that drops what it is given: for a create-only blob that already exists."""
-
-    bytes_written = 0
-
-    def write(self, data: bytes) -> int:
-        return len(data)
-
-    def close(self) -> None:
-        pass
-
-
-def write_once(client: BlobClient) -> BlobWriter | Discard:
-    """A writer for a blob that, once written, never changes (a chunk the service reads in
-    blob mode): `Discard` when it exists already (a step run again), else a create-only
-    writer."""
-    return Discard() if exists(client) else BlobWriter(client, create_only=True)
 
 
 def write_bytes(

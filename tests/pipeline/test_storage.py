@@ -63,6 +63,24 @@ def test_writer_with_nothing_written_makes_an_empty_blob(container):
     assert client.download_blob().readall() == b""
 
 
+@pytest.mark.parametrize("size", [10, 5000], ids=["one-request", "blocks"])
+def test_a_create_only_writer_never_replaces_a_blob(container, monkeypatch, size):
+    """A chunk the service may be reading (blob mode) is written once: a step run again keeps
+    the first blob and its ETag (else the batch would fail with `input_modified`)."""
+    monkeypatch.setattr(storage, "BLOCK_SIZE", 1024)
+    client = container.get_blob_client("chunk.jsonl")
+    with storage.BlobWriter(client, create_only=True) as first:
+        first.write(b"a" * size)
+    etag = client.get_blob_properties().etag
+    with storage.BlobWriter(client, create_only=True) as again:
+        again.write(b"b" * size)
+    assert client.download_blob().readall() == b"a" * size
+    assert client.get_blob_properties().etag == etag
+    with storage.BlobWriter(client) as plain:  # an ordinary writer replaces it
+        plain.write(b"c")
+    assert client.download_blob().readall() == b"c"
+
+
 def test_writer_discards_on_error(container):
     client = container.get_blob_client("partial.jsonl")
     with pytest.raises(RuntimeError), storage.BlobWriter(client) as w:
