@@ -19,7 +19,6 @@ first upload to the last metadata.json.
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -27,63 +26,13 @@ from typing import Any
 
 import httpx
 import orjson
-from azure.core.pipeline.transport import RequestsTransport
 from openai import AzureOpenAI
 
 from bench.bench_pipeline import Pipeline, drive, make_file, pipeline
+from bench.counting import Counters
 
 LISTING = ("GET /openai/files", "GET /openai/batches")
 TERMINAL = ("completed", "failed", "expired", "cancelled")
-
-
-class Counters:
-    """Storage requests by (method, container) and history events, counted in this process."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.storage: Counter[tuple[str, str, bool]] = Counter()
-        self.history = 0
-        self._patches: list[tuple[Any, str, Any]] = []
-
-    def install(self) -> None:
-        from devstack.durable.store import Store
-
-        counters = self
-        send = RequestsTransport.send
-
-        def counting_send(transport: Any, request: Any, **kwargs: Any) -> Any:
-            url = httpx.URL(request.url)
-            parts = url.path.strip("/").split("/")
-            container = parts[1] if len(parts) > 1 else ""
-            listing = url.params.get("comp") == "list"
-            with counters.lock:
-                counters.storage[(request.method, container, listing)] += 1
-            return send(transport, request, **kwargs)
-
-        append = Store.append_history
-
-        def counting_append(store: Any, instance_id: str, events: list[Any]) -> None:
-            with counters.lock:
-                counters.history += len(events)
-            append(store, instance_id, events)
-
-        self._patches = [(RequestsTransport, "send", send), (Store, "append_history", append)]
-        RequestsTransport.send = counting_send  # type: ignore[method-assign]
-        Store.append_history = counting_append  # type: ignore[method-assign]
-
-    def uninstall(self) -> None:
-        for owner, name, original in self._patches:
-            setattr(owner, name, original)
-
-    def app_storage(self, input_container: str, output_container: str, uploads: int) -> int:
-        """Requests the app made: all but the watcher's and the benchmark's listing of the
-        input and output containers, and the benchmark's own uploads."""
-        own = sum(
-            n
-            for (method, container, listing), n in self.storage.items()
-            if listing and container in (input_container, output_container)
-        )
-        return sum(self.storage.values()) - own - uploads
 
 
 def _emulator(p: Pipeline) -> dict[str, Any]:

@@ -185,7 +185,13 @@ def stack_child(paths: list[Path]) -> None:
         settings = Settings.from_env(env)
         ensure_containers(settings.storage, settings.containers)
         host = stack.enter_context(
-            FunctionHost(function_app.app, root / "host", RealClock(), env=env)
+            FunctionHost(
+                function_app.app,
+                root / "host",
+                RealClock(),
+                env=env,
+                host_json=services.ROOT / "host.json",
+            )
         )
         blobs = BlobServiceClient.from_connection_string(az.connection_string)
         inputs = blobs.get_container_client(settings.input_container)

@@ -78,7 +78,13 @@ def run(sizes: list[int], limit: int, repeat: int) -> list[dict[str, Any]]:
         env = fast_settings(az, fake_em, "runs")
         settings = Settings.from_env(env)
         host = stack.enter_context(
-            FunctionHost(function_app.app, root / "host", RealClock(), env=env)
+            FunctionHost(
+                function_app.app,
+                root / "host",
+                RealClock(),
+                env=env,
+                host_json=services.ROOT / "host.json",
+            )
         )
         url = f"{host.base_url}/api/runs"
         filled = 0

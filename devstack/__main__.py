@@ -120,7 +120,14 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(app_dir))
         import function_app
 
-        host = FunctionHost(function_app.app, LOCAL / "host", RealClock(), env=env, port=7071)
+        host = FunctionHost(
+            function_app.app,
+            LOCAL / "host",
+            RealClock(),
+            env=env,
+            host_json=app_dir / "host.json",
+            port=7071,
+        )
         stack.enter_context(host)
         blobs = BlobServiceClient.from_connection_string(az.connection_string)
         watcher = Watcher(

@@ -53,7 +53,12 @@ def blob_created_event(container: ContainerClient, blob: BlobProperties) -> dict
 
 
 class Watcher:
-    """Polls `container` every `interval` seconds and posts new blobs' events to `webhook`."""
+    """Polls `container` every `interval` seconds and posts new blobs' events to `webhook`.
+
+    While polls find nothing new the interval doubles, up to `max_interval` (default the larger
+    of `interval` and 2 s): a listing of a full container is most of the watcher's cost, and it
+    shares the machine with what it feeds. A new blob is still delivered within `max_interval`.
+    """
 
     def __init__(
         self,
@@ -61,14 +66,18 @@ class Watcher:
         webhook: str,
         interval: float = 1.0,
         suffix: str = ".jsonl",
+        max_interval: float | None = None,
     ) -> None:
         self._container = container
         self._webhook = webhook
         self._interval = interval
+        self._max_interval = max(interval, 2.0) if max_interval is None else max_interval
         self._suffix = suffix
         self._seen: set[tuple[str, str]] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # One client for every delivery: a client per event built a TLS context each time.
+        self._http = httpx.Client(timeout=30.0, headers={"aeg-event-type": "Notification"})
         self.delivered = 0
 
     def poll_once(self) -> int:
@@ -82,12 +91,7 @@ class Watcher:
         posted = 0
         for key, event in events:
             try:
-                response = httpx.post(
-                    self._webhook,
-                    json=[event],
-                    timeout=30.0,
-                    headers={"aeg-event-type": "Notification"},
-                )
+                response = self._http.post(self._webhook, json=[event])
                 response.raise_for_status()
             except httpx.HTTPError as e:
                 log.warning("event delivery failed, will retry: %s", e)
@@ -98,12 +102,15 @@ class Watcher:
         return posted
 
     def _loop(self) -> None:
+        pause = self._interval
         while not self._stop.is_set():
             try:
-                self.poll_once()
+                found = self.poll_once()
             except Exception:
                 log.exception("watcher poll failed")
-            self._stop.wait(self._interval)
+                found = 0
+            pause = self._interval if found else min(pause * 2, self._max_interval)
+            self._stop.wait(pause)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="blob-watcher", daemon=True)
@@ -113,6 +120,7 @@ class Watcher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self._http.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ copies of one activity cannot both think they started the same create.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -110,17 +111,21 @@ class Ledger:
 
 
 def uploads(
-    settings: Settings, run_id: str, source_path: str
+    settings: Settings, run_id: str, source_path: str, work_names: Sequence[str] | None = None
 ) -> tuple[list[str], list[tuple[str, str]]]:
     """(ids of every upload the run recorded, (file name, started_at) of each upload that
-    started without an id being recorded)."""
+    started without an id being recorded). `work_names`: the caller's listing of the run's
+    work area, so it is not listed again."""
     layout = RunLayout.of(settings, source_path, run_id)
     work = storage.blob_service(settings.storage).get_container_client(settings.work_container)
     ids: list[str] = []
     unknown: list[tuple[str, str]] = []
-    for item in work.list_blobs(name_starts_with=layout.work(LEDGER_FOLDER + "/").path):
+    prefix = layout.work(LEDGER_FOLDER + "/").path
+    if work_names is None:
+        work_names = list(work.list_blob_names(name_starts_with=prefix))
+    for name in (n for n in work_names if n.startswith(prefix)):
         try:
-            data = orjson.loads(work.get_blob_client(item.name).download_blob().readall())
+            data = orjson.loads(work.get_blob_client(name).download_blob().readall())
         except ResourceNotFoundError:
             continue
         upload = data.get("upload") or {}

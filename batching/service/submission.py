@@ -11,7 +11,6 @@ create started, its id never recorded) find it by listing back to when it starte
 from __future__ import annotations
 
 import posixpath
-import time
 from typing import IO, Any, cast
 
 import openai
@@ -25,11 +24,6 @@ from batching.service.ledger import Ledger
 from batching.settings import Settings
 from batching.storage import blobs as storage
 from batching.storage.refs import BlobRef, bare_etag
-
-# How long one activity waits for an upload to be processed before handing the wait to a
-# durable timer: most files are processed in seconds, and a timer round trip costs more.
-FILE_WAIT_SECONDS = 15.0
-FILE_POLL_SECONDS = 0.5
 
 
 def upload_name(key: str) -> str:
@@ -138,7 +132,9 @@ def _uploaded(
             record.set_upload(refused=message)
             return {"status": "refused", "message": message}
         record.set_upload(id=uploaded["id"])
-    return _wait_processed(c, uploaded)
+    # An upload still being processed: the orchestration waits on a durable timer and calls
+    # again (the ledger has the upload), instead of an activity sleeping in a worker meanwhile.
+    return uploaded
 
 
 def _recorded_batch(
@@ -184,14 +180,6 @@ def _recorded_upload(c: Any, record: Ledger, name: str) -> dict[str, Any] | None
     if found is not None:
         record.set_upload(id=found["id"])
     return found
-
-
-def _wait_processed(c: Any, uploaded: dict[str, Any]) -> dict[str, Any]:
-    deadline = time.monotonic() + FILE_WAIT_SECONDS
-    while uploaded["status"] not in ("processed", "error") and time.monotonic() < deadline:
-        time.sleep(FILE_POLL_SECONDS)
-        uploaded = aoai.get_file(c, uploaded["id"])
-    return uploaded
 
 
 def check_batch(settings: Settings, batch_id: str, key: str | None = None) -> dict[str, Any]:

@@ -85,7 +85,8 @@ def collect_batch(
     )
     for sorted_runs in runs.values():
         sorted_runs.close()
-    retry.close()
+    if outcome.retry:  # nothing to resubmit: no retry input (its writers hold nothing yet)
+        retry.close()
     return {
         "counts": outcome.to_dict(),
         # sorted runs by input position (batching.steps.ordering), merged at the end

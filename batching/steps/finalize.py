@@ -42,10 +42,16 @@ MERGE_BLOCK = 4 << 20  # bytes read at a time from each run being merged
 
 def _run_blocks(settings: Settings, ref: BlobRef) -> Iterator[bytes]:
     """A run's bytes in `MERGE_BLOCK` ranges: a chunk's runs are all open during its merge,
-    and a whole-blob download would fetch up to 32 MB of each at once."""
+    and a whole-blob download would fetch up to 32 MB of each at once. The first range's
+    answer tells the blob's size (no separate properties request)."""
     client = storage.blob(settings.storage, ref)
-    size = client.get_blob_properties().size
-    for offset in range(0, size, MERGE_BLOCK):
+    first = client.download_blob(offset=0, length=MERGE_BLOCK, max_concurrency=1)
+    block = first.readall()
+    # "bytes 0-END/TOTAL": the whole blob's size
+    range_ = str(first.properties.content_range or "")
+    size = int(range_.rsplit("/", 1)[1]) if "/" in range_ else len(block)
+    yield block
+    for offset in range(MERGE_BLOCK, size, MERGE_BLOCK):
         length = min(MERGE_BLOCK, size - offset)
         yield client.download_blob(offset=offset, length=length, max_concurrency=1).readall()
 
@@ -260,7 +266,10 @@ def cleanup_run(
         for file_id in (b["input_file_id"], b["output_file_id"], b["error_file_id"])
         if file_id
     }
-    recorded, unrecorded = ledger.uploads(settings, run_id, source["path"])
+    # The run's work area, listed once: the ledgers in it name the uploads, then it all goes.
+    work = storage.blob_service(settings.storage).get_container_client(settings.work_container)
+    names = list(work.list_blob_names(name_starts_with=layout.work_prefix))
+    recorded, unrecorded = ledger.uploads(settings, run_id, source["path"], names)
     file_ids.update(recorded)
     for name, started_at in unrecorded:  # recovery: an upload whose id was never recorded
         found = aoai.find_file_since(c, name, ledger.since(started_at))
@@ -268,10 +277,11 @@ def cleanup_run(
             file_ids.add(found["id"])
     storage.parallel(lambda file_id: aoai.delete_file(c, file_id), sorted(file_ids))
     deleted = len(file_ids)
-    service = storage.blob_service(settings.storage)
     if settings.blob_mode:  # the service's output folders: their lines are in the run folder
-        outputs = service.get_container_client(settings.service_output_container)
+        outputs = storage.blob_service(settings.storage).get_container_client(
+            settings.service_output_container
+        )
         with contextlib.suppress(ResourceNotFoundError):
             storage.delete_prefix(outputs, layout.service_prefix)
-    storage.delete_prefix(service.get_container_client(settings.work_container), layout.work_prefix)
+    storage.delete_prefix(work, layout.work_prefix, names)
     return {"input": moved, "deleted_files": deleted}

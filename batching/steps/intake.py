@@ -130,7 +130,9 @@ def keep_input(
     """
     snapshot = storage.blob(settings.storage, layout.snapshot)
     try:
-        if storage.exists(snapshot) or storage.exists(storage.blob(settings.storage, dest)):
+        if storage.exists(snapshot):
+            storage.move_blob(settings.storage, layout.snapshot, dest, None, source_exists=True)
+        elif storage.exists(storage.blob(settings.storage, dest)):
             storage.move_blob(settings.storage, layout.snapshot, dest, None)
         else:  # a run staged before snapshots existed: its input is the original itself
             storage.move_blob(settings.storage, layout.source, dest, source.get("etag"))

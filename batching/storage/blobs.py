@@ -232,9 +232,13 @@ def delete_unchanged(client: BlobClient, etag: str | None) -> bool:
     return True
 
 
-def delete_prefix(container: ContainerClient, prefix: str) -> int:
-    """Delete every blob under `prefix` (a few at a time); returns how many were deleted."""
-    names = [b.name for b in container.list_blobs(name_starts_with=prefix)]
+def delete_prefix(
+    container: ContainerClient, prefix: str, names: Sequence[str] | None = None
+) -> int:
+    """Delete every blob under `prefix` (a few at a time); returns how many were deleted.
+    `names`: the caller's own listing of the prefix, so it is not listed again."""
+    if names is None:
+        names = list(container.list_blob_names(name_starts_with=prefix))
 
     def delete(name: str) -> None:
         with contextlib.suppress(ResourceNotFoundError):
@@ -264,7 +268,9 @@ def copy_blob(source: BlobClient, dest: BlobClient, source_etag: str | None = No
             source_etag=quote_etag(source_etag),
             source_match_condition=MatchConditions.IfNotModified,
         )
-    dest.start_copy_from_url(source.url, **kwargs)
+    started = dest.start_copy_from_url(source.url, **kwargs)
+    if started.get("copy_status") == "success":  # copied synchronously: nothing to wait for
+        return
     deadline = time.monotonic() + COPY_TIMEOUT_SECONDS
     while True:
         props = dest.get_blob_properties()
@@ -290,14 +296,21 @@ def stage_copy(source: BlobClient, dest: BlobClient, source_etag: str | None) ->
     copy_blob(source, dest, source_etag)
 
 
-def move_blob(cfg: StorageConfig, source: BlobRef, dest: BlobRef, etag: str | None) -> None:
+def move_blob(
+    cfg: StorageConfig,
+    source: BlobRef,
+    dest: BlobRef,
+    etag: str | None,
+    source_exists: bool | None = None,
+) -> None:
     """Move a blob, idempotently: the destination is written before the source is removed.
 
     On an account with a hierarchical namespace this is a Data Lake rename (atomic, whatever
     the size); otherwise a server-side copy and then a delete of exactly the copied version.
+    `source_exists` True: the caller has just seen the source, so it is not looked up again.
     """
     src, dst = blob(cfg, source), blob(cfg, dest)
-    if not exists(src):
+    if not source_exists and not exists(src):
         if exists(dst):
             return  # moved by an earlier attempt
         raise ResourceNotFoundError(f"{source.container}/{source.path} does not exist")

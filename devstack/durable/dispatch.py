@@ -2,6 +2,9 @@
 
 The same `pump()` serves the background loop (real clock) and `run_until_idle()` (tests, virtual
 clock), so both paths claim work the same way and never run two episodes of one instance at once.
+As the Durable extension does, it claims at most `max_activities` activities and
+`max_orchestrators` episodes at a time (each its own limit); what is over stays queued in the
+store. Claimed work runs on one pool of `max_workers` threads, the Python worker's.
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
+from typing import Any
 
 from devstack.durable.clock import Clock, VirtualClock
 from devstack.durable.engine import Engine
@@ -23,12 +27,23 @@ log = logging.getLogger("devstack.dispatch")
 class Dispatcher:
     """Claims due work from the store and runs it on a thread pool."""
 
-    def __init__(self, engine: Engine, store: Store, clock: Clock, max_workers: int) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        store: Store,
+        clock: Clock,
+        max_workers: int,
+        max_activities: int | None = None,
+        max_orchestrators: int | None = None,
+    ) -> None:
         self._engine = engine
         self._store = store
         self._clock = clock
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="devstack-worker")
+        self._max_activities = max_activities or max_workers
+        self._max_orchestrators = max_orchestrators or max_workers
         self._cond = threading.Condition()
+        self._pumping = threading.Lock()  # one pump at a time: what it read stays unclaimed
         self._busy_instances: set[str] = set()
         self._leased_activities: set[int] = set()
         self._in_flight = 0
@@ -66,22 +81,42 @@ class Dispatcher:
         with self._cond:
             self._cond.wait(timeout)
 
+    def run_sync(self, fn: Callable[..., Any], /, **kwargs: Any) -> Future[Any]:
+        """Run a synchronous function (an HTTP function) on the worker's thread pool."""
+        return self._pool.submit(fn, **kwargs)
+
     def pump(self) -> int:
-        """Start every activity and episode that can run now; returns how many started."""
+        """Start the activities and episodes that can run now, within the limits; returns how
+        many started. The store is read outside the condition, so finishing jobs never wait on
+        it; pumps take turns, so nothing read here is claimed by another pump meanwhile."""
         if self._closed:
             return 0
-        started = 0
-        with self._cond:
-            for item in self._store.queued_activities(self._leased_activities):
-                self._leased_activities.add(item.id)
-                self.submit(lambda item=item: self._activity(item))  # type: ignore[misc]
-                started += 1
-            for iid in self._store.instances_with_due_messages(self._clock.now()):
-                if iid not in self._busy_instances:
+        with self._pumping:
+            with self._cond:
+                leased, busy = set(self._leased_activities), set(self._busy_instances)
+            free_activities = self._max_activities - len(leased)
+            free_episodes = self._max_orchestrators - len(busy)
+            items = (
+                self._store.queued_activities(leased, free_activities)
+                if free_activities > 0
+                else []
+            )
+            due = (
+                self._store.instances_with_due_messages(self._clock.now(), busy, free_episodes)
+                if free_episodes > 0
+                else []
+            )
+            started = 0
+            with self._cond:
+                for item in items:
+                    self._leased_activities.add(item.id)
+                    self.submit(lambda item=item: self._activity(item))  # type: ignore[misc]
+                    started += 1
+                for iid in due:
                     self._busy_instances.add(iid)
                     self.submit(lambda iid=iid: self._episode(iid))  # type: ignore[misc]
                     started += 1
-        return started
+            return started
 
     def _activity(self, item: ActivityItem) -> None:
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -258,11 +258,15 @@ class Store:
             (instance_id, execution_id),
         )
 
-    def instances_with_due_messages(self, now: datetime) -> list[str]:
+    def instances_with_due_messages(
+        self, now: datetime, exclude: Collection[str] = (), limit: int = -1
+    ) -> list[str]:
+        """Instances with a visible message, oldest message first; at most `limit` (-1: all)."""
+        marks = ",".join("?" * len(exclude))
         rows = self._rows(
-            "SELECT instance_id FROM messages WHERE visible_at <= ? GROUP BY instance_id "
-            "ORDER BY MIN(id)",
-            (fmt_time(now),),
+            "SELECT instance_id FROM messages WHERE visible_at <= ? "  # noqa: S608 - only marks
+            f"AND instance_id NOT IN ({marks}) GROUP BY instance_id ORDER BY MIN(id) LIMIT ?",
+            (fmt_time(now), *exclude, limit),
         )
         return [r[0] for r in rows]
 
@@ -284,9 +288,16 @@ class Store:
             (instance_id, execution_id, task_id, name, input_text),
         )
 
-    def queued_activities(self, exclude: set[int]) -> list[ActivityItem]:
-        rows = self._rows("SELECT * FROM activities ORDER BY id")
-        return [ActivityItem(*r) for r in rows if r[0] not in exclude]
+    def queued_activities(
+        self, exclude: Collection[int] = (), limit: int = -1
+    ) -> list[ActivityItem]:
+        """Queued activities not in `exclude`, oldest first; at most `limit` (-1: all)."""
+        marks = ",".join("?" * len(exclude))
+        rows = self._rows(
+            f"SELECT * FROM activities WHERE id NOT IN ({marks}) ORDER BY id LIMIT ?",  # noqa: S608
+            (*exclude, limit),
+        )
+        return [ActivityItem(*r) for r in rows]
 
     def count_attempt(self, item_id: int) -> int:
         """Record that an execution of the item starts; returns its attempt number (1-based)."""

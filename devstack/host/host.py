@@ -30,6 +30,7 @@ from devstack.durable.clock import Clock, RealClock
 from devstack.durable.dispatch import Dispatcher
 from devstack.durable.engine import ActivityCrashHook, Engine, EpisodeCrashHook
 from devstack.durable.store import TERMINAL, Store
+from devstack.host.concurrency import Concurrency
 from devstack.host.triggers import TimerSchedules, event_grid_datum, timer_datum
 
 _STATE_FILE = "durable.sqlite3"
@@ -46,7 +47,8 @@ class FunctionHost:
         clock: Clock,
         *,
         env: dict[str, str] | None = None,
-        max_workers: int = 8,
+        host_json: Path | None = None,
+        max_workers: int | None = None,
         port: int = 0,
         route_prefix: str = "api",
         task_hub: str = "devstack",
@@ -60,7 +62,16 @@ class FunctionHost:
         self.store = Store(state_dir / _STATE_FILE if state_dir is not None else None)
         self.invoker = Invoker(self.client_binding)
         self.engine = Engine(self.store, clock, self.index, self.invoker)
-        self.dispatcher = Dispatcher(self.engine, self.store, clock, max_workers)
+        # As on Azure: host.json's durable limits, the Python worker's thread pool.
+        self.concurrency = Concurrency.of(host_json, {**os.environ, **(env or {})})
+        self.dispatcher = Dispatcher(
+            self.engine,
+            self.store,
+            clock,
+            max_workers or self.concurrency.worker_threads,
+            self.concurrency.max_activities,
+            self.concurrency.max_orchestrators,
+        )
         self.engine.on_new_work = self.dispatcher.wake
         self.route_prefix = "/" + route_prefix.strip("/") if route_prefix.strip("/") else ""
         self.task_hub = task_hub
@@ -327,8 +338,8 @@ class FunctionHost:
         kwargs = self.invoker.prepare(spec, data)
         if spec.is_async:
             result = await asyncio.wrap_future(AsyncLoop.shared().submit(spec.fn(**kwargs)))
-        else:
-            result = await asyncio.to_thread(spec.fn, **kwargs)
+        else:  # on the worker's thread pool, with activities and orchestrators, as on Azure
+            result = await asyncio.wrap_future(self.dispatcher.run_sync(spec.fn, **kwargs))
         return self.invoker.encode(spec, result)
 
     def _spec(self, name: str, trigger_type: str) -> FunctionSpec:

@@ -12,13 +12,21 @@ from pathlib import Path
 
 from devstack.durable.clock import RealClock
 from devstack.host.host import FunctionHost
+from devstack.services import ROOT
 
 
 def main(state_dir: str, settings_json: str, port: str) -> None:
     import function_app
 
     env = json.loads(Path(settings_json).read_text())
-    with FunctionHost(function_app.app, Path(state_dir), RealClock(), env=env, port=int(port)):
+    with FunctionHost(
+        function_app.app,
+        Path(state_dir),
+        RealClock(),
+        env=env,
+        host_json=ROOT / "host.json",
+        port=int(port),
+    ):
         print("ready", flush=True)
         threading.Event().wait()
 

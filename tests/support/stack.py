@@ -180,14 +180,23 @@ def local_stack(
         env = {**fast_settings(azurite, em, tag), **(extra_env or {})}
         settings = Settings.from_env(env)
         ensure_containers(settings.storage, settings.containers)
-        host = FunctionHost(function_app.app, tmp / "host", clock or RealClock(), env=env)
+        host = FunctionHost(
+            function_app.app,
+            tmp / "host",
+            clock or RealClock(),
+            env=env,
+            host_json=ROOT / "host.json",
+        )
         with host:
             blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
             watcher = Watcher(
                 blobs.get_container_client(settings.input_container),
                 f"{host.base_url}/runtime/webhooks/eventgrid?functionName=on_blob_created",
             )
-            yield Stack(host, blobs, em, env, watcher)
+            try:
+                yield Stack(host, blobs, em, env, watcher)
+            finally:
+                watcher.stop()
 
 
 def sample(name: str) -> bytes:

@@ -126,6 +126,15 @@ def fan_out(context: df.DurableOrchestrationContext) -> Any:
 
 
 @bp.orchestration_trigger(context_name="context")
+def fan_out_held(context: df.DurableOrchestrationContext) -> Any:
+    count = context.get_input()
+    results = yield context.task_all(
+        [context.call_activity("held_square", i) for i in range(count)]
+    )
+    return sum(results)
+
+
+@bp.orchestration_trigger(context_name="context")
 def first_of(context: df.DurableOrchestrationContext) -> Any:
     winner = yield context.task_any(
         [context.call_activity("square", 3), context.call_activity("held_square", 4)]
