@@ -7,6 +7,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from batching.context import RunContext
 from batching.logs import event
 from batching.requests import AdmitRequest, BatchRequest, CollectRequest, SubmitRequest
 from batching.service import admission, submission
@@ -59,7 +60,7 @@ def admit_batch(payload: AdmitRequest) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload", activity="submit_batch")
 def submit_batch(payload: SubmitRequest) -> dict[str, Any]:
-    result = submission.submit_batch(Settings.from_env(), payload)
+    result = submission.submit_batch(RunContext.of_request(payload), payload)
     outcome = result["status"]
     event(
         log,
@@ -100,9 +101,7 @@ def cancel_batch(payload: BatchRequest) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload", activity="collect_batch")
 def collect_batch(payload: CollectRequest) -> dict[str, Any]:
     outcome = collection.collect_batch(
-        Settings.from_env(),
-        payload["run_id"],
-        payload["source"],
+        RunContext.of_request(payload),
         payload["chunk"],
         payload["batch"],
         bool(payload["resubmit"]),

@@ -7,6 +7,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from batching.context import RunContext
 from batching.logs import event
 from batching.ops import runindex, runs
 from batching.requests import PrepareRequest, RejectRequest, RunRequest, ValidateRequest
@@ -31,9 +32,9 @@ def _index(settings: Settings, payload: RunRequest, phase: str, *args: Any, **kw
 
 @bp.activity_trigger(input_name="payload", activity="validate_input")
 def validate_input(payload: ValidateRequest) -> dict[str, Any]:
-    settings = Settings.from_env()
-    _index(settings, payload, "validating")
-    summary = intake.validate_input(settings, payload["run_id"], payload["source"])
+    ctx = RunContext.of_request(payload)
+    _index(ctx.settings, payload, "validating")
+    summary = intake.validate_input(ctx)
     event(
         log,
         "input validated",
@@ -50,10 +51,9 @@ def validate_input(payload: ValidateRequest) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload", activity="reject_input")
 def reject_input(payload: RejectRequest) -> dict[str, Any]:
-    settings = Settings.from_env()
-    rejected = intake.reject_input(
-        settings, payload["run_id"], payload["source"], payload["summary"]
-    )
+    ctx = RunContext.of_request(payload)
+    settings = ctx.settings
+    rejected = intake.reject_input(ctx, payload["summary"])
     total = int(payload["summary"].get("requests") or 0)
     counts = runs.not_run({"total": total, "succeeded": 0, "failed": 0, "pending": 0})
     _index(
@@ -77,10 +77,9 @@ def reject_input(payload: RejectRequest) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload", activity="prepare_chunks")
 def prepare_chunks(payload: PrepareRequest) -> list[dict[str, Any]]:
-    settings = Settings.from_env()
-    chunks = intake.prepare_chunks(
-        settings, payload["run_id"], payload["source"], payload["summary"]
-    )
+    ctx = RunContext.of_request(payload)
+    settings = ctx.settings
+    chunks = intake.prepare_chunks(ctx, payload["summary"])
     requests = sum(int(c["requests"]) for c in chunks)
     _index(settings, payload, "running", requests={"total": requests, "pending": requests})
     event(

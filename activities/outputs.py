@@ -7,6 +7,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from batching.context import RunContext
 from batching.logs import event
 from batching.ops import runindex
 from batching.requests import (
@@ -17,7 +18,6 @@ from batching.requests import (
     MetadataRequest,
     TableRequest,
 )
-from batching.settings import Settings
 from batching.steps import failures, finalize
 
 bp = df.Blueprint()
@@ -26,47 +26,36 @@ log = logging.getLogger("batching.outputs")
 
 @bp.activity_trigger(input_name="payload", activity="write_results")
 def write_results(payload: ChunksRequest) -> dict[str, Any]:
-    return finalize.write_results(
-        Settings.from_env(), payload["run_id"], payload["source"], payload["chunks"]
-    )
+    return finalize.write_results(RunContext.of_request(payload), payload["chunks"])
 
 
 @bp.activity_trigger(input_name="payload", activity="write_errors")
 def write_errors(payload: ErrorsRequest) -> dict[str, Any]:
     return finalize.write_errors(
-        Settings.from_env(),
-        payload["run_id"],
-        payload["source"],
-        payload["chunks"],
-        payload["summary"],
+        RunContext.of_request(payload), payload["chunks"], payload["summary"]
     )
 
 
 @bp.activity_trigger(input_name="payload", activity="write_table")
 def write_table(payload: TableRequest) -> dict[str, Any]:
     return finalize.write_table(
-        Settings.from_env(),
-        payload["run_id"],
-        payload["source"],
-        payload["chunks"],
-        payload["columns"],
+        RunContext.of_request(payload), payload["chunks"], payload["columns"]
     )
 
 
 @bp.activity_trigger(input_name="payload", activity="write_metadata")
 def write_metadata(payload: MetadataRequest) -> dict[str, Any]:
-    settings = Settings.from_env()
+    ctx = RunContext.of_request(payload)
+    settings = ctx.settings
     metadata = finalize.build_metadata(
-        settings,
-        payload["run_id"],
-        payload["source"],
+        ctx,
         payload["chunks"],
         payload["summary"],
         payload["status"],
         payload.get("received_at"),
         payload["finished_at"],
     )
-    written = finalize.write_metadata(settings, payload["run_id"], payload["source"], metadata)
+    written = finalize.write_metadata(ctx, metadata)
     runindex.record(
         settings,
         payload["run_id"],
@@ -94,11 +83,10 @@ def write_metadata(payload: MetadataRequest) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload", activity="cleanup_run")
 def cleanup_run(payload: CleanupRequest) -> dict[str, Any]:
-    settings = Settings.from_env()
+    ctx = RunContext.of_request(payload)
+    settings = ctx.settings
     cleaned = finalize.cleanup_run(
-        settings,
-        payload["run_id"],
-        payload["source"],
+        ctx,
         payload["chunks"],
         payload["status"],
         payload.get("reason"),
@@ -128,9 +116,7 @@ def cleanup_run(payload: CleanupRequest) -> dict[str, Any]:
 def record_failure(payload: FailureRequest) -> dict[str, Any]:
     """A run failed on an unexpected error: its detail into metadata.json (not the API)."""
     written = failures.record_failure(
-        Settings.from_env(),
-        payload["run_id"],
-        payload["source"],
+        RunContext.of_request(payload),
         payload["detail"],
         payload.get("phase"),
         payload["failed_at"],

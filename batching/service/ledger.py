@@ -27,8 +27,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobClient, ContentSettings
 
-from batching.layout import RunLayout
-from batching.settings import Settings
+from batching.context import RunContext
 from batching.storage import blobs as storage
 
 LEDGER_FOLDER = "ledger"
@@ -65,9 +64,8 @@ class Ledger:
     data: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, settings: Settings, run_id: str, source_path: str, key: str) -> Ledger:
-        layout = RunLayout.of(settings, source_path, run_id)
-        client = storage.blob(settings.storage, layout.work(ledger_name(key)))
+    def load(cls, ctx: RunContext, key: str) -> Ledger:
+        client = ctx.blob(ctx.layout.work(ledger_name(key)))
         try:
             download = client.download_blob()
         except ResourceNotFoundError:
@@ -111,12 +109,12 @@ class Ledger:
 
 
 def uploads(
-    settings: Settings, run_id: str, source_path: str, work_names: Sequence[str] | None = None
+    ctx: RunContext, work_names: Sequence[str] | None = None
 ) -> tuple[list[str], list[tuple[str, str]]]:
     """(ids of every upload the run recorded, (file name, started_at) of each upload that
     started without an id being recorded). `work_names`: the caller's listing of the run's
     work area, so it is not listed again."""
-    layout = RunLayout.of(settings, source_path, run_id)
+    layout, settings = ctx.layout, ctx.settings
     work = storage.blob_service(settings.storage).get_container_client(settings.work_container)
     ids: list[str] = []
     unknown: list[tuple[str, str]] = []

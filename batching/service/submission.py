@@ -16,7 +16,7 @@ from typing import IO, Any, cast
 import openai
 from azure.core.exceptions import ResourceNotFoundError
 
-from batching.layout import RunLayout
+from batching.context import RunContext
 from batching.requests import SubmitRequest
 from batching.service import aoai, ledger
 from batching.service.admission import release
@@ -31,19 +31,19 @@ def upload_name(key: str) -> str:
     return key.replace("/", "-") + ".jsonl"
 
 
-def submit_batch(settings: Settings, request: SubmitRequest) -> dict[str, Any]:
+def submit_batch(ctx: RunContext, request: SubmitRequest) -> dict[str, Any]:
     """Create the batch of one chunk round (once per attempt), recorded in the run's ledger;
     in files mode upload its input first (once per round).
 
     Returns {"status": "created", "batch"} | {"status": "pending"} (file still processing) |
     {"status": "quota", "message"} | {"status": "error", "message"} (will not work if retried).
     """
+    settings = ctx.settings
     c = aoai.client(settings)
-    run_id, key, attempt = request["run_id"], request["key"], int(request["attempt"])
-    layout = RunLayout.of(settings, request["source"]["path"], run_id)
-    record = Ledger.load(settings, run_id, request["source"]["path"], key)
+    run_id, key, attempt = ctx.run_id, request["key"], int(request["attempt"])
+    record = Ledger.load(ctx, key)
     batch_key = f"{key}/a{attempt}"
-    folder = _folder_url(settings, layout, key, attempt) if settings.blob_mode else None
+    folder = _folder_url(ctx, key, attempt) if settings.blob_mode else None
     found = _recorded_batch(c, record, attempt, batch_key, folder)
     if found is not None:
         if found["status"] == "quota":
@@ -64,7 +64,7 @@ def submit_batch(settings: Settings, request: SubmitRequest) -> dict[str, Any]:
         if uploaded["status"] != "processed":
             return {"status": "pending"}
         target = aoai.BatchInput(file_id=uploaded["id"])
-        source = request["source"]
+        source = ctx.source
         metadata = {
             "key": batch_key,
             "run_id": run_id[:512],
@@ -89,9 +89,9 @@ def submit_batch(settings: Settings, request: SubmitRequest) -> dict[str, Any]:
     return {"status": "created", "batch": batch}
 
 
-def _folder_url(settings: Settings, layout: RunLayout, key: str, attempt: int) -> str:
+def _folder_url(ctx: RunContext, key: str, attempt: int) -> str:
     """Blob mode: the URL of this attempt's output folder in SERVICE_OUTPUT_CONTAINER."""
-    return storage.blob(settings.storage, layout.service_folder(key, attempt)).url
+    return ctx.blob(ctx.layout.service_folder(key, attempt)).url
 
 
 def _staged_input(

@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from batching.layout import RunLayout
+from batching.context import RunContext
 from batching.service import aoai
 from batching.settings import Settings
 from batching.steps.ordering import KeyedLines, Positions, SortedRuns
@@ -28,15 +28,10 @@ from batching.storage.refs import BlobRef
 
 
 def collect_batch(
-    settings: Settings,
-    run_id: str,
-    source: dict[str, Any],
-    chunk: dict[str, Any],
-    batch: dict[str, Any],
-    resubmit: bool,
+    ctx: RunContext, chunk: dict[str, Any], batch: dict[str, Any], resubmit: bool
 ) -> dict[str, Any]:
     """Sort the batch's lines into results, failures and (when `resubmit`) a retry input."""
-    layout = RunLayout.of(settings, source["path"], run_id)
+    settings, layout = ctx.settings, ctx.layout
     prefix = f"c{chunk['index']:04d}/r{chunk['round']}"
     run_refs: dict[str, list[BlobRef]] = {"results": [], "failures": []}
 

@@ -12,24 +12,18 @@ from typing import Any
 import orjson
 from azure.core.exceptions import ResourceNotFoundError
 
-from batching.layout import RunLayout
+from batching.context import RunContext
 from batching.ops.api import public_error
-from batching.settings import Settings
 from batching.storage import blobs as storage
 
 
 def record_failure(
-    settings: Settings,
-    run_id: str,
-    source: dict[str, Any],
-    detail: str,
-    phase: str | None,
-    failed_at: str,
+    ctx: RunContext, detail: str, phase: str | None, failed_at: str
 ) -> dict[str, Any]:
     """Write (or complete) metadata.json with `status: error`, the public error and the detail."""
-    layout = RunLayout.of(settings, source["path"], run_id)
+    run_id, source, layout = ctx.run_id, ctx.source, ctx.layout
     dest = layout.output("metadata.json")
-    client = storage.blob(settings.storage, dest)
+    client = ctx.blob(dest)
     try:
         metadata: dict[str, Any] = orjson.loads(client.download_blob().readall())
     except (ResourceNotFoundError, orjson.JSONDecodeError):

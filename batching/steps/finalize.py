@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from azure.core.exceptions import ResourceNotFoundError
 
+from batching.context import RunContext
 from batching.jsonlines import iter_lines
 from batching.layout import RunLayout
 from batching.service import aoai, ledger
@@ -93,10 +94,8 @@ def _concat(settings: Settings, sources: Any, dest: BlobRef, content_type: str) 
     return out.bytes_written
 
 
-def write_results(
-    settings: Settings, run_id: str, source: dict[str, Any], chunks: list[dict[str, Any]]
-) -> dict[str, Any]:
-    layout = RunLayout.of(settings, source["path"], run_id)
+def write_results(ctx: RunContext, chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    settings, layout = ctx.settings, ctx.layout
     dest = layout.output("results.jsonl")
     ordered = _lines(_in_order(settings, chunks, ("results",)))
     size = _concat(settings, [ordered], dest, "application/jsonl")
@@ -104,14 +103,10 @@ def write_results(
 
 
 def write_errors(
-    settings: Settings,
-    run_id: str,
-    source: dict[str, Any],
-    chunks: list[dict[str, Any]],
-    summary: dict[str, Any],
+    ctx: RunContext, chunks: list[dict[str, Any]], summary: dict[str, Any]
 ) -> dict[str, Any]:
     """errors.jsonl, only when something failed: final failures and skipped invalid lines."""
-    layout = RunLayout.of(settings, source["path"], run_id)
+    settings, layout = ctx.settings, ctx.layout
     failed = sum(c["failed"] for c in chunks) + int(summary.get("skipped") or 0)
     if not failed:
         return {"errors": None}
@@ -123,13 +118,9 @@ def write_errors(
 
 
 def write_table(
-    settings: Settings,
-    run_id: str,
-    source: dict[str, Any],
-    chunks: list[dict[str, Any]],
-    columns: list[str],
+    ctx: RunContext, chunks: list[dict[str, Any]], columns: list[str]
 ) -> dict[str, Any]:
-    layout = RunLayout.of(settings, source["path"], run_id)
+    settings, layout = ctx.settings, ctx.layout
     dest = layout.output("table.csv")
     with storage.BlobWriter(storage.blob(settings.storage, dest), "text/csv") as out:
         rows = write_rows(columns, _in_order(settings, chunks, ("results", "failures")), out)
@@ -137,9 +128,7 @@ def write_table(
 
 
 def build_metadata(
-    settings: Settings,
-    run_id: str,
-    source: dict[str, Any],
+    ctx: RunContext,
     chunks: list[dict[str, Any]],
     summary: dict[str, Any],
     status: str,
@@ -147,7 +136,7 @@ def build_metadata(
     finished_at: str,
 ) -> dict[str, Any]:
     """metadata.json: what ran, how it ended, what it used and cost, where the outputs are."""
-    layout = RunLayout.of(settings, source["path"], run_id)
+    settings, run_id, source, layout = ctx.settings, ctx.run_id, ctx.source, ctx.layout
     skipped = int(summary.get("skipped") or 0)
     succeeded = sum(c["succeeded"] for c in chunks)
     failed = sum(c["failed"] for c in chunks) + skipped
@@ -209,13 +198,10 @@ def build_metadata(
     }
 
 
-def write_metadata(
-    settings: Settings, run_id: str, source: dict[str, Any], metadata: dict[str, Any]
-) -> dict[str, Any]:
-    layout = RunLayout.of(settings, source["path"], run_id)
-    dest = layout.output("metadata.json")
+def write_metadata(ctx: RunContext, metadata: dict[str, Any]) -> dict[str, Any]:
+    dest = ctx.layout.output("metadata.json")
     storage.write_bytes(
-        storage.blob(settings.storage, dest),
+        ctx.blob(dest),
         orjson.dumps(metadata, option=orjson.OPT_INDENT_2),
         "application/json",
     )
@@ -227,17 +213,12 @@ def write_metadata(
 
 
 def cleanup_run(
-    settings: Settings,
-    run_id: str,
-    source: dict[str, Any],
-    chunks: list[dict[str, Any]],
-    status: str,
-    reason: str | None,
+    ctx: RunContext, chunks: list[dict[str, Any]], status: str, reason: str | None
 ) -> dict[str, Any]:
     """Keep the input (the run's snapshot) in the run or error folder, delete the original
     upload if unchanged, the Azure OpenAI files (files mode) or the service's output folders
     (blob mode), and the work area with the ledger last. Safe to repeat."""
-    layout = RunLayout.of(settings, source["path"], run_id)
+    settings, run_id, source, layout = ctx.settings, ctx.run_id, ctx.source, ctx.layout
     if status == "failed":
         dest = layout.error("input.jsonl")
         report = {
@@ -255,7 +236,7 @@ def cleanup_run(
     else:
         dest = layout.output("input.jsonl")
     # The run's snapshot is its input, whatever became of the original upload meanwhile.
-    moved = keep_input(settings, layout, source, dest)
+    moved = keep_input(ctx, dest)
     c = aoai.client(settings)
     # The batches' files, and every upload in the run's ledger: an upload whose batch was never
     # created (cancelled, or refused for quota) belongs to no batch but must go too.
@@ -269,7 +250,7 @@ def cleanup_run(
     # The run's work area, listed once: the ledgers in it name the uploads, then it all goes.
     work = storage.blob_service(settings.storage).get_container_client(settings.work_container)
     names = list(work.list_blob_names(name_starts_with=layout.work_prefix))
-    recorded, unrecorded = ledger.uploads(settings, run_id, source["path"], names)
+    recorded, unrecorded = ledger.uploads(ctx, names)
     file_ids.update(recorded)
     for name, started_at in unrecorded:  # recovery: an upload whose id was never recorded
         found = aoai.find_file_since(c, name, ledger.since(started_at))

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
-from batching.layout import RunLayout
+from batching.context import RunContext
 from batching.settings import Settings
 from batching.storage import blobs as storage
 from batching.storage.refs import BlobRef
@@ -33,27 +33,24 @@ def _options(settings: Settings) -> ValidationOptions:
     )
 
 
-def stage_input(settings: Settings, layout: RunLayout, source: dict[str, Any]) -> None:
+def stage_input(ctx: RunContext) -> None:
     """Take the run's own copy of the upload (exactly its ETag) into the work area, once.
 
     From here on the run reads only this snapshot: the user may overwrite or delete the
     original at any time (an overwrite is a new upload with a run of its own).
     """
     storage.stage_copy(
-        storage.blob(settings.storage, layout.source),
-        storage.blob(settings.storage, layout.snapshot),
-        source.get("etag"),
+        ctx.blob(ctx.layout.source), ctx.blob(ctx.layout.snapshot), ctx.source.get("etag")
     )
 
 
-def validate_input(settings: Settings, run_id: str, source: dict[str, Any]) -> dict[str, Any]:
+def validate_input(ctx: RunContext) -> dict[str, Any]:
     """Stage the upload (its ETag) as the run's snapshot and validate that; returns the report
     without problems."""
-    layout = RunLayout.of(settings, source["path"], run_id)
     try:
-        stage_input(settings, layout, source)
-        snapshot = storage.blob(settings.storage, layout.snapshot)
-        report = validate(storage.read_blocks(snapshot), _options(settings))
+        stage_input(ctx)
+        snapshot = ctx.blob(ctx.layout.snapshot)
+        report = validate(storage.read_blocks(snapshot), _options(ctx.settings))
     except (ResourceNotFoundError, ResourceModifiedError):
         return {
             "valid": False,
@@ -66,7 +63,7 @@ def validate_input(settings: Settings, run_id: str, source: dict[str, Any]) -> d
         }
     full = report.to_dict()
     storage.write_bytes(
-        storage.blob(settings.storage, layout.work(REPORT)),
+        ctx.blob(ctx.layout.work(REPORT)),
         orjson.dumps(full, option=orjson.OPT_INDENT_2),
         "application/json",
     )
@@ -78,20 +75,18 @@ def validate_input(settings: Settings, run_id: str, source: dict[str, Any]) -> d
     return summary
 
 
-def reject_input(
-    settings: Settings, run_id: str, source: dict[str, Any], summary: dict[str, Any]
-) -> dict[str, Any]:
+def reject_input(ctx: RunContext, summary: dict[str, Any]) -> dict[str, Any]:
     """Write report.json to the error folder and move the input beside it."""
-    layout = RunLayout.of(settings, source["path"], run_id)
+    layout, source = ctx.layout, ctx.source
     report_ref = layout.error("report.json")
-    work_report = storage.blob(settings.storage, layout.work(REPORT))
+    work_report = ctx.blob(layout.work(REPORT))
     report: dict[str, Any] = (
         orjson.loads(work_report.download_blob().readall()) if storage.exists(work_report) else {}
     )
     report.update(
         {
             "source": f"{source['container']}/{source['path']}",
-            "run_id": run_id,
+            "run_id": ctx.run_id,
             "reason": summary.get("reason"),
             "status": "invalid",
             # none of its requests ran: not pending, not failed (`requests` is the valid count)
@@ -105,51 +100,50 @@ def reject_input(
         }
     )
     storage.write_bytes(
-        storage.blob(settings.storage, report_ref),
+        ctx.blob(report_ref),
         orjson.dumps(report, option=orjson.OPT_INDENT_2),
         "application/json",
     )
     moved = None
     if not summary.get("gone"):
-        moved = keep_input(settings, layout, source, layout.error("input.jsonl"))
+        moved = keep_input(ctx, layout.error("input.jsonl"))
     storage.delete_prefix(
-        storage.blob_service(settings.storage).get_container_client(settings.work_container),
+        storage.blob_service(ctx.settings.storage).get_container_client(
+            ctx.settings.work_container
+        ),
         layout.work_prefix,
     )
     return {"report": report_ref.to_dict(), "input": moved, "reason": summary.get("reason")}
 
 
-def keep_input(
-    settings: Settings, layout: RunLayout, source: dict[str, Any], dest: BlobRef
-) -> dict[str, str] | None:
+def keep_input(ctx: RunContext, dest: BlobRef) -> dict[str, str] | None:
     """Move the run's snapshot to `dest` (run or error folder), then delete the original upload
     if it is still that version. Safe to repeat; returns `dest`, or None when nothing was kept.
 
     The original goes only after its copy is at `dest`; an upload that replaced it meanwhile is
     a new file with a run of its own and is left alone.
     """
-    snapshot = storage.blob(settings.storage, layout.snapshot)
+    settings, layout, etag = ctx.settings, ctx.layout, ctx.source.get("etag")
+    snapshot = ctx.blob(layout.snapshot)
     try:
         if storage.exists(snapshot):
             storage.move_blob(settings.storage, layout.snapshot, dest, None, source_exists=True)
-        elif storage.exists(storage.blob(settings.storage, dest)):
+        elif storage.exists(ctx.blob(dest)):
             storage.move_blob(settings.storage, layout.snapshot, dest, None)
         else:  # a run staged before snapshots existed: its input is the original itself
-            storage.move_blob(settings.storage, layout.source, dest, source.get("etag"))
+            storage.move_blob(settings.storage, layout.source, dest, etag)
     except (ResourceNotFoundError, ResourceModifiedError):
         return None  # replaced or deleted before it was ever staged
-    storage.delete_unchanged(storage.blob(settings.storage, layout.source), source.get("etag"))
+    storage.delete_unchanged(ctx.blob(layout.source), etag)
     return dest.to_dict()
 
 
-def prepare_chunks(
-    settings: Settings, run_id: str, source: dict[str, Any], summary: dict[str, Any]
-) -> list[dict[str, Any]]:
+def prepare_chunks(ctx: RunContext, summary: dict[str, Any]) -> list[dict[str, Any]]:
     """The chunks to submit: the input itself when it fits, else chunk blobs in the work area.
 
     Skipped invalid lines (INVALID_LINES=skip) are written to a work file and reported later.
     """
-    layout = RunLayout.of(settings, source["path"], run_id)
+    layout = ctx.layout
     plan = summary["split"]
     # The input itself goes up when it is exactly the one chunk: no skipped lines, and no blank
     # lines or CRLF endings (a chunk is the normalised lines, so the byte counts then differ).
@@ -164,15 +158,13 @@ def prepare_chunks(
                 "tokens": summary["tokens"]["total"],
             }
         ]
-    report = _report(settings, layout)
+    report = _report(ctx)
     refs = [layout.work(f"chunks/c{i:04d}.jsonl") for i in range(len(plan))]
     # Written once: a chunk the service may already be reading (blob mode) is never replaced.
-    writers = [
-        storage.BlobWriter(storage.blob(settings.storage, r), create_only=True) for r in refs
-    ]
-    skipped = storage.BlobWriter(storage.blob(settings.storage, layout.work(SKIPPED)))
+    writers = [storage.BlobWriter(ctx.blob(r), create_only=True) for r in refs]
+    skipped = storage.BlobWriter(ctx.blob(layout.work(SKIPPED)))
     write_chunks(
-        storage.read_blocks(storage.blob(settings.storage, layout.snapshot)),
+        storage.read_blocks(ctx.blob(layout.snapshot)),
         report,
         writers.__getitem__,
         (lambda: skipped) if summary.get("skipped") else None,
@@ -194,9 +186,9 @@ def prepare_chunks(
     return chunks
 
 
-def _report(settings: Settings, layout: RunLayout) -> Any:
+def _report(ctx: RunContext) -> Any:
     """The validation report again, as the splitter takes it."""
     from batching.validation.validator import ValidationReport
 
-    raw = storage.blob(settings.storage, layout.work(REPORT)).download_blob().readall()
+    raw = ctx.blob(ctx.layout.work(REPORT)).download_blob().readall()
     return ValidationReport.from_dict(orjson.loads(raw))

@@ -15,6 +15,7 @@ import httpx
 import orjson
 import pytest
 
+from batching.context import RunContext
 from batching.service import aoai, ledger, submission
 from batching.settings import Settings
 from batching.steps import collection
@@ -42,14 +43,20 @@ def env(azurite, blob_service, fresh_emulator):
     return settings, blob_service.get_container_client(container), fresh_emulator
 
 
+def _ctx(settings):
+    """Where run-1's ledger is: its work area (the input's path does not matter)."""
+    return RunContext.of(settings, "run-1", {"container": "in", "path": "x.jsonl"})
+
+
 def _state(em):
     return httpx.get(f"{em.endpoint}/_emulator/state").json()
 
 
 def _submit(settings, ref, key="run-1/c0/r0", attempt=0):
     for _ in range(100):
+        source = {"container": ref.container, "path": ref.path}
         out = submission.submit_batch(
-            settings,
+            RunContext.of(settings, "run-1", source),
             {
                 "run_id": "run-1",
                 "source": {"container": ref.container, "path": ref.path},
@@ -94,9 +101,9 @@ def test_submit_is_idempotent_and_streams_from_blob(env):
     assert batch["status"] == "completed"
     chunk = {"index": 0, "round": 0, "input": ref.to_dict(), "etag": None}
     out = collection.collect_batch(
-        settings,
-        "run-1",
-        {"container": ref.container, "path": "q/quickstart.jsonl"},
+        RunContext.of(
+            settings, "run-1", {"container": ref.container, "path": "q/quickstart.jsonl"}
+        ),
         chunk,
         batch,
         resubmit=True,
@@ -185,7 +192,7 @@ def _listings(em) -> int:
 
 
 def _ledger(settings, container, key="run-1/c0/r0"):
-    return ledger.Ledger.load(settings, "run-1", "x.jsonl", key)
+    return ledger.Ledger.load(_ctx(settings), key)
 
 
 def test_normal_path_and_its_reruns_never_list(env):
@@ -239,7 +246,7 @@ def test_recovery_listing_stops_at_the_create_start(env):
 
 
 def finalize_uploads(settings):
-    ids, unrecorded = ledger.uploads(settings, "run-1", "x.jsonl")
+    ids, unrecorded = ledger.uploads(_ctx(settings))
     c = aoai.client(settings)
     found = [aoai.find_file_since(c, name, ledger.since(at)) for name, at in unrecorded]
     return sorted(ids + [f["id"] for f in found if f])

@@ -18,6 +18,7 @@ import httpx
 import orjson
 import pytest
 
+from batching.context import RunContext
 from batching.layout import RunLayout
 from batching.service import aoai, ledger, submission
 from batching.settings import Settings
@@ -58,6 +59,10 @@ def env(azurite, blob_service, tmp_path: Path) -> Iterator[tuple[Settings, Any, 
         yield settings, blob_service, em
 
 
+def _ctx(settings: Settings) -> RunContext:
+    return RunContext.of(settings, RUN, {"container": settings.input_container, "path": SOURCE})
+
+
 def _state(em: services.Emulator) -> dict[str, Any]:
     state: dict[str, Any] = httpx.get(f"{em.endpoint}/_emulator/state").json()
     return state
@@ -77,7 +82,7 @@ def _chunk(settings: Settings, blob_service: Any, data: bytes) -> BlobRef:
 
 def _submit(settings: Settings, ref: BlobRef, attempt: int = 0) -> dict[str, Any]:
     return submission.submit_batch(
-        settings,
+        _ctx(settings),
         {
             "run_id": RUN,
             "source": {"container": settings.input_container, "path": SOURCE},
@@ -102,7 +107,7 @@ def _wait_terminal(settings: Settings, batch_id: str, timeout: float = 30) -> di
 
 
 def _record(settings: Settings) -> ledger.Ledger:
-    return ledger.Ledger.load(settings, RUN, SOURCE, f"{RUN}/c0/r0")
+    return ledger.Ledger.load(_ctx(settings), f"{RUN}/c0/r0")
 
 
 def test_a_blob_batch_reads_the_staged_chunk_sends_no_metadata_and_is_created_once(env):
@@ -162,9 +167,8 @@ def test_outputs_come_from_the_service_folder_and_cleanup_removes_it(env):
     batch = _wait_terminal(settings, created["id"])
     assert batch["status"] == "completed"
     assert batch["output_blob"] and batch["output_blob"].startswith(batch["output_folder"] + "/")
-    source = {"container": settings.input_container, "path": SOURCE}
     chunk = {"index": 0, "round": 0, "input": ref.to_dict(), "etag": None}
-    out = collection.collect_batch(settings, RUN, source, chunk, batch, resubmit=True)
+    out = collection.collect_batch(_ctx(settings), chunk, batch, resubmit=True)
     assert out["counts"]["succeeded"] == 4 and out["file_ids"] == []
     results = [
         orjson.loads(line)["custom_id"]
@@ -179,9 +183,7 @@ def test_outputs_come_from_the_service_folder_and_cleanup_removes_it(env):
     assert written and all(n.startswith(f"{RUN}/c0-r0-a0/") for n in written)
     blob_service.get_blob_client(settings.input_container, SOURCE).upload_blob(data)
     finalize.cleanup_run(
-        settings,
-        RUN,
-        source,
+        _ctx(settings),
         [{"batches": [{**batch, "round": 0}]}],
         "completed",
         None,
