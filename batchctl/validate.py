@@ -1,7 +1,10 @@
 """`batchctl validate FILE`: check a batch input file before uploading it.
 
 Exit status 0 when the file is valid, 1 when it is not, 2 on a usage error. `--json` prints the
-report the pipeline writes; without it, a readable summary.
+report the pipeline writes; without it, a readable summary. The token estimate is approximate
+(UTF-8 bytes / 4, no tokenizer) unless `--count-tokens` asks for the pipeline's count with the
+model's tokenizer, which takes about 0.3 s of CPU more; the verdict and the split plan are the
+same either way.
 """
 
 from __future__ import annotations
@@ -43,6 +46,12 @@ def register(commands: Any) -> None:
     parser.add_argument("file", type=Path, metavar="FILE")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(
+        "--count-tokens",
+        action="store_true",
+        help="count tokens with the model's tokenizer as the pipeline does (slower), instead of "
+        "the approximate estimate",
+    )
+    parser.add_argument(
         "--deployment",
         action="append",
         default=[],
@@ -77,14 +86,16 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from batching.tokens.child import early_counter
-
     path: Path = args.file
     if not path.is_file():
         print(f"batchctl validate: {path}: no such file", file=sys.stderr)
         return 2
-    # A large file's token counter starts first, so it loads while the validator is imported.
-    counter = early_counter(path.stat().st_size)
+    counter = None
+    if args.count_tokens:
+        from batching.tokens.child import early_counter
+
+        # A large file's token counter starts first, so it loads while the validator is imported.
+        counter = early_counter(path.stat().st_size)
     from batching.jsonlines import read_blocks
     from batching.validation.validator import ValidationOptions, validate
 
@@ -95,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         deployments=tuple(args.deployment),
         invalid_lines=args.invalid_lines,
     )
-    report = validate(read_blocks(path), options, counter=counter)
+    report = validate(read_blocks(path), options, counter=counter, count_tokens=args.count_tokens)
     if args.json:
         import orjson
 
@@ -131,11 +142,16 @@ def _summary(console: Console, path: Path, report: ValidationReport) -> None:
     facts.add_row("deployment", Text(f"{report.deployment or '-'} (family {report.model_family})"))
     if report.tokens:
         t = report.tokens
+        about = "~" if t.method == "approximate" else ""
         facts.add_row(
             "tokens",
-            f"{t.total:,} = {t.prompt:,} prompt + {t.completion_budget:,} completion budget "
-            f"({t.encoding}, {t.method})",
+            f"{about}{t.total:,} = {about}{t.prompt:,} prompt + {t.completion_budget:,} "
+            "completion budget",
         )
+        if about:
+            facts.add_row("", f"approximate, 4 bytes a token; --count-tokens: {t.encoding}")
+        else:
+            facts.add_row("", f"{t.encoding}, {t.method}")
     if report.table_columns:
         facts.add_row("table columns", Text(", ".join(report.table_columns)))
     console.print(facts)

@@ -30,6 +30,10 @@ HEAVY = (
     "batchctl.runs",
     "batchctl.commands",
     "batchctl.client",
+    # validate without --count-tokens: no encoding, no counting child
+    "batching.tokens.child",
+    "subprocess",
+    "gzip",
 )
 
 
@@ -57,9 +61,18 @@ def test_help_imports_no_heavy_module(argv):
     assert _imported(argv) == []
 
 
-def test_validate_of_a_small_file_imports_no_heavy_module_but_the_encoding():
-    # A small file is counted exactly in this process, so tiktoken is expected; nothing else.
-    assert [m for m in _imported(["validate", "--json", str(SAMPLE)]) if m != "tiktoken"] == []
+def test_validate_imports_no_heavy_module():
+    # The token estimate is approximate unless asked for: no tokenizer, no child process.
+    assert _imported(["validate", "--json", str(SAMPLE)]) == []
+
+
+def test_validate_counting_tokens_of_a_small_file_imports_the_encoding_only():
+    # A small file is counted exactly in this process, so tiktoken is expected, with what
+    # counting needs (a large file's counting child is started from batching.tokens.child).
+    counting = ("tiktoken", "gzip", "batching.tokens.child", "subprocess")
+    imported = _imported(["validate", "--json", "--count-tokens", str(SAMPLE)])
+    assert [m for m in imported if m not in counting] == []
+    assert "tiktoken" in imported
 
 
 def test_run_commands_help_does_not_load_the_azure_sdk():

@@ -97,7 +97,7 @@ def test_readable_summary_of_a_valid_file(capsys: pytest.CaptureFixture[str]) ->
     assert "valid" in out
     assert "3 on 5 lines" in out
     assert "2 skipped (not an error)" in out
-    assert "o200k_base, exact" in out
+    assert "approximate, 4 bytes a token; --count-tokens: o200k_base" in out
     assert "split plan" in out
 
 
@@ -163,3 +163,30 @@ def test_summary_shows_markup_in_the_file_as_text(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr.decode()
     assert b"Traceback" not in done.stderr
     assert "[bold]m[/x]" in out and "[/y]" in out and "odd [bold]b[x].jsonl" in out
+
+
+def test_tokens_are_approximate_unless_counted(capsys: pytest.CaptureFixture[str]) -> None:
+    """By default no tokenizer: the estimate says so; --count-tokens gives the pipeline's count.
+    The rest of the report is the same."""
+    assert main(["validate", "--json", str(SAMPLE)]) == 0
+    approximate = orjson.loads(capsys.readouterr().out)
+    assert main(["validate", "--json", "--count-tokens", str(SAMPLE)]) == 0
+    counted = orjson.loads(capsys.readouterr().out)
+    assert approximate.pop("tokens")["method"] == "approximate"
+    tokens = counted.pop("tokens")
+    assert approximate == counted
+    from batching.jsonlines import read_blocks
+    from batching.validation.validator import ValidationOptions, validate
+
+    options = ValidationOptions(max_requests_per_batch=100_000, max_bytes_per_batch=200_000_000)
+    pipeline = validate(read_blocks(SAMPLE), options).tokens
+    assert pipeline is not None
+    assert tokens == pipeline.to_dict()
+    assert tokens["method"] == "exact"
+
+
+def test_readable_summary_of_counted_tokens(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--count-tokens", str(SAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert "o200k_base, exact" in out
+    assert "approximate" not in out

@@ -209,3 +209,23 @@ def test_just_over_the_request_limit_splits_in_halves(chunks: int, extra: int) -
     sizes = [c.requests for c in planner.plan()]
     assert len(sizes) == chunks + 1
     assert max(sizes) - min(sizes) <= 1
+
+
+@FAST
+@given(valid_files(), st.sampled_from(sorted(CODES)), st.integers(0, 11), st.data())
+def test_counting_tokens_or_not_gives_the_same_verdict(
+    generated: tuple[list[dict[str, Any]], bytes], kind: str, target: int, data: st.DataObject
+) -> None:
+    """Valid files and files with a corrupted line: everything but the token estimate is the
+    same with the tokenizer (the pipeline) and without it (batchctl validate's default)."""
+    requests, whole = generated
+    lines = [orjson.dumps(r) for r in requests]
+    if data.draw(st.booleans()) and len(requests) >= 2:
+        index = 1 + target % (len(requests) - 1)
+        lines[index] = _corrupt(kind, requests[index], requests[index - 1])
+        whole = b"\n".join(lines)
+    counted = validate([whole], OPTIONS).to_dict()
+    approximate = validate([whole], OPTIONS, count_tokens=False).to_dict()
+    tokens = counted.pop("tokens"), approximate.pop("tokens")
+    assert approximate == counted
+    assert (tokens[0] is None) == (tokens[1] is None)
