@@ -6,6 +6,7 @@ import itertools
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -87,6 +88,22 @@ def test_bounded_lines_are_lines_with_the_long_ones_sized(
         for n, line in iter_lines([data])
     ]
     assert list(iter_bounded_lines(_cut(data, cuts), limit)) == expected
+
+
+@pytest.mark.parametrize(
+    ("blocks", "expected"),
+    [
+        ([b"abcde\n"], [b"abcde"]),  # exactly at the limit
+        ([b"abcd\nabcdef\n"], [b"abcd", LineTooLong(6)]),  # one under, one over
+        ([b"abcde\r\n"], [b"abcde"]),  # a CR before the LF is not the line's
+        ([b"abcdef\r\n"], [LineTooLong(6)]),
+        ([b"abcde\r", b"\n"], [b"abcde"]),  # the CRLF cut between blocks
+        ([b"ab", b"cde\r", b"\nabc", b"def"], [b"abcde", LineTooLong(6)]),  # no final LF
+        ([b"\n\r\n", b"\r"], [b"", b"", b""]),
+    ],
+)
+def test_lines_at_and_around_the_limit(blocks: list[bytes], expected: list[object]) -> None:
+    assert [line for _, line in iter_bounded_lines(blocks, 5)] == expected
 
 
 @FAST
