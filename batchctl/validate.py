@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from batching.settings import SETTINGS
+from batching.validation import limits
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -32,10 +32,19 @@ def _positive(text: str) -> int:
     return value
 
 
+# The app settings these options default to, with the app's defaults (batching.settings takes
+# them from the same module; importing the settings themselves would slow the start-up).
+DEFAULTS: dict[str, object] = {
+    "MAX_REQUESTS_PER_BATCH": limits.MAX_REQUESTS_PER_BATCH,
+    "MAX_BYTES_PER_BATCH": limits.MAX_BYTES_PER_BATCH,
+    "MAX_LINE_BYTES": limits.MAX_LINE_BYTES,
+    "INVALID_LINES": limits.INVALID_LINES,
+}
+
+
 def _setting(name: str) -> str:
     """The environment's value of a setting, else its default (as the app would read it)."""
-    default = next(s.default for s in SETTINGS if s.name == name)
-    return os.environ.get(name, "").strip() or default or ""
+    return os.environ.get(name, "").strip() or str(DEFAULTS[name])
 
 
 def register(commands: Any) -> None:

@@ -19,6 +19,8 @@ from typing import Any, Literal, cast
 
 import orjson
 
+from batching.validation import limits
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names it."""
@@ -309,25 +311,25 @@ class Settings:
     max_requests_per_batch: int = _setting(
         "MAX_REQUESTS_PER_BATCH",
         "split files with more requests than this",
-        "100000",
+        str(limits.MAX_REQUESTS_PER_BATCH),
         parse=whole(1),
     )
     max_bytes_per_batch: int = _setting(
         "MAX_BYTES_PER_BATCH",
         "split files larger than this many bytes",
-        "200000000",
+        str(limits.MAX_BYTES_PER_BATCH),
         parse=whole(1024),
     )
     max_line_bytes: int = _setting(
         "MAX_LINE_BYTES",
         "reject lines longer than this many bytes (bounds memory per line)",
-        "20000000",
+        str(limits.MAX_LINE_BYTES),
         parse=whole(1024),
     )
     invalid_lines: Literal["reject", "skip"] = _setting(
         "INVALID_LINES",
         "'reject' the file or 'skip' invalid lines",
-        "reject",
+        limits.INVALID_LINES,
         parse=choice("reject", "skip"),
     )
     file_expiry_seconds: int = _setting(

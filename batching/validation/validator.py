@@ -21,6 +21,7 @@ import orjson
 from batching.jsonlines import LineTooLong, iter_bounded_lines
 from batching.tokens.encoding import model_family
 from batching.tokens.estimate import Prompt, TokenEstimate, TokenEstimator
+from batching.validation import limits
 from batching.validation.bodies import Columns, RequestError, check_chat, check_responses
 from batching.validation.idindex import CustomIdIndex
 from batching.validation.plan import Chunk, SplitPlanner
@@ -54,7 +55,7 @@ ENDPOINTS = {
 }
 _BOM = b"\xef\xbb\xbf"
 # Lines longer than this are refused unread (MAX_LINE_BYTES): what one line may cost in memory.
-DEFAULT_MAX_LINE_BYTES = 20_000_000
+DEFAULT_MAX_LINE_BYTES = limits.MAX_LINE_BYTES
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,11 @@ HEAVY = (
     "batchctl.runs",
     "batchctl.commands",
     "batchctl.client",
-    # validate without --count-tokens: no encoding, no counting child
+    # validate without --count-tokens: no encoding, no counting child, not the app's settings
     "batching.tokens.child",
     "subprocess",
     "gzip",
+    "batching.settings",
 )
 
 

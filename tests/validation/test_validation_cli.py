@@ -190,3 +190,15 @@ def test_readable_summary_of_counted_tokens(capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     assert "o200k_base, exact" in out
     assert "approximate" not in out
+
+
+def test_limits_default_to_the_app_settings_defaults() -> None:
+    """batchctl validate reads the defaults without importing the app's settings; they are the
+    same values."""
+    from batchctl.validate import DEFAULTS
+    from batching.settings import SETTINGS
+
+    declared = {s.name: s.default for s in SETTINGS}
+    assert {name: str(value) for name, value in DEFAULTS.items()} == {
+        name: declared[name] for name in DEFAULTS
+    }
