@@ -10,13 +10,17 @@ function definitions a request), `images` (two base64 images a request, ~100 KB 
 run as whole processes, alternately, R times each on each file: first with nothing else of ours
 running, then again with a busy-loop process keeping the other core busy. Best and median wall
 time and the peak RSS (from wait4) are reported. Goals: validate no slower than the loop on
-every shape, quiet and busy, and peak RSS under 200 MB.
+every shape, quiet and busy, and peak RSS under 200 MB. Commands run with Python's bytecode cache
+on, as an installed `batchctl` runs (PYTHONDONTWRITEBYTECODE, which this machine's environment
+sets, is dropped: with it every run compiles the project's modules again), after one warm-up.
+`--count-tokens` measures `batchctl validate --count-tokens` (the tokenizer's count) instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import os
 import random
 import statistics
 import subprocess
@@ -210,10 +214,14 @@ print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(st
 """
 
 
+# The environment of every measured command: the bytecode cache on, as where batchctl is installed.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def measure(command: list[str]) -> tuple[float, float]:
     """(wall seconds, peak RSS in MB) of one subprocess run."""
     launched = subprocess.run(
-        [sys.executable, "-c", LAUNCHER, *command], capture_output=True, check=True
+        [sys.executable, "-c", LAUNCHER, *command], capture_output=True, check=True, env=ENV
     )
     seconds, peak_kb, status = launched.stdout.split()
     if int(status) not in (0, 1):
@@ -224,14 +232,15 @@ def measure(command: list[str]) -> tuple[float, float]:
 BUSY = "while True: pass"
 
 
+def _commands(count_tokens: bool) -> dict[str, list[str]]:
+    validate = [*BATCHCTL, "validate", "--json", *(["--count-tokens"] if count_tokens else [])]
+    return {"validate": validate, "loop": [sys.executable, "-c", BASELINE]}
+
+
 def _measure_all(
-    files: dict[str, Path], repeat: int
+    files: dict[str, Path], repeat: int, commands: dict[str, list[str]]
 ) -> dict[str, dict[str, list[tuple[float, float]]]]:
     """shape -> command -> [(seconds, peak MB)], the commands alternating on each file."""
-    commands = {
-        "validate": [*BATCHCTL, "validate", "--json"],
-        "loop": [sys.executable, "-c", BASELINE],
-    }
     runs: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for shape, path in files.items():
         runs[shape] = {name: [] for name in commands}
@@ -265,7 +274,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated")
     parser.add_argument("--no-busy", action="store_true", help="skip the busy-core pass")
+    parser.add_argument(
+        "--count-tokens", action="store_true", help="validate --count-tokens (the tokenizer)"
+    )
     args = parser.parse_args()
+    commands = _commands(args.count_tokens)
     OUT.mkdir(exist_ok=True)
     files = {}
     for shape in args.shapes.split(","):
@@ -273,12 +286,16 @@ def main() -> None:
         if not path.exists():
             generate(path, shape, args.mb)
         files[shape] = path
-    quiet = _measure_all(files, args.repeat)
+    for path in files.values():  # a warm-up: the bytecode cache, the files in memory
+        for command in commands.values():
+            measure([*command, str(path)])
+    print("validate:", " ".join(commands["validate"]), "FILE")
+    quiet = _measure_all(files, args.repeat, commands)
     _report("Quiet (nothing else of ours running)", files, quiet, args.repeat)
     if not args.no_busy:
         busy = subprocess.Popen([sys.executable, "-c", BUSY])
         try:
-            loaded = _measure_all(files, args.repeat)
+            loaded = _measure_all(files, args.repeat, commands)
         finally:
             busy.kill()
             busy.wait()
