@@ -13,11 +13,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from batching.validation import limits
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: batchctl start-up
 if TYPE_CHECKING:
+    from typing import Any
+
     from rich.console import Console
 
     from batching.validation.validator import ValidationReport

@@ -32,11 +32,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
 
 from batching.tokens.encoding import encoding_loaded, get_encoding
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: batchctl start-up
 if TYPE_CHECKING:
+    from typing import Any
+
     import tiktoken
 
     from batching.tokens.child import ChildCounter

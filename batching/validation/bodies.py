@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import functools
 import operator
-from typing import Any
 
 import orjson
 
 from batching.tokens.estimate import DEFAULT_COMPLETION_BUDGET, Prompt, prompt_overhead
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: batchctl start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 CHAT_ROLES = frozenset({"system", "user", "assistant", "developer", "tool"})
 PLAIN_ROLES = ("user", "system", "assistant", "developer")  # a tuple: `in` needs no hashing

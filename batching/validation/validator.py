@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
@@ -26,7 +25,10 @@ from batching.validation.bodies import Columns, RequestError, check_chat, check_
 from batching.validation.idindex import CustomIdIndex
 from batching.validation.plan import Chunk, SplitPlanner
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: batchctl start-up
 if TYPE_CHECKING:
+    from typing import Any, Literal
+
     from batching.tokens.child import ChildCounter
 
 # Our code -> the service code it corresponds to (service codes map to themselves).
