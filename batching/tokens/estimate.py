@@ -23,9 +23,10 @@ of mixed English, code, CJK and numbers (within 1% asserted), 0.04% on the bench
 Without the tokenizer (`approximate=True`, what `batchctl validate` does unless asked to count):
 the same samples are measured in UTF-8 bytes instead of tokens, and the text's tokens are put at
 one per `BYTES_PER_TOKEN` bytes (`method: "approximate"`). No encoding is built and no child
-started. Real text runs from about 1.5 (base64, JSON numbers) to 10 (Hindi, Russian in
-o200k_base) bytes a token, 4 for English prose and code, so this is a rough figure: no verdict
-and no split depends on tokens, and the pipeline always counts with the tokenizer.
+started. Real text runs from about 1.5 (base64) and 2.5 (numbers, JSON data) to 10 (Hindi,
+Russian in o200k_base) bytes a token, 4 for English prose and code (docs/benchmarks.md), so this
+is a rough figure: no verdict and no split depends on tokens, and the pipeline always counts with
+the tokenizer.
 """
 
 from __future__ import annotations
