@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BLOCK_SIZE = 1 << 20
+_CR = ord("\r")
 
 
 def iter_lines(blocks: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
@@ -93,17 +94,29 @@ def iter_bounded_lines(
     for block in blocks:
         if not block:
             continue
-        pieces = block.split(b"\n")
-        tail = pieces.pop()
-        for piece in pieces:  # each ends a line; the first may end one begun in earlier blocks
+        # Line ends are found with `find` (memchr), not `split`, which looks at every byte in
+        # turn: a fifth of the time validating a file of long lines took. A line is sliced out
+        # only when it is within the limit.
+        find = block.find
+        start = 0
+        end = find(b"\n")
+        if end >= 0 and line.size:  # the first line end ends a line begun in earlier blocks
             number += 1
-            if line.size:
-                line.add(piece)
-                yield number, line.take()
-                continue
-            raw = piece[:-1] if piece.endswith(b"\r") else piece
-            yield number, raw if len(raw) <= max_bytes else LineTooLong(len(raw))
-        line.add(tail)
+            line.add(block[:end])
+            yield number, line.take()
+            start = end + 1
+            end = find(b"\n", start)
+        while end >= 0:
+            number += 1
+            stop = end - 1 if end > start and block[end - 1] == _CR else end
+            if stop - start <= max_bytes:
+                yield number, block[start:stop]
+            else:
+                yield number, LineTooLong(stop - start)
+            start = end + 1
+            end = find(b"\n", start)
+        if start < len(block):
+            line.add(block[start:] if start else block)
     if line.size:
         yield number + 1, line.take()
 

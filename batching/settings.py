@@ -20,6 +20,8 @@ from typing import Any, Literal, cast
 
 import orjson
 
+from batching.validation import limits
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names it."""
@@ -120,8 +122,7 @@ def endpoint(raw: str) -> str:
 V1_API = "v1"
 # The first dated api-version that takes input_blob / output_folder.
 BLOB_MIN_API_VERSION = "2025-04-01-preview"
-# The service's input size per batch file: 200 MB uploaded, 1 GB read from a blob.
-MODE_MAX_BYTES = {"files": 200_000_000, "blob": 1_000_000_000}
+MODE_MAX_BYTES = limits.MODE_MAX_BYTES
 MIN_BYTES_PER_BATCH = 1024
 
 
@@ -339,7 +340,7 @@ class Settings:
     max_requests_per_batch: int = _setting(
         "MAX_REQUESTS_PER_BATCH",
         "split files with more requests than this",
-        "100000",
+        str(limits.MAX_REQUESTS_PER_BATCH),
         parse=whole(1),
     )
     max_bytes_per_batch: int = _setting(
@@ -352,13 +353,13 @@ class Settings:
     max_line_bytes: int = _setting(
         "MAX_LINE_BYTES",
         "reject lines longer than this many bytes (bounds memory per line)",
-        "20000000",
+        str(limits.MAX_LINE_BYTES),
         parse=whole(1024),
     )
     invalid_lines: Literal["reject", "skip"] = _setting(
         "INVALID_LINES",
         "'reject' the file or 'skip' invalid lines",
-        "reject",
+        limits.INVALID_LINES,
         parse=choice("reject", "skip"),
     )
     file_expiry_seconds: int = _setting(

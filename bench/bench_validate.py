@@ -9,14 +9,19 @@ function definitions a request), `images` (two base64 images a request, ~100 KB 
 `responses` (/responses bodies with instructions and a json_schema text format). Both commands
 run as whole processes, alternately, R times each on each file: first with nothing else of ours
 running, then again with a busy-loop process keeping the other core busy. Best and median wall
-time and the peak RSS (from wait4) are reported. Goals: validate no slower than the loop on
-every shape, quiet and busy, and peak RSS under 200 MB.
+time, the best CPU time (user + system) and the peak RSS (from wait4) are reported. Goals:
+validate no slower than the loop on every shape, quiet and busy, and peak RSS under 200 MB.
+Commands run with Python's bytecode cache on, as an installed `batchctl` runs
+(PYTHONDONTWRITEBYTECODE, which this machine's environment sets, is dropped: with it every run
+compiles the project's modules again), after one warm-up.
+`--count-tokens` measures `batchctl validate --count-tokens` (the tokenizer's count) instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import os
 import random
 import statistics
 import subprocess
@@ -200,39 +205,47 @@ def generate(path: Path, shape: str, megabytes: int) -> int:
 
 
 # A child's peak RSS includes its parent's until it execs, so runs start from this small
-# launcher, which prints the run's wall time, peak RSS (KB) and exit status.
+# launcher, which prints the run's wall time, peak RSS (KB), exit status and CPU seconds (user +
+# system, with the processes it waited for: validate's token-counting child).
 LAUNCHER = """
 import os, subprocess, sys, time
 start = time.perf_counter()
 child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
 _, status, usage = os.wait4(child.pid, 0)
-print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+seconds = time.perf_counter() - start
+cpu = usage.ru_utime + usage.ru_stime
+print(seconds, usage.ru_maxrss, os.waitstatus_to_exitcode(status), cpu)
 """
 
 
-def measure(command: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of one subprocess run."""
+# The environment of every measured command: the bytecode cache on, as where batchctl is installed.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def measure(command: list[str]) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS in MB, CPU seconds) of one subprocess run."""
     launched = subprocess.run(
-        [sys.executable, "-c", LAUNCHER, *command], capture_output=True, check=True
+        [sys.executable, "-c", LAUNCHER, *command], capture_output=True, check=True, env=ENV
     )
-    seconds, peak_kb, status = launched.stdout.split()
+    seconds, peak_kb, status, cpu = launched.stdout.split()
     if int(status) not in (0, 1):
         raise SystemExit(f"{command} failed with exit status {int(status)}")
-    return float(seconds), int(peak_kb) / 1024
+    return float(seconds), int(peak_kb) / 1024, float(cpu)
 
 
 BUSY = "while True: pass"
 
 
+def _commands(count_tokens: bool) -> dict[str, list[str]]:
+    validate = [*BATCHCTL, "validate", "--json", *(["--count-tokens"] if count_tokens else [])]
+    return {"validate": validate, "loop": [sys.executable, "-c", BASELINE]}
+
+
 def _measure_all(
-    files: dict[str, Path], repeat: int
-) -> dict[str, dict[str, list[tuple[float, float]]]]:
-    """shape -> command -> [(seconds, peak MB)], the commands alternating on each file."""
-    commands = {
-        "validate": [*BATCHCTL, "validate", "--json"],
-        "loop": [sys.executable, "-c", BASELINE],
-    }
-    runs: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    files: dict[str, Path], repeat: int, commands: dict[str, list[str]]
+) -> dict[str, dict[str, list[tuple[float, float, float]]]]:
+    """shape -> command -> [(seconds, peak MB, CPU s)], the commands alternating on each file."""
+    runs: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
     for shape, path in files.items():
         runs[shape] = {name: [] for name in commands}
         for _ in range(repeat):
@@ -242,20 +255,25 @@ def _measure_all(
 
 
 def _report(title: str, files: dict[str, Path], runs: dict[str, Any], repeat: int) -> None:
-    print(f"\n{title} (best of {repeat}; median in brackets)")
-    print("| shape | MB | lines | validate s | loop s | validate / loop | validate peak MB |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(f"\n{title} (best of {repeat}; median in brackets; CPU: user + system, best)")
+    print(
+        "| shape | MB | lines | validate s | loop s | validate / loop "
+        "| validate CPU s | loop CPU s | CPU ratio | validate peak MB |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for shape, path in files.items():
         size = path.stat().st_size / 1e6
         with path.open("rb") as f:
             lines = sum(block.count(b"\n") for block in iter(lambda f=f: f.read(1 << 20), b""))
-        v = [t for t, _ in runs[shape]["validate"]]
-        loop = [t for t, _ in runs[shape]["loop"]]
-        rss = max(m for _, m in runs[shape]["validate"])
+        v = [t for t, _, _ in runs[shape]["validate"]]
+        loop = [t for t, _, _ in runs[shape]["loop"]]
+        v_cpu = min(c for _, _, c in runs[shape]["validate"])
+        loop_cpu = min(c for _, _, c in runs[shape]["loop"])
+        rss = max(m for _, m, _ in runs[shape]["validate"])
         print(
             f"| {shape} | {size:.0f} | {lines:,} | {min(v):.2f} ({statistics.median(v):.2f}) "
             f"| {min(loop):.2f} ({statistics.median(loop):.2f}) | {min(v) / min(loop):.2f} "
-            f"| {rss:.0f} |"
+            f"| {v_cpu:.2f} | {loop_cpu:.2f} | {v_cpu / loop_cpu:.2f} | {rss:.0f} |"
         )
 
 
@@ -265,7 +283,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated")
     parser.add_argument("--no-busy", action="store_true", help="skip the busy-core pass")
+    parser.add_argument(
+        "--count-tokens", action="store_true", help="validate --count-tokens (the tokenizer)"
+    )
     args = parser.parse_args()
+    commands = _commands(args.count_tokens)
     OUT.mkdir(exist_ok=True)
     files = {}
     for shape in args.shapes.split(","):
@@ -273,12 +295,16 @@ def main() -> None:
         if not path.exists():
             generate(path, shape, args.mb)
         files[shape] = path
-    quiet = _measure_all(files, args.repeat)
+    for path in files.values():  # a warm-up: the bytecode cache, the files in memory
+        for command in commands.values():
+            measure([*command, str(path)])
+    print("validate:", " ".join(commands["validate"]), "FILE")
+    quiet = _measure_all(files, args.repeat, commands)
     _report("Quiet (nothing else of ours running)", files, quiet, args.repeat)
     if not args.no_busy:
         busy = subprocess.Popen([sys.executable, "-c", BUSY])
         try:
-            loaded = _measure_all(files, args.repeat)
+            loaded = _measure_all(files, args.repeat, commands)
         finally:
             busy.kill()
             busy.wait()

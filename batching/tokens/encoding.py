@@ -2,20 +2,18 @@
 
 tiktoken would download them on first use, which fails without internet (and in locked-down
 Azure networks); the same files ship inside the bpe-openai wheel, checked against tiktoken's
-published hashes. Apart from the estimator so the counting child process can load it alone.
+published hashes. Apart from the estimator so the counting child process can load it alone;
+what only building an encoding needs is imported when one is built (`batchctl validate` builds
+none unless asked to count tokens).
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import importlib.util
 import re
-from binascii import a2b_base64
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: batchctl start-up
 if TYPE_CHECKING:
     import tiktoken
 
@@ -92,6 +90,8 @@ def model_family(deployment: str) -> tuple[str, str]:
 
 def _data_file(name: str) -> Path:
     """The rank file inside the installed bpe-openai package, found without importing it."""
+    import importlib.util
+
     spec = importlib.util.find_spec("bpe_openai")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("bpe-openai is not installed: it ships the token encodings")
@@ -114,6 +114,10 @@ def get_encoding(name: str) -> tiktoken.Encoding:
 
 
 def _build_encoding(name: str) -> tiktoken.Encoding:
+    import gzip
+    import hashlib
+    from binascii import a2b_base64
+
     import tiktoken  # not needed by a process that leaves counting to a ChildCounter
 
     spec = _SPECS[name]

@@ -19,19 +19,30 @@ of memory and tens of seconds, and the estimate only needs to feed quota admissi
 For large files the samples are counted in a child process (see `batching.tokens.child`).
 Accuracy against encoding every piece (tests/validation/test_tokens.py): within 0.8% on files
 of mixed English, code, CJK and numbers (within 1% asserted), 0.04% on the benchmark file.
+
+Without the tokenizer (`approximate=True`, what `batchctl validate` does unless asked to count):
+the same samples are measured in UTF-8 bytes instead of tokens, and the text's tokens are put at
+one per `BYTES_PER_TOKEN` bytes (`method: "approximate"`). No encoding is built and no child
+started. Real text runs from about 1.5 (base64) and 2.5 (numbers, JSON data) to 10 (Hindi,
+Russian in o200k_base) bytes a token, 4 for English prose and code (docs/benchmarks.md), so this
+is a rough figure: no verdict and no split depends on tokens, and the pipeline always counts with
+the tokenizer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
 
-from batching.tokens.child import ChildCounter
 from batching.tokens.encoding import encoding_loaded, get_encoding
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: batchctl start-up
 if TYPE_CHECKING:
+    from typing import Any
+
     import tiktoken
+
+    from batching.tokens.child import ChildCounter
 
 PER_REQUEST = 3
 PER_MESSAGE = 4
@@ -42,6 +53,7 @@ STEP_CHARS = 200_000
 SAMPLE_CHARS = 8_000
 CHILD_AFTER_CHARS = 100_000  # sample text that makes counting in a child process worth it
 LONG_LINE_CHARS = 100_000  # a line's text beyond this is estimated from its head
+BYTES_PER_TOKEN = 4  # the approximate estimate's rate (English prose and code: ~4)
 
 
 @dataclass(slots=True)
@@ -71,7 +83,7 @@ class TokenEstimate:
     completion_budget: int
     total: int
     encoding: str
-    method: str  # "exact" or "sampled"
+    method: str  # "exact" or "sampled" (the tokenizer's counts), or "approximate" (without it)
     sampled_requests: int
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,6 +97,7 @@ class TokenEstimator:
     of sample text has gathered and this process has not built the encoding yet, they are
     streamed to a `ChildCounter` process instead, which builds it while this one parses. A
     `child` given (started before the first line was read) takes them all from the start.
+    With `approximate`, samples are measured in UTF-8 bytes here instead (see the module).
     """
 
     def __init__(
@@ -95,8 +108,13 @@ class TokenEstimator:
         sample_chars: int = SAMPLE_CHARS,
         child_after_chars: int = CHILD_AFTER_CHARS,
         child: ChildCounter | None = None,
+        *,
+        approximate: bool = False,
     ) -> None:
+        if approximate and child is not None:
+            raise ValueError("an approximate estimate counts no tokens: it takes no child")
         self.encoding_name = encoding_name
+        self.approximate = approximate
         self._warmup = warmup_chars
         self._step = step_chars
         self._sample_chars = sample_chars
@@ -138,15 +156,21 @@ class TokenEstimator:
             self._child.submit(pieces)
             return
         self._pending.append(pieces)
+        if self.approximate:
+            return
         self._pending_chars += chars
         if self._pending_chars >= self._child_after and not encoding_loaded(self.encoding_name):
+            from batching.tokens.child import ChildCounter
+
             self._child = ChildCounter(self.encoding_name)
             for waiting in self._pending:
                 self._child.submit(waiting)
             self._pending = []
 
     def result(self) -> TokenEstimate:
-        if self._child is not None:
+        if self.approximate:
+            counts = [_utf8_bytes(pieces) for pieces in self._pending]
+        elif self._child is not None:
             counts = self._child.counts()
         else:
             encode = get_encoding(self.encoding_name).encode_ordinary
@@ -162,13 +186,17 @@ class TokenEstimator:
         if self._scaled_chars:  # scale by the marked lines' mean tokens per character
             ratio = ratio_sum / marks_total if marks_total else text / max(self._exact_chars, 1)
             text += round(self._scaled_chars * ratio)
+        if self.approximate:  # bytes so far
+            text = round(text / BYTES_PER_TOKEN)
         prompt = self._overhead + text
         return TokenEstimate(
             prompt=prompt,
             completion_budget=self._completion,
             total=prompt + self._completion,
             encoding=self.encoding_name,
-            method="sampled" if self._scaled_chars else "exact",
+            method=(
+                "approximate" if self.approximate else "sampled" if self._scaled_chars else "exact"
+            ),
             sampled_requests=len(self._weights),
         )
 
@@ -182,3 +210,7 @@ def _head(pieces: Sequence[str], budget: int) -> list[str]:
         if budget <= 0:
             break
     return head
+
+
+def _utf8_bytes(pieces: Sequence[str]) -> int:
+    return sum(len(p.encode("utf-8", "surrogatepass")) for p in pieces)

@@ -8,12 +8,15 @@ position of a bad message, say) are worked out only when there is an error.
 from __future__ import annotations
 
 import functools
-from typing import Any
+import operator
 
 import orjson
 
 from batching.tokens.estimate import DEFAULT_COMPLETION_BUDGET, Prompt, prompt_overhead
-from batching.validation.schema import SchemaError, check_json_schema
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: batchctl start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 CHAT_ROLES = frozenset({"system", "user", "assistant", "developer", "tool"})
 PLAIN_ROLES = ("user", "system", "assistant", "developer")  # a tuple: `in` needs no hashing
@@ -24,6 +27,9 @@ CHAT_OTHER_PARTS = frozenset({"input_audio", "file"})
 RESPONSES_TEXT_PARTS = frozenset({"input_text", "output_text", "refusal"})
 RESPONSES_OTHER_PARTS = frozenset({"input_file", "input_audio"})
 FORMAT_TYPES = frozenset({"text", "json_object", "json_schema"})
+_ROLE = operator.itemgetter("role")
+_CONTENT = operator.itemgetter("content")
+_STR = frozenset({str})
 
 Columns = tuple[str, ...] | None  # a json_schema format's top-level properties, in order
 
@@ -74,12 +80,12 @@ def _plain_contents(messages: list[Any]) -> list[str] | None:
     """The contents when every message is {role: user/system/assistant/developer, content:
     "text"} (most files), else None. Comprehensions instead of a loop: conversations of many
     short messages made the per-message loop the largest cost of validating them."""
-    try:
-        roles = {m["role"] for m in messages}
-        contents = [m["content"] for m in messages]
+    try:  # map(itemgetter) rather than comprehensions: no bytecode per message
+        roles = set(map(_ROLE, messages))
+        contents = list(map(_CONTENT, messages))
     except (TypeError, KeyError):  # not an object, no role or content, an unhashable role
         return None
-    if roles <= PLAIN_ROLE_SET and set(map(type, contents)) == {str}:
+    if roles <= PLAIN_ROLE_SET and set(map(type, contents)) == _STR:
         return contents
     return None
 
@@ -181,7 +187,14 @@ def _parts(parts: list[Any], pieces: list[str], *, chat: bool) -> int | str:
 
 def _format(fmt: Any, where: str, pieces: list[str]) -> Columns:
     """A response format; a json_schema one must be valid and gives the table columns."""
-    text, columns, problem = _format_outcome(orjson.dumps(fmt), where)
+    key = orjson.dumps(fmt)
+    last = _LAST_FORMAT[0]
+    if key == last[0] and where == last[1]:  # the previous line's format (the usual case)
+        outcome = last[2]
+    else:
+        outcome = _format_outcome(key, where)
+        _LAST_FORMAT[0] = (key, where, outcome)  # one assignment: threads see all or nothing
+    text, columns, problem = outcome
     if problem is not None:
         raise RequestError(problem[1], problem[0])
     if columns is not None:
@@ -190,6 +203,9 @@ def _format(fmt: Any, where: str, pieces: list[str]) -> Columns:
 
 
 _Outcome = tuple[str, Columns, tuple[str, str] | None]  # (schema text, columns, (code, message))
+# The last format seen, as (its JSON, where, outcome): files repeat one format on every line, and
+# comparing its JSON with the last one's is cheaper than hashing it to look it up in the cache.
+_LAST_FORMAT: list[tuple[bytes, str, _Outcome]] = [(b"", "", ("", None, None))]
 
 
 @functools.lru_cache(maxsize=64)
@@ -207,6 +223,8 @@ def _format_outcome(key: bytes, where: str) -> _Outcome:
         if type(fmt) is not dict:
             message = f"{where} must be an object {{name, schema, strict}}"
             return "", None, ("invalid_schema", message)
+    from batching.validation.schema import SchemaError, check_json_schema  # when a file has one
+
     try:
         return key.decode(), tuple(check_json_schema(fmt, where)), None
     except SchemaError as exc:

@@ -11,7 +11,10 @@ import math
 from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import asdict, dataclass
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: batchctl start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass(frozen=True)

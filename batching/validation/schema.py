@@ -8,7 +8,10 @@ only the supported types and keywords appear, within the nesting and size limits
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: batchctl start-up
+if TYPE_CHECKING:
+    from typing import Any
+
 
 MAX_DEPTH = 10
 MAX_PROPERTIES = 5000

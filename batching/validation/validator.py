@@ -14,17 +14,22 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
 
 import orjson
 
 from batching.jsonlines import LineTooLong, iter_bounded_lines
-from batching.tokens.child import ChildCounter, early_counter
 from batching.tokens.encoding import model_family
 from batching.tokens.estimate import Prompt, TokenEstimate, TokenEstimator
+from batching.validation import limits
 from batching.validation.bodies import Columns, RequestError, check_chat, check_responses
 from batching.validation.idindex import CustomIdIndex
 from batching.validation.plan import Chunk, SplitPlanner
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: batchctl start-up
+if TYPE_CHECKING:
+    from typing import Any, Literal
+
+    from batching.tokens.child import ChildCounter
 
 # Our code -> the service code it corresponds to (service codes map to themselves).
 SERVICE_CODES: dict[str, str] = {
@@ -52,7 +57,7 @@ ENDPOINTS = {
 }
 _BOM = b"\xef\xbb\xbf"
 # Lines longer than this are refused unread (MAX_LINE_BYTES): what one line may cost in memory.
-DEFAULT_MAX_LINE_BYTES = 20_000_000
+DEFAULT_MAX_LINE_BYTES = limits.MAX_LINE_BYTES
 
 
 @dataclass(frozen=True)
@@ -307,23 +312,33 @@ def validate(
     *,
     size_hint: int | None = None,
     counter: ChildCounter | None = None,
+    count_tokens: bool = True,
 ) -> ValidationReport:
     """Check every line, estimate tokens and plan the split, in one pass over `blocks`.
 
     `size_hint`, the input's size in bytes when known, lets a large input's token counting
     start at once (`batching.tokens.child.early_counter`), or `counter` is such a child already
     started; either is stopped at the end. The report is the same with or without them.
+    Without `count_tokens` the token estimate is approximate, made without the tokenizer
+    (`batching.tokens.estimate`); nothing else in the report depends on it.
     """
-    early = counter or (early_counter(size_hint) if size_hint is not None else None)
+    early = counter
+    if early is None and size_hint is not None and count_tokens:
+        from batching.tokens.child import early_counter
+
+        early = early_counter(size_hint)
     try:
-        return _validate(blocks, options, early)
+        return _validate(blocks, options, early if count_tokens else None, count_tokens)
     finally:
         if early is not None:  # a no-op once the estimator has its counts
             early.close()
 
 
 def _validate(
-    blocks: Iterable[bytes], options: ValidationOptions, early: ChildCounter | None
+    blocks: Iterable[bytes],
+    options: ValidationOptions,
+    early: ChildCounter | None,
+    count_tokens: bool,
 ) -> ValidationReport:
     source = _ByteCount(blocks)
     checker = LineChecker(options)
@@ -351,7 +366,7 @@ def _validate(
         if estimator is None:
             name = model_family(result.model)[1]
             child = early if early is not None and early.encoding_name == name else None
-            estimator = TokenEstimator(name, child=child)
+            estimator = TokenEstimator(name, child=child, approximate=not count_tokens)
         estimator.add(result.prompt)
         if result.columns is not last_columns and result.columns:
             last_columns = result.columns

@@ -30,17 +30,22 @@ HEAVY = (
     "batchctl.runs",
     "batchctl.commands",
     "batchctl.client",
+    # validate without --count-tokens: no encoding, no counting child, not the app's settings
+    "batching.tokens.child",
+    "subprocess",
+    "gzip",
+    "batching.settings",
 )
 
 
-def _imported(argv: list[str]) -> list[str]:
+def _imported(argv: list[str], watched: tuple[str, ...] = HEAVY) -> list[str]:
     code = (
         "import contextlib, io, json, sys\n"
         "from batchctl.__main__ import main\n"
         "out = io.TextIOWrapper(io.BytesIO())\n"
         "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
         f"    main({argv!r})\n"
-        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"
+        f"print(json.dumps([m for m in {watched!r} if m in sys.modules]))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
@@ -57,9 +62,21 @@ def test_help_imports_no_heavy_module(argv):
     assert _imported(argv) == []
 
 
-def test_validate_of_a_small_file_imports_no_heavy_module_but_the_encoding():
-    # A small file is counted exactly in this process, so tiktoken is expected; nothing else.
-    assert [m for m in _imported(["validate", "--json", str(SAMPLE)]) if m != "tiktoken"] == []
+def test_validate_imports_no_heavy_module():
+    # The token estimate is approximate unless asked for: no tokenizer, no child process.
+    assert _imported(["validate", "--json", str(SAMPLE)]) == []
+    # nor typing: its modules take TYPE_CHECKING from a constant (typing is ~5% of start-up)
+    schema = ROOT / "samples" / "structured-buildings.jsonl"  # imports the schema checker too
+    assert _imported(["validate", "--json", str(schema)], ("typing",)) == []
+
+
+def test_validate_counting_tokens_of_a_small_file_imports_the_encoding_only():
+    # A small file is counted exactly in this process, so tiktoken is expected, with what
+    # counting needs (a large file's counting child is started from batching.tokens.child).
+    counting = ("tiktoken", "gzip", "batching.tokens.child", "subprocess")
+    imported = _imported(["validate", "--json", "--count-tokens", str(SAMPLE)])
+    assert [m for m in imported if m not in counting] == []
+    assert "tiktoken" in imported
 
 
 def test_run_commands_help_does_not_load_the_azure_sdk():

@@ -221,3 +221,24 @@ def test_a_line_over_max_line_bytes_is_skipped_in_skip_mode() -> None:
     assert report.valid and report.requests == 2 and report.invalid_lines == 1
     assert report.problem_counts == {"line_too_large": 1}
     assert report.problems[0].line == 2
+
+
+def _without_tokens(report: ValidationReport) -> dict[str, object]:
+    data = report.to_dict()
+    del data["tokens"]
+    return data
+
+
+@pytest.mark.parametrize("path", MALFORMED + VALID, ids=lambda p: p.stem)
+def test_the_verdict_does_not_depend_on_counting_tokens(path: Path) -> None:
+    """Without the tokenizer (batchctl validate's default) every problem, line number, count and
+    the split plan are the same: only the token estimate differs, and is labelled."""
+    counted = validate(read_blocks(path), OPTIONS)
+    approximate = validate(read_blocks(path), OPTIONS, count_tokens=False)
+    assert _without_tokens(approximate) == _without_tokens(counted)
+    assert (approximate.tokens is None) == (counted.tokens is None)
+    if approximate.tokens is not None and counted.tokens is not None:
+        assert approximate.tokens.method == "approximate"
+        assert counted.tokens.method in ("exact", "sampled")
+        assert approximate.tokens.completion_budget == counted.tokens.completion_budget
+        assert approximate.tokens.encoding == counted.tokens.encoding

@@ -97,7 +97,7 @@ def test_readable_summary_of_a_valid_file(capsys: pytest.CaptureFixture[str]) ->
     assert "valid" in out
     assert "3 on 5 lines" in out
     assert "2 skipped (not an error)" in out
-    assert "o200k_base, exact" in out
+    assert "approximate, 4 bytes a token; --count-tokens: o200k_base" in out
     assert "split plan" in out
 
 
@@ -163,3 +163,61 @@ def test_summary_shows_markup_in_the_file_as_text(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr.decode()
     assert b"Traceback" not in done.stderr
     assert "[bold]m[/x]" in out and "[/y]" in out and "odd [bold]b[x].jsonl" in out
+
+
+def test_tokens_are_approximate_unless_counted(capsys: pytest.CaptureFixture[str]) -> None:
+    """By default no tokenizer: the estimate says so; --count-tokens gives the pipeline's count.
+    The rest of the report is the same."""
+    assert main(["validate", "--json", str(SAMPLE)]) == 0
+    approximate = orjson.loads(capsys.readouterr().out)
+    assert main(["validate", "--json", "--count-tokens", str(SAMPLE)]) == 0
+    counted = orjson.loads(capsys.readouterr().out)
+    assert approximate.pop("tokens")["method"] == "approximate"
+    tokens = counted.pop("tokens")
+    assert approximate == counted
+    from batching.jsonlines import read_blocks
+    from batching.validation.validator import ValidationOptions, validate
+
+    options = ValidationOptions(max_requests_per_batch=100_000, max_bytes_per_batch=200_000_000)
+    pipeline = validate(read_blocks(SAMPLE), options).tokens
+    assert pipeline is not None
+    assert tokens == pipeline.to_dict()
+    assert tokens["method"] == "exact"
+
+
+def test_readable_summary_of_counted_tokens(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--count-tokens", str(SAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert "o200k_base, exact" in out
+    assert "approximate" not in out
+
+
+def test_limits_default_to_the_app_settings_defaults() -> None:
+    """batchctl validate reads the defaults without importing the app's settings; they are the
+    same values."""
+    from batchctl.validate import DEFAULTS
+    from batching.settings import SETTINGS
+
+    declared = {s.name: s.default for s in SETTINGS}
+    assert {name: str(value) for name, value in DEFAULTS.items()} == {
+        name: declared[name] for name in DEFAULTS
+    }
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "1000000000"),  # blob mode, the default: 1 GB a batch file
+        ({"MAX_BYTES_PER_BATCH": "0"}, "1000000000"),
+        ({"AZURE_OPENAI_BATCH_MODE": "files"}, "200000000"),  # 200 MB uploaded
+        ({"AZURE_OPENAI_BATCH_MODE": "files", "MAX_BYTES_PER_BATCH": "5000"}, "5000"),
+    ],
+)
+def test_the_byte_limit_defaults_to_the_batch_modes_as_in_the_app(monkeypatch, env, expected):
+    from batchctl.validate import _setting
+
+    for name in ("MAX_BYTES_PER_BATCH", "AZURE_OPENAI_BATCH_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert _setting("MAX_BYTES_PER_BATCH") == expected

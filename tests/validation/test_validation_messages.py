@@ -271,3 +271,57 @@ def test_table_columns_come_from_the_schemas_in_first_seen_order() -> None:
     )
     assert report.valid, report.problems
     assert report.table_columns == ["City", "Height", "Year"]
+
+
+def _schema(strict: object) -> dict[str, object]:
+    return {
+        "name": "s",
+        "strict": strict,
+        "schema": {
+            "type": "object",
+            "properties": {"a": {"type": "string"}},
+            "required": ["a"],
+            "additionalProperties": False,
+        },
+    }
+
+
+def _chat_format(custom_id: str, strict: object) -> bytes:
+    fmt = {"type": "json_schema", "json_schema": _schema(strict)}
+    body = {"model": "dep-a", "messages": [{"role": "user", "content": "hi"}]}
+    return _req(custom_id, body={**body, "response_format": fmt})
+
+
+def test_a_format_equal_to_the_last_one_but_for_its_json_types_is_checked_again() -> None:
+    """The last format's outcome is reused only for the same JSON: `"strict": 1` equals
+    `"strict": true` in Python (1 == True) but is not a boolean, and is reported each time."""
+    got = _problems(
+        _chat_format("t1", True),
+        _chat_format("one", 1),
+        _chat_format("t2", True),
+        _chat_format("one-again", 1),
+    )
+    assert [(p["line"], p["code"], p["custom_id"]) for p in got] == [
+        (2, "invalid_schema", "one"),
+        (4, "invalid_schema", "one-again"),
+    ]
+    assert got[0]["message"] == "body.response_format.json_schema.strict must be true or false"
+
+
+def test_the_same_format_json_in_another_place_is_checked_for_that_place() -> None:
+    """Chat nests the schema under json_schema, /responses does not: the same JSON is valid as
+    one and not as the other, whichever comes first."""
+    fmt = {"type": "json_schema", "json_schema": _schema(True)}
+    chat = _chat_format("c", True)
+    responses = orjson.dumps(
+        {
+            "custom_id": "r",
+            "method": "POST",
+            "url": "/responses",
+            "body": {"model": "dep-a", "input": "hi", "text": {"format": fmt}},
+        }
+    )
+    for first, second in ((chat, responses), (responses, chat)):
+        outcomes = [check_line(1, first), check_line(2, second)]
+        kinds = {o.custom_id: isinstance(o, Problem) for o in outcomes}
+        assert kinds == {"c": False, "r": True}

@@ -6,6 +6,7 @@ import itertools
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -87,6 +88,22 @@ def test_bounded_lines_are_lines_with_the_long_ones_sized(
         for n, line in iter_lines([data])
     ]
     assert list(iter_bounded_lines(_cut(data, cuts), limit)) == expected
+
+
+@pytest.mark.parametrize(
+    ("blocks", "expected"),
+    [
+        ([b"abcde\n"], [b"abcde"]),  # exactly at the limit
+        ([b"abcd\nabcdef\n"], [b"abcd", LineTooLong(6)]),  # one under, one over
+        ([b"abcde\r\n"], [b"abcde"]),  # a CR before the LF is not the line's
+        ([b"abcdef\r\n"], [LineTooLong(6)]),
+        ([b"abcde\r", b"\n"], [b"abcde"]),  # the CRLF cut between blocks
+        ([b"ab", b"cde\r", b"\nabc", b"def"], [b"abcde", LineTooLong(6)]),  # no final LF
+        ([b"\n\r\n", b"\r"], [b"", b"", b""]),
+    ],
+)
+def test_lines_at_and_around_the_limit(blocks: list[bytes], expected: list[object]) -> None:
+    assert [line for _, line in iter_bounded_lines(blocks, 5)] == expected
 
 
 @FAST
@@ -209,3 +226,23 @@ def test_just_over_the_request_limit_splits_in_halves(chunks: int, extra: int) -
     sizes = [c.requests for c in planner.plan()]
     assert len(sizes) == chunks + 1
     assert max(sizes) - min(sizes) <= 1
+
+
+@FAST
+@given(valid_files(), st.sampled_from(sorted(CODES)), st.integers(0, 11), st.data())
+def test_counting_tokens_or_not_gives_the_same_verdict(
+    generated: tuple[list[dict[str, Any]], bytes], kind: str, target: int, data: st.DataObject
+) -> None:
+    """Valid files and files with a corrupted line: everything but the token estimate is the
+    same with the tokenizer (the pipeline) and without it (batchctl validate's default)."""
+    requests, whole = generated
+    lines = [orjson.dumps(r) for r in requests]
+    if data.draw(st.booleans()) and len(requests) >= 2:
+        index = 1 + target % (len(requests) - 1)
+        lines[index] = _corrupt(kind, requests[index], requests[index - 1])
+        whole = b"\n".join(lines)
+    counted = validate([whole], OPTIONS).to_dict()
+    approximate = validate([whole], OPTIONS, count_tokens=False).to_dict()
+    tokens = counted.pop("tokens"), approximate.pop("tokens")
+    assert approximate == counted
+    assert (tokens[0] is None) == (tokens[1] is None)
