@@ -302,19 +302,25 @@ def test_the_client_is_one_per_endpoint_key_version_and_identity() -> None:
 class _Listing:
     """What `files.list` and `batches.list` yield, for shapes the emulator never produces (an
     upload whose processing failed, an object without `created_at`); the real SDK objects have
-    these attributes. `asked` is what the last list call was asked for."""
+    these attributes. `asked` is what the last list call was asked for; `then` is the next page.
+    """
 
-    def __init__(self, *items: dict[str, object]) -> None:
+    def __init__(self, *items: dict[str, object], then: _Listing | None = None) -> None:
         self.files = self.batches = self
         self.data = [type("F", (), {"model_dump": lambda self, i=i: i, **i})() for i in items]
         self.asked: dict[str, object] = {}
+        self.then = then
 
     def list(self, **asked: object) -> _Listing:
         self.asked = asked
         return self
 
     def has_next_page(self) -> bool:
-        return False
+        return self.then is not None
+
+    def get_next_page(self) -> _Listing:
+        assert self.then is not None, "asked for a page after the last"
+        return self.then
 
 
 def _file(file_id: str, created_at: int | None, name: str = "run/c0.jsonl") -> dict[str, object]:
@@ -341,6 +347,17 @@ def test_the_since_lookups_list_newest_first_in_pages_of_100() -> None:
     batches = _Listing(_batch("batch-1", 10))
     assert aoai.find_batch_since(batches, "k", since=0) is not None  # type: ignore[arg-type]
     assert batches.asked == {"limit": 100}
+
+
+def test_the_since_lookups_read_the_next_pages_until_found() -> None:
+    files = _Listing(_file("file-3", 30, name="a.jsonl"), then=_Listing(_file("file-2", 20)))
+    found_file = aoai.find_file_since(files, "run/c0.jsonl", since=0)  # type: ignore[arg-type]
+    assert found_file is not None and found_file["id"] == "file-2"
+    assert aoai.find_file_since(files, "other.jsonl", since=0) is None  # type: ignore[arg-type]
+    batches = _Listing(_batch("batch-3", 30, key="a"), then=_Listing(_batch("batch-2", 20)))
+    found_batch = aoai.find_batch_since(batches, "k", since=0)  # type: ignore[arg-type]
+    assert found_batch is not None and found_batch["id"] == "batch-2"
+    assert aoai.find_batch_since(batches, "other", since=0) is None  # type: ignore[arg-type]
 
 
 def test_a_file_created_exactly_at_since_is_found_and_one_second_later_is_not() -> None:
