@@ -137,7 +137,7 @@ def collect(
     """
     outcome = Outcome()
     done: set[str] = set()
-    to_retry: dict[str, tuple[str, str]] = {}
+    to_retry: set[str] = set()
 
     def fail(custom_id: str, status: int | None, code: str, message: str) -> None:
         failures.add(
@@ -173,7 +173,7 @@ def collect(
                 continue
             status, code, message = _failure(line)
             if resubmit and is_retryable(status, code):
-                to_retry[custom_id] = (code, message)
+                to_retry.add(custom_id)
             else:
                 fail(custom_id, status, code, message)
 

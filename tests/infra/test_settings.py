@@ -486,3 +486,60 @@ def test_the_batch_mode_is_blob_or_files(raw):
     with pytest.raises(SettingsError) as info:
         Settings.from_env({**BASE, "AZURE_OPENAI_BATCH_MODE": raw})
     assert str(info.value) == f"AZURE_OPENAI_BATCH_MODE must be 'blob' or 'files', not {raw!r}"
+
+
+# The parser factories and the declaration helpers run at import, when `Settings` is
+# declared; these call them again, so each is tested as it runs, not only through its
+# results frozen at import.
+
+
+def test_whole_accepts_its_minimum_and_refuses_one_under_and_what_is_not_a_whole_number():
+    from batching.settings import whole
+
+    parse = whole(3)
+    assert parse("3") == 3
+    assert parse("40") == 40
+    with pytest.raises(ValueError) as info:
+        parse("2")
+    assert str(info.value) == "at least 3, not 2"
+    with pytest.raises(ValueError) as info:
+        parse("three")
+    assert str(info.value) == "a whole number, not 'three'"
+
+
+def test_choice_accepts_only_its_options_and_names_them_all_when_refusing():
+    from batching.settings import choice
+
+    parse = choice("reject", "skip")
+    assert parse("reject") == "reject"
+    assert parse("skip") == "skip"
+    with pytest.raises(ValueError) as info:
+        parse("Skip")
+    assert str(info.value) == "'reject' or 'skip', not 'Skip'"
+
+
+def test_declared_settings_are_listed_in_field_order_with_groups_inlined_and_read():
+    from dataclasses import dataclass
+
+    from batching.settings import _group, _read, _rows, _setting, whole
+
+    @dataclass(frozen=True)
+    class Inner:
+        size: int = _setting("INNER_SIZE", "a size", "2", parse=whole(1))
+
+    @dataclass(frozen=True)
+    class Outer:
+        name: str = _setting("OUTER_NAME", "a name", required=True)
+        inner: Inner = _group(Inner)  # noqa: RUF009 (a field, as in batching/settings.py)
+        key: str = _setting("OUTER_KEY", "a secret", secret=True)
+
+    rows = _rows(Outer)
+    assert [(r.name, r.help, r.default, r.required, r.secret) for r in rows] == [
+        ("OUTER_NAME", "a name", None, True, False),
+        ("INNER_SIZE", "a size", "2", False, False),
+        ("OUTER_KEY", "a secret", None, False, True),
+    ]
+    assert rows[0].parse is None and rows[2].parse is None
+    assert rows[1].parse is not None and rows[1].parse("5") == 5
+    assert _read(Outer, {"OUTER_NAME": "n", "OUTER_KEY": "k"}) == Outer("n", Inner(2), "k")
+    assert _read(Outer, {"OUTER_NAME": "n", "INNER_SIZE": "7"}) == Outer("n", Inner(7), None)

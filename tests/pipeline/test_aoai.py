@@ -362,19 +362,35 @@ def test_a_dated_api_version_selects_the_azure_client_and_a_key_goes_as_api_key(
 
 
 class _Listing:
-    """What `files.list` yields, for shapes the emulator never produces (an upload whose
-    processing failed); the real SDK objects have these attributes."""
+    """What `files.list` and `batches.list` yield, for shapes the emulator never produces (an
+    upload whose processing failed, an object without `created_at`); the real SDK objects have
+    these attributes. `asked` is what the last list call was asked for; `then` is the next page.
+    """
 
-    def __init__(self, *files: dict[str, object]) -> None:
-        self.files = self
-        self.data = [type("F", (), {"model_dump": lambda self, f=f: f, **f})() for f in files]
+    def __init__(self, *items: dict[str, object], then: _Listing | None = None) -> None:
+        self.files = self.batches = self
+        self.data = [type("F", (), {"model_dump": lambda self, i=i: i, **i})() for i in items]
+        self.asked: dict[str, object] = {}
+        self.then = then
 
-    def list(self, purpose: str, order: str, limit: int) -> _Listing:
-        assert (purpose, order) == ("batch", "desc")
+    def list(self, **asked: object) -> _Listing:
+        self.asked = asked
         return self
 
     def has_next_page(self) -> bool:
-        return False
+        return self.then is not None
+
+    def get_next_page(self) -> _Listing:
+        assert self.then is not None, "asked for a page after the last"
+        return self.then
+
+
+def _file(file_id: str, created_at: int | None, name: str = "run/c0.jsonl") -> dict[str, object]:
+    return {"id": file_id, "filename": name, "status": "processed", "created_at": created_at}
+
+
+def _batch(batch_id: str, created_at: int | None, key: str = "k") -> dict[str, object]:
+    return {"id": batch_id, "metadata": {"key": key}, "created_at": created_at}
 
 
 def test_an_upload_whose_processing_failed_is_not_found_again() -> None:
@@ -384,3 +400,49 @@ def test_an_upload_whose_processing_failed_is_not_found_again() -> None:
     )
     found = aoai.find_file_since(listing, "run/c0.jsonl", since=0)  # type: ignore[arg-type]
     assert found is not None and found["id"] == "file-2"
+
+
+def test_the_since_lookups_list_newest_first_in_pages_of_100() -> None:
+    files = _Listing(_file("file-1", 10))
+    assert aoai.find_file_since(files, "run/c0.jsonl", since=0) is not None  # type: ignore[arg-type]
+    assert files.asked == {"purpose": "batch", "order": "desc", "limit": 100}
+    batches = _Listing(_batch("batch-1", 10))
+    assert aoai.find_batch_since(batches, "k", since=0) is not None  # type: ignore[arg-type]
+    assert batches.asked == {"limit": 100}
+
+
+def test_the_since_lookups_read_the_next_pages_until_found() -> None:
+    files = _Listing(_file("file-3", 30, name="a.jsonl"), then=_Listing(_file("file-2", 20)))
+    found_file = aoai.find_file_since(files, "run/c0.jsonl", since=0)  # type: ignore[arg-type]
+    assert found_file is not None and found_file["id"] == "file-2"
+    assert aoai.find_file_since(files, "other.jsonl", since=0) is None  # type: ignore[arg-type]
+    batches = _Listing(_batch("batch-3", 30, key="a"), then=_Listing(_batch("batch-2", 20)))
+    found_batch = aoai.find_batch_since(batches, "k", since=0)  # type: ignore[arg-type]
+    assert found_batch is not None and found_batch["id"] == "batch-2"
+    assert aoai.find_batch_since(batches, "other", since=0) is None  # type: ignore[arg-type]
+
+
+def test_a_file_created_exactly_at_since_is_found_and_one_second_later_is_not() -> None:
+    listing = _Listing(_file("file-3", 12, name="other.jsonl"), _file("file-2", 10))
+    at = aoai.find_file_since(listing, "run/c0.jsonl", since=10)  # type: ignore[arg-type]
+    assert at is not None and at["id"] == "file-2"
+    assert aoai.find_file_since(listing, "run/c0.jsonl", since=11) is None  # type: ignore[arg-type]
+
+
+def test_a_batch_created_exactly_at_since_is_found_and_one_second_later_is_not() -> None:
+    listing = _Listing(_batch("batch-3", 12, key="other"), _batch("batch-2", 10))
+    at = aoai.find_batch_since(listing, "k", since=10)  # type: ignore[arg-type]
+    assert at is not None and at["id"] == "batch-2"
+    assert aoai.find_batch_since(listing, "k", since=11) is None  # type: ignore[arg-type]
+
+
+def test_a_missing_created_at_counts_as_the_epoch_in_the_since_lookups() -> None:
+    """No created_at (the service's nulls): time 0, so older than any since > 0."""
+    files = _Listing(_file("file-1", None))
+    assert aoai.find_file_since(files, "run/c0.jsonl", since=1) is None  # type: ignore[arg-type]
+    found_file = aoai.find_file_since(files, "run/c0.jsonl", since=0)  # type: ignore[arg-type]
+    assert found_file is not None and found_file["id"] == "file-1"
+    batches = _Listing(_batch("batch-1", None))
+    assert aoai.find_batch_since(batches, "k", since=1) is None  # type: ignore[arg-type]
+    found_batch = aoai.find_batch_since(batches, "k", since=0)  # type: ignore[arg-type]
+    assert found_batch is not None and found_batch["id"] == "batch-1"

@@ -82,6 +82,34 @@ def test_poll_interval_starts_at_the_initial_wait_and_stays_at_the_cap():
     assert policy.next_poll_interval({**CONFIG, "poll_max_seconds": "90"}, 60) == 90
 
 
+def test_the_policy_reads_a_run_config_object_as_it_reads_its_json():
+    """Orchestrators pass a RunConfig (attributes), tests above a mapping: both are read."""
+    from batching.settings import RunConfig
+
+    config = RunConfig.from_json(
+        {
+            "poll_initial_seconds": 45,
+            "poll_max_seconds": 500,
+            "polls_per_history": 20,
+            "quota_retry_initial_seconds": 200,
+            "quota_retry_max_seconds": 700,
+            "quota_retry_attempts": 12,
+            "max_active_batches": 0,
+            "max_enqueued_tokens": 0,
+            "admission_wait_seconds": 60,
+            "resubmit_rounds": 2,
+            "activity_retry_attempts": 5,
+            "activity_retry_seconds": 5,
+        }
+    )
+    assert policy.next_poll_interval(config, 10) == 45
+    assert policy.next_poll_interval(config, 100) == 200
+    assert policy.next_poll_interval(config, 300) == 500
+    for attempt, base in [(1, 200), (2, 400), (3, 700)]:
+        factor = 0.75 + 0.5 * _sha_fraction(f"run/c0#{attempt}")
+        assert policy.quota_backoff(config, attempt, "run/c0") == int(base * factor)
+
+
 def _typed(chunks):
     """Chunks as the orchestration holds them (orchestrators.state.Chunk), from their JSON."""
     from orchestrators.state import Chunk

@@ -87,3 +87,32 @@ def test_the_table_starts_at_twice_the_ids_and_grows_when_three_quarters_full() 
     index.add(f"id-{full}", full)
     assert len(index._hashes) == 1 << 20
     assert index.add("id-1", full + 1) == 1
+
+
+def test_get_returns_the_line_an_id_was_added_with_and_zero_for_an_unknown_id() -> None:
+    """While the index is a dict: the first line of an id, 0 (not None) for one never added."""
+    index = CustomIdIndex()
+    for cid, line in (("a", 1), ("b", 2), ("a", 3)):
+        index.add(cid, line)
+    assert index._small is not None
+    assert index.get("a") == 1
+    assert index.get("b") == 2
+    missing = index.get("never-added")
+    assert missing == 0 and missing is not None
+
+
+def test_get_follows_probe_chains_in_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the table (straight there, like the colliding-slots test), ids displaced along a
+    probe chain, ids placed before and after the table grew, and unknown ids (0) all come
+    back right."""
+    monkeypatch.setattr(idindex, "DICT_IDS", 0)
+    index = CustomIdIndex()
+    lines = {f"c{i}": i + 1 for i in range(2000)}
+    for cid, line in lines.items():
+        assert index.add(cid, line) == 0
+    assert index._small is None
+    for cid, line in lines.items():
+        assert index.get(cid) == line, cid
+    for i in range(2000, 2100):
+        assert index.get(f"c{i}") == 0
+    assert index.get("") == 0

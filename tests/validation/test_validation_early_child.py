@@ -3,6 +3,8 @@ report is the same as without the size hint, whichever encoding the deployment n
 
 from __future__ import annotations
 
+import signal
+
 import orjson
 import pytest
 
@@ -50,3 +52,40 @@ def test_an_early_child_is_stopped_when_no_line_is_valid():
 
 def test_a_small_file_starts_no_early_child():
     assert tokencount.early_counter(tokencount.EARLY_CHILD_BYTES - 1) is None
+
+
+def test_a_counter_of_the_deployments_encoding_counts_the_file_and_exits_by_itself():
+    """Given the o200k counter for a gpt-4o file, validate hands it every sample: it reads
+    them to the end and exits 0 (a counter left unused is killed instead)."""
+    counter = ChildCounter("o200k_base")
+    report = validate(_file("gpt-4o-batch", 20), OPTIONS, counter=counter)
+    assert report.valid and report.tokens is not None
+    assert counter._child.returncode == 0
+
+
+def test_a_counter_of_another_encoding_is_not_used_but_killed():
+    """gpt-4-turbo needs cl100k: an o200k counter must not count its samples, only be stopped
+    (killed: it never saw the end of its input)."""
+    counter = ChildCounter("o200k_base")
+    report = validate(_file("gpt-4-turbo-batch", 20), OPTIONS, counter=counter)
+    assert report.valid and report.tokens is not None
+    assert counter._child.returncode == -signal.SIGKILL
+
+
+def test_a_size_hint_at_the_threshold_starts_the_early_counter_that_then_counts(monkeypatch):
+    """size_hint >= EARLY_CHILD_BYTES starts one counter (early_counter, spied on here) before
+    the first line, and the file's samples go to it."""
+    started: list[tuple[int, ChildCounter | None]] = []
+    original = tokencount.early_counter
+
+    def spy(size):
+        counter = original(size)
+        started.append((size, counter))
+        return counter
+
+    # the validator imports it when it needs it, from its module
+    monkeypatch.setattr(tokencount, "early_counter", spy)
+    validate(_file("gpt-4o-batch", 20), OPTIONS, size_hint=tokencount.EARLY_CHILD_BYTES)
+    ((size, counter),) = started
+    assert size == tokencount.EARLY_CHILD_BYTES
+    assert counter is not None and counter._child.returncode == 0

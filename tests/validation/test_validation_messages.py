@@ -6,7 +6,9 @@ import orjson
 import pytest
 
 from batching.validation.validator import (
+    LineChecker,
     Problem,
+    Request,
     ValidationOptions,
     ValidationReport,
     check_line,
@@ -207,6 +209,35 @@ def test_a_line_must_leave_room_for_its_newline_in_a_batch() -> None:
         "message": f"line 1 is {len(line)} bytes, more than a batch may hold ({len(line)}): "
         "shorten the request",
     }
+
+
+def test_a_line_over_max_line_bytes_gets_the_message_that_names_the_setting() -> None:
+    line = _req("a")
+    report = validate([line + b"\n"], ValidationOptions(100, 10_000, max_line_bytes=len(line) - 1))
+    assert [p.to_dict() for p in report.problems] == [
+        {
+            "line": 1,
+            "code": "line_too_large",
+            "message": f"line 1 is {len(line)} bytes, more than MAX_LINE_BYTES ({len(line) - 1}) "
+            "allows: shorten the request (or raise MAX_LINE_BYTES, which costs memory)",
+        }
+    ]
+
+
+def test_the_line_checker_refuses_the_bytes_of_a_line_as_long_as_a_batch() -> None:
+    """validate() hands such a line over unread (LineTooLong); check() takes bytes too, and a
+    line must stay one byte under the batch limit either way."""
+    line = _req("a")
+    problem = LineChecker(ValidationOptions(100, len(line))).check(4, line)
+    assert isinstance(problem, Problem)
+    assert problem.to_dict() == {
+        "line": 4,
+        "code": "line_too_large",
+        "message": f"line 4 is {len(line)} bytes, more than a batch may hold ({len(line)}): "
+        "shorten the request",
+    }
+    accepted = LineChecker(ValidationOptions(100, len(line) + 1)).check(4, line)
+    assert isinstance(accepted, Request) and accepted.custom_id == "a"
 
 
 def test_an_empty_file_is_one_problem_on_line_zero() -> None:
