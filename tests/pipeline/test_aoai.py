@@ -303,11 +303,12 @@ def test_normalize_batch_keeps_every_field_the_service_set() -> None:
 
 
 def test_normalize_batch_keeps_blob_mode_urls_and_drops_the_empty_ones_of_a_running_batch() -> None:
-    folder = "https://acct.blob.core.windows.net/out/run/c0-r0-a0"
+    account = "http://127.0.0.1:10000/devstoreaccount1"  # Azurite's path-style URLs
+    folder = f"{account}/out/run/c0-r0-a0"
     running = {
         "id": "batch_3",
         "input_file_id": None,
-        "input_blob": "https://acct.blob.core.windows.net/work/run/input.jsonl",
+        "input_blob": f"{account}/work/run/input.jsonl",
         "output_folder": {"url": folder},
         "output_blob": "",
         "error_blob": "",
