@@ -161,13 +161,11 @@ def stack_child(paths: list[Path]) -> None:
 
     from azure.storage.blob import BlobServiceClient
 
-    import function_app
     from batching.layout import run_id_for
     from batching.settings import Settings
     from batching.storage.blobs import ensure_containers
+    from bench.apphost import app_host
     from devstack import services
-    from devstack.durable.clock import RealClock
-    from devstack.host.host import FunctionHost
     from devstack.watcher import Watcher
     from tests.support.stack import fast_settings
 
@@ -184,15 +182,7 @@ def stack_child(paths: list[Path]) -> None:
             env["MAX_LINE_BYTES"] = os.environ["MAX_LINE_BYTES"]
         settings = Settings.from_env(env)
         ensure_containers(settings.storage, settings.containers)
-        host = stack.enter_context(
-            FunctionHost(
-                function_app.app,
-                root / "host",
-                RealClock(),
-                env=env,
-                host_json=services.ROOT / "host.json",
-            )
-        )
+        host = stack.enter_context(app_host(root / "host", env))
         blobs = BlobServiceClient.from_connection_string(az.connection_string)
         inputs = blobs.get_container_client(settings.input_container)
         watcher = Watcher(

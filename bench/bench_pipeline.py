@@ -26,6 +26,7 @@ import httpx
 import orjson
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
+from bench.apphost import app_host
 from bench.counting import Counters, cpu_by_process, cpu_since
 from devstack import services
 
@@ -69,11 +70,8 @@ def pipeline(
     duration: float, poll: int, env_extra: dict[str, str] | None = None
 ) -> Iterator[Pipeline]:
     """Start the whole local stack in a temporary folder, with the Event Grid watcher running."""
-    import function_app
     from batching.settings import Settings
     from batching.storage.blobs import ensure_containers
-    from devstack.durable.clock import RealClock
-    from devstack.host.host import FunctionHost
     from devstack.watcher import Watcher
     from tests.support.stack import fast_settings
 
@@ -96,15 +94,7 @@ def pipeline(
         }
         settings = Settings.from_env(env)
         ensure_containers(settings.storage, settings.containers)
-        host = stack.enter_context(
-            FunctionHost(
-                function_app.app,
-                root / "host",
-                RealClock(),
-                env=env,
-                host_json=services.ROOT / "host.json",
-            )
-        )
+        host = stack.enter_context(app_host(root / "host", env))
         blobs = BlobServiceClient.from_connection_string(az.connection_string)
         inputs = blobs.get_container_client(settings.input_container)
         outputs = blobs.get_container_client(settings.output_container)

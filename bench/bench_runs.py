@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import orjson
 
+from bench.apphost import app_host
 from devstack import services
 
 
@@ -64,10 +65,7 @@ def _latency(url: str, params: dict[str, str], repeat: int) -> dict[str, float]:
 
 
 def run(sizes: list[int], limit: int, repeat: int) -> list[dict[str, Any]]:
-    import function_app
     from batching.settings import Settings
-    from devstack.durable.clock import RealClock
-    from devstack.host.host import FunctionHost
     from tests.support.stack import fast_settings
 
     results = []
@@ -77,15 +75,7 @@ def run(sizes: list[int], limit: int, repeat: int) -> list[dict[str, Any]]:
         fake_em = services.Emulator(services.free_port(), "unused")  # listing never calls it
         env = fast_settings(az, fake_em, "runs")
         settings = Settings.from_env(env)
-        host = stack.enter_context(
-            FunctionHost(
-                function_app.app,
-                root / "host",
-                RealClock(),
-                env=env,
-                host_json=services.ROOT / "host.json",
-            )
-        )
+        host = stack.enter_context(app_host(root / "host", env))
         url = f"{host.base_url}/api/runs"
         filled = 0
         for size in sorted(sizes):

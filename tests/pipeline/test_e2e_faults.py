@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from openai import AzureOpenAI, RateLimitError
+from openai import RateLimitError
 
 from devstack.watcher import blob_created_event
-from tests.support.stack import Stack, local_stack, requests_file
+from tests.support.stack import Stack, blob_batch_of, local_stack, requests_file
 
 
 def ids_of(data: bytes) -> list[str]:
@@ -38,13 +38,7 @@ def folder_files(stack: Stack, kind: str, folder: str) -> set[str]:
 
 def all_batches(stack: Stack) -> list[Any]:
     """Every batch the emulator holds, oldest first (through the SDK, as the service lists)."""
-    client = AzureOpenAI(
-        azure_endpoint=stack.emulator.endpoint,
-        api_key="test-key",
-        api_version="2024-10-21",
-        max_retries=0,
-    )
-    found = list(client.batches.list(limit=100))
+    found = list(stack.openai().batches.list(limit=100))
     return sorted(found, key=lambda b: (b.created_at, b.id))
 
 
@@ -94,12 +88,7 @@ def test_api_failures_are_retried_without_duplicate_batches(make_stack, mode, ca
     stack.scenario(seed=11)
     draws = random.Random(11)  # the emulator draws from random.Random(seed), one per call
     expected = [i for i in range(30) if draws.random() < 0.3]
-    probe = AzureOpenAI(
-        azure_endpoint=stack.emulator.endpoint,
-        api_key="test-key",
-        api_version="2024-10-21",
-        max_retries=0,
-    )
+    probe = stack.openai()
     refused = []
     for i in range(30):
         try:
@@ -239,8 +228,7 @@ def _file_of(batch: Any) -> str:
     no metadata) the run id `<stem>-<hash>` that starts its output folder's path."""
     if batch.metadata:
         return str(batch.metadata["source"]).rsplit("/", 1)[-1]
-    folder = str(batch.model_dump()["output_folder"]["url"])
-    run_id = folder.rstrip("/").split("/")[-2]
+    run_id, _ = blob_batch_of(batch)
     return run_id.rsplit("-", 1)[0] + ".jsonl"
 
 

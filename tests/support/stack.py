@@ -111,29 +111,39 @@ class Stack:
     def run_folder(self, source: str, run_id: str) -> str:
         return f"{source[: -len('.jsonl')]}/{run_id}"
 
-    def batches_of(self, run_id: str) -> list[tuple[int, str]]:
-        """(round, status) of the run's batches at the emulator, in either batch mode: files
-        mode's batches carry the run in their metadata, blob mode's (which takes no metadata)
-        in their output folder, `<run id>/c<chunk>-r<round>-a<attempt>`."""
-        client = AzureOpenAI(
+    def openai(self) -> AzureOpenAI:
+        """An SDK client of the test's emulator that does not retry (tests count calls)."""
+        return AzureOpenAI(
             azure_endpoint=self.emulator.endpoint,
             api_key="test-key",
             api_version="2025-04-01-preview",
             max_retries=0,
         )
+
+    def batches_of(self, run_id: str) -> list[tuple[int, str]]:
+        """(round, status) of the run's batches at the emulator, in either batch mode: files
+        mode's batches carry the run in their metadata, blob mode's (which takes no metadata)
+        in their output folder."""
         found = []
-        for b in client.batches.list(limit=100):
+        for b in self.openai().batches.list(limit=100):
             if b.metadata:
                 if b.metadata.get("run_id") == run_id:
                     key = b.metadata["key"]
                     found.append((int(key.split("/r")[-1].split("/")[0]), b.status))
                 continue
-            folder = str((b.model_dump().get("output_folder") or {}).get("url"))
-            match = re.search(r"/([^/]+)/c(\d+)-r(\d+)-a(\d+)$", folder)
-            assert match, f"a batch with neither metadata nor an output folder: {b.id}"
-            if match[1] == run_id:
-                found.append((int(match[3]), b.status))
+            folder_run, round_no = blob_batch_of(b)
+            if folder_run == run_id:
+                found.append((round_no, b.status))
         return sorted(found)
+
+
+def blob_batch_of(batch: Any) -> tuple[str, int]:
+    """(run id, round) of a blob-mode batch, from its output folder
+    `<run id>/c<chunk>-r<round>-a<attempt>`."""
+    folder = str((batch.model_dump().get("output_folder") or {}).get("url"))
+    match = re.search(r"/([^/]+)/c(\d+)-r(\d+)-a(\d+)$", folder)
+    assert match, f"a batch with neither metadata nor an output folder: {batch.id}"
+    return match[1], int(match[3])
 
 
 def _emulator_follows(clock: VirtualClock, emulator: services.Emulator) -> None:
