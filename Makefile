@@ -65,10 +65,11 @@ bench: setup
 	$(BIN)/python -m bench
 
 # Mutation testing of the pure core (scope and tests: [tool.mutmut] in pyproject.toml); slow,
-# so not part of `make test`. See docs/testing.md.
+# so not part of `make test`. See docs/testing.md. The copy in mutants/ has no node_modules:
+# the blob-mode tests find Azurite on PATH.
 mutation: setup
 	rm -rf mutants
-	HYPOTHESIS_PROFILE=mutation nice -n 10 $(BIN)/mutmut run --max-children 2
+	PATH="$(CURDIR)/node_modules/.bin:$$PATH" HYPOTHESIS_PROFILE=mutation nice -n 10 $(BIN)/mutmut run --max-children 2
 	$(BIN)/python scripts/mutation_score.py
 
 clean:

@@ -24,7 +24,10 @@ EQUIVALENT: dict[str, str] = {
     "batching.service.aoai.x_upload__mutmut_17": "the file part's content type: neither the service nor"
     " the emulator reads it (the purpose field and the bytes decide)",
     "batching.service.aoai.x_upload__mutmut_18": "as _17: the content type's case",
-    "batching.service.aoai.x_create_batch__mutmut_23": "typing.cast(None, x) is x at run time",
+    "batching.service.aoai.x_create_batch__mutmut_1": "extra starts as None instead of {}: it is only"
+    " sent as `extra or None`, and both are falsy",
+    "batching.service.aoai.x_create_batch__mutmut_33": "typing.cast(None, x) is x at run time",
+    "batching.service.aoai.x_create_batch__mutmut_37": "typing.cast(None, x) is x at run time",
     "batching.service.aoai.x_file_content__mutmut_2": _CHUNK,
     "batching.service.aoai.x_file_content__mutmut_4": _CHUNK,
     "batching.service.aoai.x_file_content__mutmut_5": _CHUNK,
@@ -61,7 +64,7 @@ EQUIVALENT: dict[str, str] = {
     "batching.validation.validator.xǁLineCheckerǁ__init____mutmut_8": _FIRST_LINE,
     "batching.validation.validator.x__validate__mutmut_12": "last_columns is only compared by identity"
     " with a tuple, and tested for truth: None and '' behave the same",
-    "batching.validation.validator.x__validate__mutmut_85": "the empty_file count is only ever set here,"
+    "batching.validation.validator.x__validate__mutmut_88": "the empty_file count is only ever set here,"
     " once: = 1 and += 1 agree",
 }
 KILLED = ("killed", "timeout")

@@ -424,7 +424,8 @@ def test_only_trailing_slashes_leave_the_endpoint():
 @pytest.mark.parametrize(("mode", "limit"), [("files", 200_000_000), ("blob", 1_000_000_000)])
 def test_max_bytes_per_batch_defaults_to_the_mode_limit_and_may_not_pass_it(mode, limit):
     """The service takes 200 MB uploaded and 1 GB from a blob (batch how-to, blob storage
-    page): 0 (the default) means that limit; more than it is refused, as is 1 to 1023."""
+    page): 0 (the default) means that limit; more than it is refused, as is 1 to 1023
+    (both ends)."""
     base = {**BASE, "AZURE_OPENAI_BATCH_MODE": mode}
     assert Settings.from_env(base).max_bytes_per_batch == limit
     assert Settings.from_env({**base, "MAX_BYTES_PER_BATCH": "0"}).max_bytes_per_batch == limit
@@ -440,6 +441,8 @@ def test_max_bytes_per_batch_defaults_to_the_mode_limit_and_may_not_pass_it(mode
     with pytest.raises(SettingsError) as info:
         Settings.from_env({**base, "MAX_BYTES_PER_BATCH": "1023"})
     assert str(info.value) == "MAX_BYTES_PER_BATCH must be 0 or at least 1024, not 1023"
+    with pytest.raises(SettingsError, match=r"must be 0 or at least 1024, not 1$"):
+        Settings.from_env({**base, "MAX_BYTES_PER_BATCH": "1"})
     with pytest.raises(SettingsError, match="must be at least 0, not -1"):
         Settings.from_env({**base, "MAX_BYTES_PER_BATCH": "-1"})
 

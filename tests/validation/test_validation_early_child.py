@@ -72,6 +72,16 @@ def test_a_counter_of_another_encoding_is_not_used_but_killed():
     assert counter._child.returncode == -signal.SIGKILL
 
 
+def test_without_token_counting_a_given_counter_is_only_stopped():
+    """count_tokens=False makes an approximate estimate, which takes no child: a counter given
+    anyway is not handed to it (that would be refused) but killed, and the report is made."""
+    counter = ChildCounter("o200k_base")
+    report = validate(_file("gpt-4o-batch", 20), OPTIONS, counter=counter, count_tokens=False)
+    assert report.valid and report.tokens is not None
+    assert report.tokens.method == "approximate"
+    assert counter._child.returncode == -signal.SIGKILL
+
+
 def test_a_size_hint_at_the_threshold_starts_the_early_counter_that_then_counts(monkeypatch):
     """size_hint >= EARLY_CHILD_BYTES starts one counter (early_counter, spied on here) before
     the first line, and the file's samples go to it."""
