@@ -185,9 +185,17 @@ def _parts(parts: list[Any], pieces: list[str], *, chat: bool) -> int | str:
     return images
 
 
+def _dumps(value: Any, where: str) -> bytes:
+    """`value` as JSON; orjson writes at most 254 levels of nesting, and reads up to 1024."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        raise RequestError(f"{where} is nested too deeply: more than 254 levels") from None
+
+
 def _format(fmt: Any, where: str, pieces: list[str]) -> Columns:
     """A response format; a json_schema one must be valid and gives the table columns."""
-    key = orjson.dumps(fmt)
+    key = _dumps(fmt, where)
     last = _LAST_FORMAT[0]
     if key == last[0] and where == last[1]:  # the previous line's format (the usual case)
         outcome = last[2]
@@ -252,5 +260,5 @@ def _prompt(
     if tools is not None:
         if type(tools) is not list:
             raise RequestError("body.tools must be a list")
-        pieces.append(orjson.dumps(tools).decode())
+        pieces.append(_dumps(tools, "body.tools").decode())
     return Prompt(pieces, prompt_overhead(messages, images), budget or DEFAULT_COMPLETION_BUDGET)

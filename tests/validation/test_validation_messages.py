@@ -59,6 +59,28 @@ def test_other_broken_json_gets_the_one_object_per_line_hint() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("key", "where"), [("tools", "body.tools"), ("response_format", "body.response_format")]
+)
+def test_tools_or_a_format_nested_past_what_orjson_writes_is_a_problem_not_a_crash(
+    key: str, where: str
+) -> None:
+    """orjson reads 1,024 levels but writes 254: the text the estimate needs cannot be made."""
+    deep = b"[" * 255 + b"]" * 255
+    raw = (
+        b'{"custom_id":"a","method":"POST","url":"/chat/completions","body":{"model":"m",'
+        b'"messages":[{"role":"user","content":"x"}],"%s":%s}}' % (key.encode(), deep)
+    )
+    p = _problem(raw)
+    assert (p.code, p.message, p.custom_id) == (
+        "invalid_request",
+        f"{where} is nested too deeply: more than 254 levels",
+        "a",
+    )
+    if key == "tools":  # 254 levels are written (a format must be an object: a list is not)
+        assert isinstance(check_line(7, raw.replace(deep, b"[" * 254 + b"]" * 254)), Request)
+
+
 def test_problem_to_dict_has_the_custom_id_only_when_known() -> None:
     assert Problem(3, "c", "m").to_dict() == {"line": 3, "code": "c", "message": "m"}
     assert Problem(3, "c", "m", "id-1").to_dict() == {

@@ -1,0 +1,320 @@
+"""The typed fast path (batching.validation.fastpath) against the reference (`_request`).
+
+The fast path may refuse what the reference accepts (the line then goes the reference's way),
+but whatever it accepts, the reference must accept as the same request. Lines are generated
+near the rules' edges and written by hand (`_emit`), so that they can hold what a serializer
+never writes: duplicate keys, escaped keys, numbers past 64 bits or a double's range, bytes
+that are not UTF-8, lone surrogates, odd whitespace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from batching.validation import fastpath, validator
+from batching.validation.bodies import RequestError
+from batching.validation.validator import ValidationOptions, _request, validate
+
+CORPUS = Path(__file__).parent / "corpus"  # one file per problem code, and valid ones
+FAST = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@dataclass(frozen=True)
+class Raw:
+    """JSON text written as is: what orjson would never produce."""
+
+    text: bytes
+
+
+class Obj(list[tuple[str | Raw, Any]]):
+    """A JSON object as (key, value) pairs: keys may repeat, or be written escaped (Raw)."""
+
+
+def _emit(value: Any, ws: bytes = b"") -> bytes:
+    if isinstance(value, Raw):
+        return value.text
+    if isinstance(value, Obj):
+        pairs = [
+            (k.text if isinstance(k, Raw) else orjson.dumps(k)) + ws + b":" + ws + _emit(v, ws)
+            for k, v in value
+        ]
+        return b"{" + ws + (b"," + ws).join(pairs) + ws + b"}"
+    if isinstance(value, list):
+        return b"[" + b",".join(_emit(v, ws) for v in value) + b"]"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value).encode()  # orjson refuses ints past 64 bits; JSON does not
+    return orjson.dumps(value)
+
+
+text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+odd = st.sampled_from(
+    [
+        Raw(b"1e400"),  # a double's range: orjson refuses it
+        Raw(b"-1e400"),
+        Raw(b"1e-400"),  # underflows to 0.0 in both
+        Raw(b'"\xff"'),  # not UTF-8
+        Raw(b'"\xed\xa0\x80"'),  # a surrogate, UTF-8 encoded
+        Raw(b'"\\ud800"'),  # a lone surrogate, escaped
+        Raw(b"123456789012345678901234567890"),  # past 64 bits: a float to orjson
+        Raw(b"18446744073709551616"),
+        Raw(b"18446744073709551615"),
+        Raw(b"-9223372036854775809"),
+        Raw(b"[" * 300 + b"]" * 300),  # deeper than orjson writes (254)
+        Raw(b"[" * 1100 + b"]" * 1100),  # deeper than orjson reads (1024)
+        Raw(b"-0"),
+        Raw(b"0.0"),
+        Raw(b'""'),
+        Raw(b"true"),
+        Raw(b"false"),
+        Raw(b"null"),
+        Raw(b"{}"),
+        Raw(b"[]"),
+        Raw(b"[1]"),
+    ]
+)
+value = st.one_of(
+    odd,
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    text,
+)
+
+
+def usually(good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any] = value) -> Any:
+    """`good` 19 times in 20: lines mostly valid, so that both paths accept many."""
+    return st.sampled_from([True] * 19 + [False]).flatmap(lambda ok: good if ok else bad)
+
+
+count = usually(
+    st.integers(1, 2**64 - 1),
+    st.one_of(
+        st.sampled_from([2**64 - 1, 2**64, 0, -1, 1.0, True, None, "10"]),
+        st.integers(-3, 2**65),
+        odd,
+    ),
+)
+role = usually(
+    st.sampled_from(["user", "system", "assistant", "developer"]),
+    st.sampled_from(["tool", "User", 5, None]),
+)
+
+
+def _pairs(draw: st.DrawFn, required: dict[str, Any], optional: dict[str, Any]) -> Obj:
+    """The fields in a drawn order, some left out or repeated, unknown ones sometimes added."""
+    fields = [(k, v) for k, v in required.items() if draw(st.integers(0, 49))]  # 2% missing
+    fields += [(k, draw(v)) for k, v in optional.items() if draw(st.booleans())]
+    if draw(st.integers(0, 19)) == 0:
+        fields.append((draw(st.sampled_from(["name", "foo", "temperature"])), draw(value)))
+    fields = draw(st.permutations(fields))
+    obj = Obj(fields)
+    if fields and draw(st.integers(0, 15)) == 0:  # a duplicate key, before or after
+        key, _ = draw(st.sampled_from(fields))
+        pair = (key, draw(st.one_of(value, st.just(dict(fields)[key]))))
+        obj.insert(draw(st.integers(0, len(obj))), pair)
+    if fields and draw(st.integers(0, 31)) == 0:  # a key written with an escape
+        i = draw(st.integers(0, len(obj) - 1))
+        key, v = obj[i]
+        if isinstance(key, str) and key:
+            obj[i] = (Raw(b'"\\u%04x' % ord(key[0]) + key[1:].encode() + b'"'), v)
+    return obj
+
+
+@st.composite
+def parts(draw: st.DrawFn, chat: bool) -> Obj:
+    kinds = ["text", "image_url"] if chat else ["input_text", "output_text", "input_image"]
+    others = ["refusal", "file", "input_image", "image_url", "bogus", "text", "input_text"]
+    kind = draw(usually(st.sampled_from(kinds), st.sampled_from(others)))
+    required = {"type": kind}
+    if kind.endswith("text"):
+        required["text"] = draw(usually(text))
+    optional = {"image_url": st.just({"url": "data:,x"}), "detail": st.just("low")}
+    return _pairs(draw, required, optional if kind.endswith("image") else {})
+
+
+@st.composite
+def messages(draw: st.DrawFn, chat: bool) -> Obj:
+    content = usually(st.one_of(text, text, st.lists(parts(chat), min_size=1, max_size=3)))
+    optional = {"type": st.just("message")} if not chat else {"name": text}
+    return _pairs(draw, {"role": draw(role), "content": draw(content)}, optional)
+
+
+FORMATS = [
+    {"type": "text"},
+    {"type": "json_object"},
+    {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "x",
+            "strict": True,
+            "schema": {
+                "type": "object",
+                "properties": {"a": {"type": "string"}},
+                "required": ["a"],
+                "additionalProperties": False,
+            },
+        },
+    },
+]
+RESPONSES_FORMAT = {"type": "json_schema", "name": "x", **FORMATS[2]["json_schema"]}  # type: ignore[dict-item]
+TOOLS = [{"type": "function", "function": {"name": "f"}}]
+
+
+@st.composite
+def lines(draw: st.DrawFn) -> bytes:
+    chat = draw(st.booleans())
+    common: dict[str, Any] = {
+        "stream": usually(st.sampled_from([False, None, 0])),
+        "tools": usually(st.just(TOOLS)),
+        "temperature": usually(st.floats(0, 2)),
+    }
+    model = draw(usually(st.just("gpt-4o-batch")))
+    if chat:
+        items = usually(st.lists(messages(chat=True), min_size=1, max_size=4))
+        body = _pairs(
+            draw,
+            {"model": model, "messages": draw(items)},
+            {
+                **common,
+                "response_format": usually(
+                    st.sampled_from(FORMATS), st.sampled_from([{"type": "bogus"}, None])
+                ),
+                "max_tokens": count,
+                "max_completion_tokens": count,
+            },
+        )
+        urls = ["/chat/completions", "/v1/chat/completions"]
+    else:
+        items = usually(st.one_of(text, st.lists(messages(chat=False), min_size=1, max_size=4)))
+        body = _pairs(
+            draw,
+            {"model": model, "input": draw(items)},
+            {
+                **common,
+                "instructions": usually(text),
+                "text": usually(st.just({"format": RESPONSES_FORMAT})),
+                "max_output_tokens": count,
+            },
+        )
+        urls = ["/responses", "/v1/responses"]
+    url = draw(usually(st.sampled_from(urls), st.sampled_from(["/chat/completions", "/responses"])))
+    line = _pairs(
+        draw,
+        {
+            "custom_id": draw(usually(text.filter(str.strip))),
+            "method": draw(usually(st.just("POST"), st.just("GET"))),
+            "url": url,
+            "body": body,
+        },
+        {},
+    )
+    return _emit(line, draw(st.sampled_from([b"", b" ", b"\t", b"\r\n "])))
+
+
+def _reference(raw: bytes) -> tuple[Any, ...] | None:
+    try:
+        r = _request(raw)
+    except RequestError:
+        return None
+    return r.custom_id, r.url, r.model, r.prompt, r.columns
+
+
+def _fast(raw: bytes, url: str | None) -> tuple[Any, ...] | None:
+    return fastpath.parse(raw, fastpath.decoder_for(url))
+
+
+@FAST
+@given(lines(), st.sampled_from([None, "/chat/completions", "/responses"]))
+def test_what_the_fast_path_accepts_the_reference_accepts_the_same(raw, url):
+    fast = _fast(raw, url)
+    if fast is not None:
+        assert _reference(raw) == fast
+
+
+def _plain(**body: Any) -> bytes:
+    return orjson.dumps(
+        {"custom_id": "a", "method": "POST", "url": "/chat/completions", "body": body}
+    )
+
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+SCHEMA = FORMATS[2]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _plain(**CHAT),
+        _plain(**CHAT, max_tokens=10, temperature=0.2, seed=1, response_format=SCHEMA),
+        _plain(**CHAT, tools=[{"type": "function", "function": {"name": "f"}}], stream=False),
+        _plain(
+            model="m",
+            messages=[
+                {"role": "system", "content": "s"},
+                {"role": "user", "content": [{"type": "text", "text": "t"}, {"type": "image_url"}]},
+            ],
+            max_completion_tokens=2**64 - 1,
+        ),
+        orjson.dumps(
+            {
+                "custom_id": "r",
+                "method": "POST",
+                "url": "/v1/responses",
+                "body": {
+                    "model": "m",
+                    "instructions": "i",
+                    "input": [{"role": "user", "content": [{"type": "input_text", "text": "x"}]}],
+                    "text": {"format": RESPONSES_FORMAT},
+                    "max_output_tokens": 5,
+                },
+            }
+        ),
+    ],
+)
+def test_the_common_shapes_take_the_fast_path(raw):
+    """What the fast path is for: without this, a path that accepted nothing would pass."""
+    url = orjson.loads(raw)["url"]
+    fast = _fast(raw, url)
+    assert fast is not None
+    assert fast == _reference(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _plain(**CHAT, foo=1),  # unknown: never skipped unparsed
+        _plain(**CHAT)[:-2] + b',"max_tokens":18446744073709551616}}',  # a float to orjson
+        _plain(**CHAT, max_tokens=0),
+        _plain(**CHAT, stream=True),
+        _plain(model="m", messages=[]),
+        _plain(model="m", messages=[{"role": "tool", "content": "x", "tool_call_id": "c"}]),
+        _plain(**CHAT, response_format={"type": "bogus"}),
+        _plain(**CHAT)[:-2] + b',"temperature":1e400}}',
+        _plain(**CHAT)[:-2] + b',"temperature":"\xff"}}',
+        _plain(**CHAT)[:-2] + b',"temperature":1,"temperature":1e400}}',
+        _plain(**CHAT)[:-2] + b',"tools":[{"x":123456789012345678901234567890}]}}',
+    ],
+)
+def test_what_the_fast_path_leaves_to_the_reference(raw):
+    assert _fast(raw, "/chat/completions") is None
+
+
+def test_a_file_validates_the_same_with_and_without_the_fast_path(monkeypatch):
+    """Every line of the corpus (valid and broken) and a file of chat lines: the whole report,
+    problems included, whether the fast path takes lines from the first or never."""
+    options = ValidationOptions(max_requests_per_batch=7, max_bytes_per_batch=100_000)
+    files = [path.read_bytes() for path in sorted(CORPUS.glob("*.jsonl"))]
+    files.append(b"\n".join(_plain(**CHAT).replace(b'"a"', b'"%d"' % i) for i in range(50)))
+    for data in files:
+        monkeypatch.setattr(validator, "FAST_PATH_AFTER_LINES", 10**9)
+        reference = validate([data], options).to_dict()
+        monkeypatch.setattr(validator, "FAST_PATH_AFTER_LINES", 0)
+        assert validate([data], options).to_dict() == reference
