@@ -55,8 +55,11 @@ def collect_batch(
     files: list[str] = []
     outputs: Iterable[Iterator[bytes]]
     if batch.get("output_folder"):  # blob mode: the service wrote them to our storage
-        urls = [u for u in (batch.get("output_blob"), batch.get("error_blob")) if u]
-        outputs = (service_output(settings, u) for u in urls)
+        # Paid results are never read as nothing: with requests completed, the results blob
+        # must be there (a missing one fails the step, which is retried, and keeps the batch).
+        completed = int((batch.get("request_counts") or {}).get("completed") or 0)
+        named = ((batch.get("output_blob"), completed), (batch.get("error_blob"), 0))
+        outputs = (service_output(settings, u, expected) for u, expected in named if u)
     else:
         client = aoai.client(settings) if batch.get("id") else None
         files = [f for f in (batch.get("output_file_id"), batch.get("error_file_id")) if f]
@@ -112,13 +115,22 @@ def service_ref(settings: Settings, url: str) -> BlobRef:
     return BlobRef(settings.service_output_container, path)
 
 
-def service_output(settings: Settings, url: str) -> Iterator[bytes]:
+class OutputMissing(RuntimeError):
+    """A batch reports completed requests, but the blob that should hold them is not there."""
+
+
+def service_output(settings: Settings, url: str, expected: int = 0) -> Iterator[bytes]:
     """Stream one of the service's output blobs; nothing when it was never written (the service
-    names both blobs whether or not it wrote them)."""
+    names both blobs whether or not it wrote them), unless it holds `expected` requests."""
     client = storage.blob(settings.storage, service_ref(settings, url))
     try:
         download = client.download_blob(max_concurrency=1)
     except ResourceNotFoundError:
+        if expected:
+            raise OutputMissing(
+                f"the batch reports {expected} completed requests, but its results blob is "
+                "missing from SERVICE_OUTPUT_CONTAINER"
+            ) from None
         return
     yield from download.chunks()
 

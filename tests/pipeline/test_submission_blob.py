@@ -198,6 +198,29 @@ def test_an_error_blob_the_service_named_but_never_wrote_reads_as_empty(env):
     assert list(collection.service_output(settings, url)) == []
 
 
+def test_a_results_blob_missing_while_requests_completed_is_an_error_not_empty_results(env):
+    """Paid results must not turn into 'nothing ran' (and a resubmission): the step fails, the
+    activity is retried, and the batch and its folder stay."""
+    settings, blob_service, _ = env
+    svc = blob_service.get_container_client(settings.service_output_container)
+    url = f"{svc.url}/{RUN}/c0-r0-a0/guid/results.jsonl"
+    with pytest.raises(collection.OutputMissing, match="reports 3 completed requests"):
+        list(collection.service_output(settings, url, expected=3))
+    ref = _chunk(settings, blob_service, requests_file(3))
+    chunk = {"index": 0, "round": 0, "input": ref.to_dict(), "etag": None}
+    batch = {
+        "id": "batch_1",
+        "status": "completed",
+        "output_folder": f"{svc.url}/{RUN}/c0-r0-a0",
+        "output_blob": url,
+        "request_counts": {"total": 3, "completed": 3, "failed": 0},
+    }
+    with pytest.raises(collection.OutputMissing):
+        collection.collect_batch(_ctx(settings), chunk, batch, resubmit=True)
+    svc.upload_blob(f"{RUN}/c0-r0-a0/guid/results.jsonl", b"{}\n")
+    assert b"".join(collection.service_output(settings, url, expected=3)) == b"{}\n"
+
+
 @pytest.mark.parametrize(
     "url",
     [
