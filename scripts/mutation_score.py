@@ -20,7 +20,14 @@ _REPLACED = "the initial table (and its room) is unused: _to_table builds the re
 _SAME_LENGTH = "zip's strict flag: the two arrays always have the same length"
 _SAME_BISECT = "every entry before `start` is <= done < the target: same index"
 _FIRST_LINE = "_first_line is set with the url, before any read"
+_WHERE = (
+    "the fast path drops a format's problem message (the line then goes the reference's way),"
+    " and any place but chat's checks a format as /responses does: the same columns"
+)
 EQUIVALENT: dict[str, str] = {
+    "batching.validation.fastpath.x__responses__mutmut_25": _WHERE,
+    "batching.validation.fastpath.x__responses__mutmut_32": _WHERE,
+    "batching.validation.fastpath.x__responses__mutmut_33": _WHERE,
     "batching.service.aoai.x_upload__mutmut_17": "the file part's content type: neither the service nor"
     " the emulator reads it (the purpose field and the bytes decide)",
     "batching.service.aoai.x_upload__mutmut_18": "as _17: the content type's case",

@@ -249,33 +249,52 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 SCHEMA = FORMATS[2]
 
 
+def _responses(url: str = "/v1/responses", **body: Any) -> bytes:
+    return orjson.dumps({"custom_id": "r", "method": "POST", "url": url, "body": body})
+
+
+TEXT = {"type": "text", "text": "t"}
+IMAGE = {"type": "image_url", "image_url": {"url": "data:,x"}}
+INPUT_TEXT = {"type": "input_text", "text": "x"}
+INPUT_IMAGE = {"type": "input_image", "image_url": "data:,x"}
+
+
 @pytest.mark.parametrize(
     "raw",
     [
         _plain(**CHAT),
         _plain(**CHAT, max_tokens=10, temperature=0.2, seed=1, response_format=SCHEMA),
         _plain(**CHAT, tools=[{"type": "function", "function": {"name": "f"}}], stream=False),
+        _plain(**CHAT, max_tokens=1),
+        _plain(**CHAT, max_completion_tokens=1, max_tokens=None),
         _plain(
             model="m",
             messages=[
                 {"role": "system", "content": "s"},
-                {"role": "user", "content": [{"type": "text", "text": "t"}, {"type": "image_url"}]},
+                {"role": "user", "content": [TEXT, {"type": "image_url"}]},
             ],
             max_completion_tokens=2**64 - 1,
         ),
-        orjson.dumps(
-            {
-                "custom_id": "r",
-                "method": "POST",
-                "url": "/v1/responses",
-                "body": {
-                    "model": "m",
-                    "instructions": "i",
-                    "input": [{"role": "user", "content": [{"type": "input_text", "text": "x"}]}],
-                    "text": {"format": RESPONSES_FORMAT},
-                    "max_output_tokens": 5,
-                },
-            }
+        _plain(model="m", messages=[{"role": "user", "content": [TEXT, TEXT]}]),  # no image
+        _plain(model="m", messages=[{"role": "user", "content": [IMAGE, IMAGE]}]),  # no text
+        _plain(model="m", messages=[{"role": "user", "content": [IMAGE]}, CHAT["messages"][0]]),
+        _responses(
+            model="m",
+            instructions="i",
+            input=[{"role": "user", "content": [INPUT_TEXT]}],
+            text={"format": RESPONSES_FORMAT},
+            max_output_tokens=5,
+        ),
+        _responses("/responses", model="m", input="a string"),  # no instructions, no text
+        _responses(model="m", input="s", instructions=None, text=None, max_output_tokens=1),
+        _responses(
+            model="m",
+            input=[
+                {"role": "developer", "content": "first"},
+                {"role": "user", "content": "second"},
+                {"type": "message", "role": "user", "content": [INPUT_IMAGE, INPUT_IMAGE]},
+                {"role": "assistant", "content": [{"type": "output_text", "text": "y"}]},
+            ],
         ),
     ],
 )
@@ -301,10 +320,19 @@ def test_the_common_shapes_take_the_fast_path(raw):
         _plain(**CHAT)[:-2] + b',"temperature":"\xff"}}',
         _plain(**CHAT)[:-2] + b',"temperature":1,"temperature":1e400}}',
         _plain(**CHAT)[:-2] + b',"tools":[{"x":123456789012345678901234567890}]}}',
+        _plain(model="m", messages=[{"role": "user", "content": []}]),
+        _plain(
+            model="m",
+            messages=[{"role": "user", "content": [TEXT]}, {"role": "user", "content": []}],
+        ),
+        _responses(model="m", input=[]),
+        _responses(model="m", input=[{"role": "user", "content": []}]),
+        _responses(model="m"),
     ],
 )
 def test_what_the_fast_path_leaves_to_the_reference(raw):
-    assert _fast(raw, "/chat/completions") is None
+    url = "/v1/responses" if b"/v1/responses" in raw else "/chat/completions"  # some are not JSON
+    assert _fast(raw, url) is None
 
 
 def test_a_file_validates_the_same_with_and_without_the_fast_path(monkeypatch):
@@ -318,3 +346,27 @@ def test_a_file_validates_the_same_with_and_without_the_fast_path(monkeypatch):
         reference = validate([data], options).to_dict()
         monkeypatch.setattr(validator, "FAST_PATH_AFTER_LINES", 0)
         assert validate([data], options).to_dict() == reference
+
+
+def test_the_fast_path_starts_at_its_line_and_follows_the_files_endpoint(monkeypatch):
+    """Lines before FAST_PATH_AFTER_LINES never load msgspec (its import costs about what the
+    fast path saves on a thousand lines); from that line on, each line is tried on the decoder
+    of the endpoint the first accepted line set."""
+    seen: list[tuple[bytes, object]] = []
+    original = fastpath.parse
+
+    def spy(raw: bytes, decoder: Any) -> Any:
+        found = original(raw, decoder)
+        seen.append((raw, found))
+        return found
+
+    monkeypatch.setattr(fastpath, "parse", spy)
+    options = ValidationOptions(max_requests_per_batch=10, max_bytes_per_batch=100_000)
+    checker = validator.LineChecker(options)
+    at = validator.FAST_PATH_AFTER_LINES
+    first = _responses("/responses", model="m", input="x").replace(b'"r"', b'"r0"')
+    assert isinstance(checker.check(at - 1, first), validator.Request)
+    assert seen == []
+    line = first.replace(b'"r0"', b'"r1"')
+    assert isinstance(checker.check(at, line), validator.Request)
+    assert len(seen) == 1 and seen[0][0] == line and seen[0][1] is not None
