@@ -99,7 +99,7 @@ def register(commands: Any) -> None:
         default=_setting("INVALID_LINES"),
         help="reject the file or skip invalid lines (default: INVALID_LINES or %(default)s)",
     )
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, exit_at_once=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -221,3 +221,56 @@ def test_the_byte_limit_defaults_to_the_batch_modes_as_in_the_app(monkeypatch, e
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert _setting("MAX_BYTES_PER_BATCH") == expected
+
+
+def test_a_large_report_is_written_whole_before_the_quick_exit(tmp_path: Path) -> None:
+    """`validate` exits without the interpreter's teardown: its buffered output (here a report
+    of about 150 KB, many times the buffer) must still arrive whole, with the exit status, with
+    --count-tokens too (the counting child of a large file is reaped first)."""
+    path = tmp_path / "many-problems.jsonl"
+    path.write_bytes(b"".join(b'{"custom_id": "c%d"}\n' % i for i in range(1000)))
+    for options in ((), ("--count-tokens",)):
+        done = _run("--json", *options, str(path))
+        assert done.returncode == 1, done.stderr.decode()
+        report = orjson.loads(done.stdout)
+        assert len(report["problems"]) == 1000
+        assert report["problems"][-1]["custom_id"] == "c999"
+        assert done.stderr == b""
+
+
+def test_a_reader_that_goes_away_ends_validate_with_status_120(tmp_path: Path) -> None:
+    """Output that cannot be flushed at exit gives the interpreter's own status, 120, not a
+    silent success."""
+    path = tmp_path / "many-problems.jsonl"
+    path.write_bytes(b"".join(b'{"custom_id": "c%d"}\n' % i for i in range(1000)))
+    read, write = os.pipe()
+    os.close(read)  # nobody reads: the flush at exit fails with EPIPE
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "batchctl", "validate", "--json", str(path)],
+            cwd=ROOT,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert done.returncode == 120, done.stderr.decode()
+
+
+@pytest.mark.parametrize("columns", [None, "50", "0", "-3", "wide", "250"])
+def test_help_is_as_wide_as_shutil_would_make_it(
+    columns: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """batchctl finds the terminal's width without importing shutil; it must find what
+    `shutil.get_terminal_size` (argparse's own way) finds."""
+    import shutil
+
+    from batchctl.__main__ import terminal_columns
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    monkeypatch.delenv("LINES", raising=False)
+    assert terminal_columns() == shutil.get_terminal_size().columns
