@@ -49,6 +49,14 @@ class _ChatMessage(_Strict):
     name: Any = UNSET
 
 
+class _TextMessage(_Strict):
+    """A chat message whose content is a string: most files have no other kind."""
+
+    role: _Role
+    content: str
+    name: Any = UNSET
+
+
 class _InputText(_Strict, tag_field="type", tag="input_text"):
     text: str
 
@@ -109,6 +117,10 @@ class _ChatBody(_Body):
     web_search_options: Any = UNSET
 
 
+class _TextChatBody(_ChatBody):
+    messages: list[_TextMessage] = []  # type: ignore[assignment]
+
+
 class _ResponsesBody(_Body):
     input: str | list[_InputMessage] | UnsetType = UNSET
     instructions: Any = UNSET
@@ -128,6 +140,10 @@ class _ChatLine(_Strict):
     body: _ChatBody
 
 
+class _TextChatLine(_ChatLine):
+    body: _TextChatBody
+
+
 class _ResponsesLine(_Strict):
     custom_id: str
     method: Literal["POST"]
@@ -139,12 +155,40 @@ _CONTENT = operator.attrgetter("content")
 _STR = frozenset({str})
 Parsed = tuple[str, str, str, Prompt, Any]  # custom_id, url, model, prompt, columns
 _CHAT = msgspec.json.Decoder(_ChatLine)
+_TEXT_CHAT = msgspec.json.Decoder(_TextChatLine)
 _RESPONSES = msgspec.json.Decoder(_ResponsesLine)
+_RESPONSES_URLS = ("/responses", "/v1/responses")
 
 
 def decoder_for(url: str | None) -> msgspec.json.Decoder[Any]:
     """The decoder for a file whose lines use `url` (chat before the first line is known)."""
-    return _RESPONSES if url in ("/responses", "/v1/responses") else _CHAT
+    return _RESPONSES if url in _RESPONSES_URLS else _CHAT
+
+
+class FileParser:
+    """The fast path for the lines of one file, in order.
+
+    Chat lines are tried first on the shape whose every message content is a string (no
+    per-message type check after the parse), until a line needs the general shape (content
+    parts): from then on the file's lines go straight to the general shape, so a file of
+    either kind decodes each line once.
+    """
+
+    def __init__(self) -> None:
+        self._text_only = True
+
+    def parse(self, raw: bytes, url: str | None) -> Parsed | None:
+        """As `parse` with the decoder for `url`."""
+        if url in _RESPONSES_URLS:
+            return parse(raw, _RESPONSES)
+        if self._text_only:
+            found = parse(raw, _TEXT_CHAT)
+            if found is not None:
+                return found
+            found = parse(raw, _CHAT)
+            self._text_only = found is None
+            return found
+        return parse(raw, _CHAT)
 
 
 def parse(raw: bytes, decoder: msgspec.json.Decoder[Any]) -> Parsed | None:
@@ -158,7 +202,7 @@ def parse(raw: bytes, decoder: msgspec.json.Decoder[Any]) -> Parsed | None:
     if not custom_id or custom_id.isspace() or not body.model:
         return None
     try:
-        prompt_and_columns = _chat(body) if type(body) is _ChatBody else _responses(body)
+        prompt_and_columns = _responses(body) if type(body) is _ResponsesBody else _chat(body)
     except (RequestError, TypeError):  # a broken rule; or an int orjson cannot write
         return None
     if prompt_and_columns is None:
@@ -173,7 +217,7 @@ def _chat(body: _ChatBody) -> tuple[Prompt, Any] | None:
         return None
     pieces = list(map(_CONTENT, messages))  # no bytecode per message: see bodies
     images = 0
-    if set(map(type, pieces)) != _STR:  # some content is a list of parts
+    if type(body) is not _TextChatBody and set(map(type, pieces)) != _STR:  # content parts
         pieces, images = _chat_parts(pieces)
         if not pieces and not images:
             return None

@@ -27,10 +27,10 @@ from batching.validation.plan import Chunk, SplitPlanner
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: batchctl start-up
 if TYPE_CHECKING:
-    from types import ModuleType
     from typing import Any, Literal
 
     from batching.tokens.child import ChildCounter
+    from batching.validation.fastpath import FileParser
 
 # Our code -> the service code it corresponds to (service codes map to themselves).
 SERVICE_CODES: dict[str, str] = {
@@ -199,7 +199,7 @@ class LineChecker:
         self.url: str | None = None
         self.model: str | None = None
         self._first_line = 0
-        self._fast: ModuleType | None = None
+        self._fast: FileParser | None = None
 
     def check(self, number: int, raw: bytes | LineTooLong) -> Request | Problem:
         size = raw.size if isinstance(raw, LineTooLong) else len(raw)
@@ -227,11 +227,11 @@ class LineChecker:
     def _request(self, number: int, raw: bytes) -> Request:
         """The fast path's request when it has one (the same as `_request`'s), else `_request`."""
         if self._fast is None and number >= FAST_PATH_AFTER_LINES:
-            from batching.validation import fastpath
+            from batching.validation.fastpath import FileParser
 
-            self._fast = fastpath
+            self._fast = FileParser()
         if self._fast is not None:
-            found = self._fast.parse(raw, self._fast.decoder_for(self.url))
+            found = self._fast.parse(raw, self.url)
             if found is not None:
                 return Request(*found)
         return _request(raw)

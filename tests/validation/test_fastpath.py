@@ -228,15 +228,46 @@ def _reference(raw: bytes) -> tuple[Any, ...] | None:
 
 
 def _fast(raw: bytes, url: str | None) -> tuple[Any, ...] | None:
-    return fastpath.parse(raw, fastpath.decoder_for(url))
+    """A new file's first line on the fast path: the text-only shape, then the general."""
+    return fastpath.FileParser().parse(raw, url)
 
 
 @FAST
 @given(lines(), st.sampled_from([None, "/chat/completions", "/responses"]))
 def test_what_the_fast_path_accepts_the_reference_accepts_the_same(raw, url):
-    fast = _fast(raw, url)
-    if fast is not None:
-        assert _reference(raw) == fast
+    """On each of its shapes: the text-only chat shape (tried first), and the general."""
+    for fast in (_fast(raw, url), fastpath.parse(raw, fastpath.decoder_for(url))):
+        if fast is not None:
+            assert _reference(raw) == fast
+
+
+def test_a_file_tries_the_text_only_shape_until_a_line_has_content_parts(monkeypatch):
+    """Each line is decoded once on a file of either kind; a line with parts costs a second
+    decode once, then the file's lines go to the general shape."""
+    tried: list[object] = []
+    original = fastpath.parse
+
+    def spy(raw: bytes, decoder: Any) -> Any:
+        tried.append(decoder)
+        return original(raw, decoder)
+
+    monkeypatch.setattr(fastpath, "parse", spy)
+    text, chat = fastpath._TEXT_CHAT, fastpath._CHAT
+    parts = _plain(model="m", messages=[{"role": "user", "content": [TEXT]}])
+    parser = fastpath.FileParser()
+    for raw, decoders in [
+        (_plain(**CHAT), [text]),
+        (_plain(**CHAT), [text]),
+        (parts, [text, chat]),
+        (_plain(**CHAT), [chat]),
+        (parts, [chat]),
+    ]:
+        tried.clear()
+        assert parser.parse(raw, "/chat/completions") == _reference(raw)
+        assert tried == decoders
+    tried.clear()
+    assert parser.parse(_responses(model="m", input="x"), "/v1/responses") is not None
+    assert tried == [fastpath._RESPONSES]
 
 
 def _plain(**body: Any) -> bytes:
