@@ -31,6 +31,12 @@ _MAX_INT = 2**64 - 1  # orjson reads larger integers as floats: not a whole numb
 _Role = Literal["user", "system", "assistant", "developer"]  # bodies.PLAIN_ROLES
 
 
+# A field kept as its raw JSON (`msgspec.Raw`), unparsed, when the line is decoded: the tools and
+# response formats that files repeat on every line. `_extra` parses it with orjson, as the
+# reference does, unless its bytes are the previous line's. Absent, it is this empty Raw.
+_ABSENT = msgspec.Raw()
+
+
 class _Strict(Struct, forbid_unknown_fields=True, gc=False):
     """Unknown fields send the line the reference's way (and are never skipped unparsed)."""
 
@@ -83,7 +89,7 @@ class _Body(_Strict):
 
     model: str
     stream: Any = UNSET
-    tools: Any = UNSET
+    tools: msgspec.Raw = _ABSENT
     temperature: Any = UNSET
     top_p: Any = UNSET
     seed: Any = UNSET
@@ -100,7 +106,7 @@ class _Body(_Strict):
 
 class _ChatBody(_Body):
     messages: list[_ChatMessage] = []  # msgspec copies a mutable default
-    response_format: Any = UNSET
+    response_format: msgspec.Raw = _ABSENT
     max_completion_tokens: Any = UNSET
     max_tokens: Any = UNSET
     n: Any = UNSET
@@ -124,7 +130,7 @@ class _TextChatBody(_ChatBody):
 class _ResponsesBody(_Body):
     input: str | list[_InputMessage] | UnsetType = UNSET
     instructions: Any = UNSET
-    text: Any = UNSET
+    text: msgspec.Raw = _ABSENT
     max_output_tokens: Any = UNSET
     reasoning: Any = UNSET
     truncation: Any = UNSET
@@ -222,8 +228,12 @@ def _chat(body: _ChatBody) -> tuple[Prompt, Any] | None:
         if not pieces and not images:
             return None
     columns = None
-    if body.response_format is not UNSET and body.response_format is not None:
-        columns = _format(body.response_format, "body.response_format", pieces)
+    if body.response_format:
+        extra = _extra(body.response_format, "response_format")
+        if extra is None:
+            return None
+        pieces.extend(extra[0])
+        columns = extra[1]
     budget = body.max_completion_tokens
     if budget is UNSET or budget is None:
         budget = body.max_tokens
@@ -260,12 +270,12 @@ def _responses(body: _ResponsesBody) -> tuple[Prompt, Any] | None:
             return None
         pieces.append(instructions)
     columns = None
-    text = body.text
-    if text is not UNSET and text is not None:
-        if type(text) is not dict:
+    if body.text:
+        extra = _extra(body.text, "text")
+        if extra is None:
             return None
-        if text.get("format") is not None:
-            columns = _format(text["format"], "body.text.format", pieces)
+        pieces.extend(extra[0])
+        columns = extra[1]
     return _prompt(body, pieces, count, images, body.max_output_tokens, columns)
 
 
@@ -302,9 +312,55 @@ def _prompt(
         return None
     if body.stream is not UNSET and body.stream:
         return None
-    tools = body.tools
-    if tools is not UNSET and tools is not None:
-        if type(tools) is not list:
+    if body.tools:
+        extra = _extra(body.tools, "tools")
+        if extra is None:
             return None
-        pieces.append(orjson.dumps(tools).decode())
+        pieces.extend(extra[0])
     return Prompt(pieces, prompt_overhead(messages, images), budget), columns
+
+
+_Extra = tuple[tuple[str, ...], Any]  # a raw field's texts for the prompt, its table columns
+# The last value seen in each raw field: (its JSON as the line had it, its `_Extra` or None).
+# One item assignment each, so threads validating other files see a whole pair or none.
+_SEEN: dict[str, tuple[bytes, _Extra | None]] = {}
+
+
+def _extra(raw: msgspec.Raw, field: str) -> _Extra | None:
+    """What a raw field adds to the prompt, None when the reference would refuse it: the
+    previous line's when the bytes are the same (files repeat one format and one tools list),
+    else read as the reference reads it (orjson, which checks what msgspec skipped: UTF-8,
+    number range, surrogates)."""
+    data = bytes(raw)
+    seen = _SEEN.get(field)
+    if seen is not None and seen[0] == data:
+        return seen[1]
+    extra = _read_extra(data, field)
+    _SEEN[field] = (data, extra)
+    return extra
+
+
+def _read_extra(data: bytes, field: str) -> _Extra | None:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if value is None:
+        return (), None
+    pieces: list[str] = []
+    try:
+        if field == "tools":
+            if type(value) is not list:
+                return None
+            return (orjson.dumps(value).decode(),), None
+        if field == "text":
+            if type(value) is not dict:
+                return None
+            if value.get("format") is None:
+                return (), None
+            columns = _format(value["format"], "body.text.format", pieces)
+        else:
+            columns = _format(value, "body.response_format", pieces)
+    except (RequestError, TypeError, orjson.JSONEncodeError):
+        return None
+    return tuple(pieces), columns

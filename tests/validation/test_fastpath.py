@@ -241,6 +241,16 @@ def test_what_the_fast_path_accepts_the_reference_accepts_the_same(raw, url):
             assert _reference(raw) == fast
 
 
+def test_a_repeated_raw_field_is_read_again_when_its_bytes_change():
+    """The previous line's tools stand for a line's only when the bytes are the same."""
+    tools = b',"tools":[{"type":"function","function":{"name":"f%s"}}]}}'
+    good, bad = (_plain(**CHAT)[:-2] + tools % name for name in (b"", b"\xff"))
+    parser = fastpath.FileParser()
+    for raw in (good, good, bad, good):
+        assert parser.parse(raw, "/chat/completions") == _reference(raw)
+    assert _reference(good) is not None and _reference(bad) is None
+
+
 def test_a_file_tries_the_text_only_shape_until_a_line_has_content_parts(monkeypatch):
     """Each line is decoded once on a file of either kind; a line with parts costs a second
     decode once, then the file's lines go to the general shape."""
@@ -306,6 +316,8 @@ INPUT_IMAGE = {"type": "input_image", "image_url": "data:,x"}
             ],
             max_completion_tokens=2**64 - 1,
         ),
+        # a number past 64 bits in a raw field: orjson reads it (as a float), as the reference
+        _plain(**CHAT)[:-2] + b',"tools":[{"x":123456789012345678901234567890}]}}',
         _plain(model="m", messages=[{"role": "user", "content": [TEXT, TEXT]}]),  # no image
         _plain(model="m", messages=[{"role": "user", "content": [IMAGE, IMAGE]}]),  # no text
         _plain(model="m", messages=[{"role": "user", "content": [IMAGE]}, CHAT["messages"][0]]),
@@ -350,7 +362,13 @@ def test_the_common_shapes_take_the_fast_path(raw):
         _plain(**CHAT)[:-2] + b',"temperature":1e400}}',
         _plain(**CHAT)[:-2] + b',"temperature":"\xff"}}',
         _plain(**CHAT)[:-2] + b',"temperature":1,"temperature":1e400}}',
-        _plain(**CHAT)[:-2] + b',"tools":[{"x":123456789012345678901234567890}]}}',
+        # what msgspec skips unchecked in a raw field, and orjson refuses
+        _plain(**CHAT)[:-2] + b',"tools":[{"d":"\xff"}]}}',
+        _plain(**CHAT)[:-2] + b',"tools":[{"d":"\\ud800"}]}}',
+        _plain(**CHAT)[:-2] + b',"response_format":{"type":"text","x":1e400}}}',
+        _responses(model="m", input="x")[:-2] + b',"text":{"format":{"type":"text"},"x":-1e999}}}',
+        _plain(**CHAT, tools={"type": "function"}),  # not a list
+        _responses(model="m", input="x", text="plain"),  # not an object
         _plain(model="m", messages=[{"role": "user", "content": []}]),
         _plain(
             model="m",
