@@ -157,187 +157,200 @@ class _ResponsesLine(_Strict):
     body: _ResponsesBody
 
 
+# The same shapes with `tools` parsed in the line (`Any`), for files whose lines each have
+# their own tools: reading raw tools again costs more than parsing them in place.
+class _ChatToolsBody(_ChatBody):
+    tools: Any = UNSET
+
+
+class _TextChatToolsBody(_TextChatBody):
+    tools: Any = UNSET
+
+
+class _ResponsesToolsBody(_ResponsesBody):
+    tools: Any = UNSET
+
+
+class _ChatToolsLine(_ChatLine):
+    body: _ChatToolsBody
+
+
+class _TextChatToolsLine(_ChatLine):
+    body: _TextChatToolsBody
+
+
+class _ResponsesToolsLine(_ResponsesLine):
+    body: _ResponsesToolsBody
+
+
 _CONTENT = operator.attrgetter("content")
 _STR = frozenset({str})
 Parsed = tuple[str, str, str, Prompt, Any]  # custom_id, url, model, prompt, columns
+_Decoder = msgspec.json.Decoder[Any]
 _CHAT = msgspec.json.Decoder(_ChatLine)
 _TEXT_CHAT = msgspec.json.Decoder(_TextChatLine)
 _RESPONSES = msgspec.json.Decoder(_ResponsesLine)
+_CHAT_TOOLS = msgspec.json.Decoder(_ChatToolsLine)
+_TEXT_CHAT_TOOLS = msgspec.json.Decoder(_TextChatToolsLine)
+_RESPONSES_TOOLS = msgspec.json.Decoder(_ResponsesToolsLine)
 _RESPONSES_URLS = ("/responses", "/v1/responses")
+_TEXT_BODIES = (_TextChatBody, _TextChatToolsBody)
+_RESPONSES_BODIES = (_ResponsesBody, _ResponsesToolsBody)
+# After this many lines in a row whose tools differ from the line before, a file's tools are
+# parsed in the line instead of raw.
+TOOLS_CHANGES_BEFORE_PARSING = 8
+
+_Extra = tuple[tuple[str, ...], Any]  # a raw field's texts for the prompt, its table columns
 
 
-def decoder_for(url: str | None) -> msgspec.json.Decoder[Any]:
+def decoder_for(url: str | None) -> _Decoder:
     """The decoder for a file whose lines use `url` (chat before the first line is known)."""
     return _RESPONSES if url in _RESPONSES_URLS else _CHAT
 
 
-class FileParser:
-    """The fast path for the lines of one file, in order.
+def parse(raw: bytes, decoder: _Decoder) -> Parsed | None:
+    """The request on a line the reference accepts as the fast path's shape, else None (a
+    line on its own: nothing is remembered from other lines)."""
+    return FileParser().parse_as(raw, decoder)
 
-    Chat lines are tried first on the shape whose every message content is a string (no
-    per-message type check after the parse), until a line needs the general shape (content
-    parts): from then on the file's lines go straight to the general shape, so a file of
-    either kind decodes each line once.
+
+class FileParser:
+    """The fast path for the lines of one file, in order; it learns the file's shape.
+
+    - Chat lines are tried first on the shape whose every message content is a string (no
+      per-message type check after the parse), until a line needs content parts: then on the
+      general shape, to which the file's later lines go straight.
+    - Tools and response formats are kept raw in the decode, and read as the reference reads
+      them unless their bytes are the previous line's (files tend to repeat them); when lines
+      keep changing their tools, the file's later lines parse tools in place instead.
+
+    Either way a line decodes once, except the one on which the file changes shape.
     """
 
     def __init__(self) -> None:
         self._text_only = True
+        self._raw_tools = True
+        self._tools_changes = 0  # lines in a row whose tools were not the previous line's
+        # per raw field, the last value seen: (its JSON as the line had it, its _Extra or None)
+        self._seen: dict[str, tuple[bytes, _Extra | None]] = {}
 
     def parse(self, raw: bytes, url: str | None) -> Parsed | None:
-        """As `parse` with the decoder for `url`."""
+        """The request on the file's next line, if the reference would accept it, else None."""
         if url in _RESPONSES_URLS:
-            return parse(raw, _RESPONSES)
+            return self.parse_as(raw, _RESPONSES if self._raw_tools else _RESPONSES_TOOLS)
+        general = _CHAT if self._raw_tools else _CHAT_TOOLS
         if self._text_only:
-            found = parse(raw, _TEXT_CHAT)
+            found = self.parse_as(raw, _TEXT_CHAT if self._raw_tools else _TEXT_CHAT_TOOLS)
             if found is not None:
                 return found
-            found = parse(raw, _CHAT)
+            found = self.parse_as(raw, general)
             self._text_only = found is None
             return found
-        return parse(raw, _CHAT)
+        return self.parse_as(raw, general)
 
-
-def parse(raw: bytes, decoder: msgspec.json.Decoder[Any]) -> Parsed | None:
-    """The request on a line the reference accepts as the fast path's shape, else None."""
-    try:
-        line = decoder.decode(raw)
-    except msgspec.MsgspecError:
-        return None
-    custom_id = line.custom_id
-    body = line.body
-    if not custom_id or custom_id.isspace() or not body.model:
-        return None
-    try:
-        prompt_and_columns = _responses(body) if type(body) is _ResponsesBody else _chat(body)
-    except (RequestError, TypeError):  # a broken rule; or an int orjson cannot write
-        return None
-    if prompt_and_columns is None:
-        return None
-    prompt, columns = prompt_and_columns
-    return custom_id, line.url, body.model, prompt, columns
-
-
-def _chat(body: _ChatBody) -> tuple[Prompt, Any] | None:
-    messages = body.messages
-    if not messages:
-        return None
-    pieces = list(map(_CONTENT, messages))  # no bytecode per message: see bodies
-    images = 0
-    if type(body) is not _TextChatBody and set(map(type, pieces)) != _STR:  # content parts
-        pieces, images = _chat_parts(pieces)
-        if not pieces and not images:
+    def parse_as(self, raw: bytes, decoder: _Decoder) -> Parsed | None:
+        """The request on a line decoded by `decoder`, else None."""
+        try:
+            line = decoder.decode(raw)
+        except msgspec.MsgspecError:
             return None
-    columns = None
-    if body.response_format:
-        extra = _extra(body.response_format, "response_format")
-        if extra is None:
+        custom_id = line.custom_id
+        body = line.body
+        if not custom_id or custom_id.isspace() or not body.model:
             return None
-        pieces.extend(extra[0])
-        columns = extra[1]
-    budget = body.max_completion_tokens
-    if budget is UNSET or budget is None:
-        budget = body.max_tokens
-    return _prompt(body, pieces, len(messages), images, budget, columns)
-
-
-def _chat_parts(contents: list[str | list[_Text | _Image]]) -> tuple[list[str], int]:
-    """The text of contents some of which are parts, and the number of images; ([], 0) when
-    a content is an empty list."""
-    pieces: list[str] = []
-    images = 0
-    for content in contents:
-        if type(content) is str:
-            pieces.append(content)
-            continue
-        if not content:
-            return [], 0
-        for part in content:
-            if type(part) is _Text:
-                pieces.append(part.text)
+        try:
+            if isinstance(body, _RESPONSES_BODIES):
+                prompt_and_columns = self._responses(body)
             else:
-                images += 1
-    return pieces, images
-
-
-def _responses(body: _ResponsesBody) -> tuple[Prompt, Any] | None:
-    found = _input(body.input)
-    if found is None:
-        return None
-    pieces, count, images = found
-    instructions = body.instructions
-    if instructions is not UNSET and instructions is not None:
-        if type(instructions) is not str:
+                prompt_and_columns = self._chat(body)
+        except (RequestError, TypeError):  # a broken rule; or an int orjson cannot write
             return None
-        pieces.append(instructions)
-    columns = None
-    if body.text:
-        extra = _extra(body.text, "text")
-        if extra is None:
+        if prompt_and_columns is None:
             return None
-        pieces.extend(extra[0])
-        columns = extra[1]
-    return _prompt(body, pieces, count, images, body.max_output_tokens, columns)
+        prompt, columns = prompt_and_columns
+        return custom_id, line.url, body.model, prompt, columns
 
-
-def _input(items: str | list[_InputMessage] | UnsetType) -> tuple[list[str], int, int] | None:
-    """A /responses input's text, its number of items and of images; None when it has none."""
-    if type(items) is str:
-        return [items], 1, 0
-    if type(items) is not list or not items:
-        return None
-    pieces: list[str] = []
-    images = 0
-    for item in items:
-        content = item.content
-        if isinstance(content, str):
-            pieces.append(content)
-            continue
-        if not content:
+    def _chat(self, body: _ChatBody) -> tuple[Prompt, Any] | None:
+        messages = body.messages
+        if not messages:
             return None
-        for part in content:
-            if isinstance(part, _InputImage):
-                images += 1
-            else:
-                pieces.append(part.text)
-    return pieces, len(items), images
+        pieces = list(map(_CONTENT, messages))  # no bytecode per message: see bodies
+        images = 0
+        if not isinstance(body, _TEXT_BODIES) and set(map(type, pieces)) != _STR:  # parts
+            pieces, images = _chat_parts(pieces)
+            if not pieces and not images:
+                return None
+        columns = None
+        if body.response_format:
+            extra = self._extra(body.response_format, "response_format")
+            if extra is None:
+                return None
+            pieces.extend(extra[0])
+            columns = extra[1]
+        budget = body.max_completion_tokens
+        if budget is UNSET or budget is None:
+            budget = body.max_tokens
+        return self._prompt(body, pieces, len(messages), images, budget, columns)
 
-
-def _prompt(
-    body: _Body, pieces: list[str], messages: int, images: int, budget: Any, columns: Any
-) -> tuple[Prompt, Any] | None:
-    """As `bodies._budget` and `bodies._prompt` decide, for a line they accept."""
-    if budget is UNSET or budget is None:
-        budget = DEFAULT_COMPLETION_BUDGET
-    elif type(budget) is not int or not 1 <= budget <= _MAX_INT:
-        return None
-    if body.stream is not UNSET and body.stream:
-        return None
-    if body.tools:
-        extra = _extra(body.tools, "tools")
-        if extra is None:
+    def _responses(self, body: _ResponsesBody) -> tuple[Prompt, Any] | None:
+        found = _input(body.input)
+        if found is None:
             return None
-        pieces.extend(extra[0])
-    return Prompt(pieces, prompt_overhead(messages, images), budget), columns
+        pieces, count, images = found
+        instructions = body.instructions
+        if instructions is not UNSET and instructions is not None:
+            if type(instructions) is not str:
+                return None
+            pieces.append(instructions)
+        columns = None
+        if body.text:
+            extra = self._extra(body.text, "text")
+            if extra is None:
+                return None
+            pieces.extend(extra[0])
+            columns = extra[1]
+        return self._prompt(body, pieces, count, images, body.max_output_tokens, columns)
 
+    def _prompt(
+        self, body: _Body, pieces: list[str], messages: int, images: int, budget: Any, columns: Any
+    ) -> tuple[Prompt, Any] | None:
+        """As `bodies._budget` and `bodies._prompt` decide, for a line they accept."""
+        if budget is UNSET or budget is None:
+            budget = DEFAULT_COMPLETION_BUDGET
+        elif type(budget) is not int or not 1 <= budget <= _MAX_INT:
+            return None
+        if body.stream is not UNSET and body.stream:
+            return None
+        tools = body.tools
+        if type(tools) is msgspec.Raw:
+            if tools:
+                extra = self._extra(tools, "tools")
+                if extra is None:
+                    return None
+                pieces.extend(extra[0])
+        elif tools is not UNSET and tools is not None:  # parsed in the line
+            if type(tools) is not list:
+                return None
+            pieces.append(orjson.dumps(tools).decode())
+        return Prompt(pieces, prompt_overhead(messages, images), budget), columns
 
-_Extra = tuple[tuple[str, ...], Any]  # a raw field's texts for the prompt, its table columns
-# The last value seen in each raw field: (its JSON as the line had it, its `_Extra` or None).
-# One item assignment each, so threads validating other files see a whole pair or none.
-_SEEN: dict[str, tuple[bytes, _Extra | None]] = {}
-
-
-def _extra(raw: msgspec.Raw, field: str) -> _Extra | None:
-    """What a raw field adds to the prompt, None when the reference would refuse it: the
-    previous line's when the bytes are the same (files repeat one format and one tools list),
-    else read as the reference reads it (orjson, which checks what msgspec skipped: UTF-8,
-    number range, surrogates)."""
-    data = bytes(raw)
-    seen = _SEEN.get(field)
-    if seen is not None and seen[0] == data:
-        return seen[1]
-    extra = _read_extra(data, field)
-    _SEEN[field] = (data, extra)
-    return extra
+    def _extra(self, raw: msgspec.Raw, field: str) -> _Extra | None:
+        """What a raw field adds to the prompt, None when the reference would refuse it: the
+        previous line's when the bytes are the same, else read as the reference reads it
+        (orjson, which checks what msgspec skipped: UTF-8, number range, surrogates)."""
+        data = bytes(raw)
+        seen = self._seen.get(field)
+        if seen is not None and seen[0] == data:
+            if field == "tools":
+                self._tools_changes = 0
+            return seen[1]
+        if field == "tools":
+            self._tools_changes += 1
+            if self._tools_changes >= TOOLS_CHANGES_BEFORE_PARSING:
+                self._raw_tools = False
+        extra = _read_extra(data, field)
+        self._seen[field] = (data, extra)
+        return extra
 
 
 def _read_extra(data: bytes, field: str) -> _Extra | None:
@@ -364,3 +377,45 @@ def _read_extra(data: bytes, field: str) -> _Extra | None:
     except (RequestError, TypeError, orjson.JSONEncodeError):
         return None
     return tuple(pieces), columns
+
+
+def _chat_parts(contents: list[str | list[_Text | _Image]]) -> tuple[list[str], int]:
+    """The text of contents some of which are parts, and the number of images; ([], 0) when
+    a content is an empty list."""
+    pieces: list[str] = []
+    images = 0
+    for content in contents:
+        if type(content) is str:
+            pieces.append(content)
+            continue
+        if not content:
+            return [], 0
+        for part in content:
+            if type(part) is _Text:
+                pieces.append(part.text)
+            else:
+                images += 1
+    return pieces, images
+
+
+def _input(items: str | list[_InputMessage] | UnsetType) -> tuple[list[str], int, int] | None:
+    """A /responses input's text, its number of items and of images; None when it has none."""
+    if type(items) is str:
+        return [items], 1, 0
+    if type(items) is not list or not items:
+        return None
+    pieces: list[str] = []
+    images = 0
+    for item in items:
+        content = item.content
+        if isinstance(content, str):
+            pieces.append(content)
+            continue
+        if not content:
+            return None
+        for part in content:
+            if isinstance(part, _InputImage):
+                images += 1
+            else:
+                pieces.append(part.text)
+    return pieces, len(items), images

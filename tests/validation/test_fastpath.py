@@ -235,10 +235,53 @@ def _fast(raw: bytes, url: str | None) -> tuple[Any, ...] | None:
 @FAST
 @given(lines(), st.sampled_from([None, "/chat/completions", "/responses"]))
 def test_what_the_fast_path_accepts_the_reference_accepts_the_same(raw, url):
-    """On each of its shapes: the text-only chat shape (tried first), and the general."""
-    for fast in (_fast(raw, url), fastpath.parse(raw, fastpath.decoder_for(url))):
+    """On each of its shapes: chat text-only (tried first) or general, responses; each with
+    tools raw or parsed in the line."""
+    for decoder in DECODERS:
+        fast = fastpath.parse(raw, decoder)
         if fast is not None:
             assert _reference(raw) == fast
+    fast = _fast(raw, url)
+    if fast is not None:
+        assert _reference(raw) == fast
+
+
+DECODERS = [
+    fastpath._TEXT_CHAT,
+    fastpath._CHAT,
+    fastpath._RESPONSES,
+    fastpath._TEXT_CHAT_TOOLS,
+    fastpath._CHAT_TOOLS,
+    fastpath._RESPONSES_TOOLS,
+]
+
+
+def test_a_file_whose_lines_change_their_tools_parses_them_in_the_line(monkeypatch):
+    """Raw tools pay when lines repeat them; after TOOLS_CHANGES_BEFORE_PARSING lines in a row
+    with new tools, the file's tools are parsed in the line. The requests are the reference's
+    throughout."""
+    tried: list[object] = []
+    original = fastpath.FileParser.parse_as
+
+    def spy(self: fastpath.FileParser, raw: bytes, decoder: Any) -> Any:
+        tried.append(decoder)
+        return original(self, raw, decoder)
+
+    monkeypatch.setattr(fastpath.FileParser, "parse_as", spy)
+
+    def line(name: str) -> bytes:
+        return _plain(**CHAT, tools=[{"type": "function", "function": {"name": name}}])
+
+    changes = fastpath.TOOLS_CHANGES_BEFORE_PARSING
+    repeating = fastpath.FileParser()
+    for _ in range(3 * changes):
+        assert repeating.parse(line("f"), "/chat/completions") == _reference(line("f"))
+    assert set(tried) == {fastpath._TEXT_CHAT}
+    tried.clear()
+    changing = fastpath.FileParser()
+    for i in range(changes + 2):
+        assert changing.parse(line(f"f{i}"), "/chat/completions") == _reference(line(f"f{i}"))
+    assert tried == [fastpath._TEXT_CHAT] * changes + [fastpath._TEXT_CHAT_TOOLS] * 2
 
 
 def test_a_repeated_raw_field_is_read_again_when_its_bytes_change():
@@ -255,13 +298,13 @@ def test_a_file_tries_the_text_only_shape_until_a_line_has_content_parts(monkeyp
     """Each line is decoded once on a file of either kind; a line with parts costs a second
     decode once, then the file's lines go to the general shape."""
     tried: list[object] = []
-    original = fastpath.parse
+    original = fastpath.FileParser.parse_as
 
-    def spy(raw: bytes, decoder: Any) -> Any:
+    def spy(self: fastpath.FileParser, raw: bytes, decoder: Any) -> Any:
         tried.append(decoder)
-        return original(raw, decoder)
+        return original(self, raw, decoder)
 
-    monkeypatch.setattr(fastpath, "parse", spy)
+    monkeypatch.setattr(fastpath.FileParser, "parse_as", spy)
     text, chat = fastpath._TEXT_CHAT, fastpath._CHAT
     parts = _plain(model="m", messages=[{"role": "user", "content": [TEXT]}])
     parser = fastpath.FileParser()
@@ -402,14 +445,14 @@ def test_the_fast_path_starts_at_its_line_and_follows_the_files_endpoint(monkeyp
     fast path saves on a thousand lines); from that line on, each line is tried on the decoder
     of the endpoint the first accepted line set."""
     seen: list[tuple[bytes, object]] = []
-    original = fastpath.parse
+    original = fastpath.FileParser.parse_as
 
-    def spy(raw: bytes, decoder: Any) -> Any:
-        found = original(raw, decoder)
+    def spy(self: fastpath.FileParser, raw: bytes, decoder: Any) -> Any:
+        found = original(self, raw, decoder)
         seen.append((raw, found))
         return found
 
-    monkeypatch.setattr(fastpath, "parse", spy)
+    monkeypatch.setattr(fastpath.FileParser, "parse_as", spy)
     options = ValidationOptions(max_requests_per_batch=10, max_bytes_per_batch=100_000)
     checker = validator.LineChecker(options)
     at = validator.FAST_PATH_AFTER_LINES
