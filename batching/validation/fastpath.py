@@ -18,6 +18,7 @@ integers past 64 bits, which orjson reads as floats (and refuses to write back).
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from typing import Any, Literal
 
 import msgspec
@@ -201,11 +202,7 @@ _RESPONSES_BODIES = (_ResponsesBody, _ResponsesToolsBody)
 TOOLS_CHANGES_BEFORE_PARSING = 8
 
 _Extra = tuple[tuple[str, ...], Any]  # a raw field's texts for the prompt, its table columns
-
-
-def decoder_for(url: str | None) -> _Decoder:
-    """The decoder for a file whose lines use `url` (chat before the first line is known)."""
-    return _RESPONSES if url in _RESPONSES_URLS else _CHAT
+_Reader = Callable[[Any], _Extra | None]  # what a raw field's value adds, or None: refused
 
 
 def parse(raw: bytes, decoder: _Decoder) -> Parsed | None:
@@ -231,8 +228,8 @@ class FileParser:
         self._text_only = True
         self._raw_tools = True
         self._tools_changes = 0  # lines in a row whose tools were not the previous line's
-        # per raw field, the last value seen: (its JSON as the line had it, its _Extra or None)
-        self._seen: dict[str, tuple[bytes, _Extra | None]] = {}
+        # per raw field (by its reader), the last value seen: (its JSON, its _Extra or None)
+        self._seen: dict[_Reader, tuple[bytes, _Extra | None]] = {}
 
     def parse(self, raw: bytes, url: str | None) -> Parsed | None:
         """The request on the file's next line, if the reference would accept it, else None."""
@@ -282,7 +279,7 @@ class FileParser:
                 return None
         columns = None
         if body.response_format:
-            extra = self._extra(body.response_format, "response_format")
+            extra = self._extra(body.response_format, _read_response_format)
             if extra is None:
                 return None
             pieces.extend(extra[0])
@@ -304,7 +301,7 @@ class FileParser:
             pieces.append(instructions)
         columns = None
         if body.text:
-            extra = self._extra(body.text, "text")
+            extra = self._extra(body.text, _read_text)
             if extra is None:
                 return None
             pieces.extend(extra[0])
@@ -324,7 +321,7 @@ class FileParser:
         tools = body.tools
         if type(tools) is msgspec.Raw:
             if tools:
-                extra = self._extra(tools, "tools")
+                extra = self._extra(tools, _read_tools)
                 if extra is None:
                     return None
                 pieces.extend(extra[0])
@@ -334,48 +331,58 @@ class FileParser:
             pieces.append(orjson.dumps(tools).decode())
         return Prompt(pieces, prompt_overhead(messages, images), budget), columns
 
-    def _extra(self, raw: msgspec.Raw, field: str) -> _Extra | None:
+    def _extra(self, raw: msgspec.Raw, read: _Reader) -> _Extra | None:
         """What a raw field adds to the prompt, None when the reference would refuse it: the
-        previous line's when the bytes are the same, else read as the reference reads it
-        (orjson, which checks what msgspec skipped: UTF-8, number range, surrogates)."""
+        previous line's when the bytes are the same, else `read` from what orjson makes of
+        them, as the reference reads it (orjson checks what msgspec skipped: UTF-8, number
+        range, surrogates)."""
         data = bytes(raw)
-        seen = self._seen.get(field)
+        seen = self._seen.get(read)
         if seen is not None and seen[0] == data:
-            if field == "tools":
+            if read is _read_tools:
                 self._tools_changes = 0
             return seen[1]
-        if field == "tools":
+        if read is _read_tools:
             self._tools_changes += 1
             if self._tools_changes >= TOOLS_CHANGES_BEFORE_PARSING:
                 self._raw_tools = False
-        extra = _read_extra(data, field)
-        self._seen[field] = (data, extra)
+        extra = _read(data, read)
+        self._seen[read] = (data, extra)
         return extra
 
 
-def _read_extra(data: bytes, field: str) -> _Extra | None:
+def _read(data: bytes, read: _Reader) -> _Extra | None:
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
         return None
     if value is None:
         return (), None
-    pieces: list[str] = []
     try:
-        if field == "tools":
-            if type(value) is not list:
-                return None
-            return (orjson.dumps(value).decode(),), None
-        if field == "text":
-            if type(value) is not dict:
-                return None
-            if value.get("format") is None:
-                return (), None
-            columns = _format(value["format"], "body.text.format", pieces)
-        else:
-            columns = _format(value, "body.response_format", pieces)
+        return read(value)
     except (RequestError, TypeError, orjson.JSONEncodeError):
         return None
+
+
+def _read_tools(tools: Any) -> _Extra | None:
+    if type(tools) is not list:
+        return None
+    return (orjson.dumps(tools).decode(),), None
+
+
+def _read_response_format(fmt: Any) -> _Extra | None:
+    pieces: list[str] = []
+    columns = _format(fmt, "body.response_format", pieces)
+    return tuple(pieces), columns
+
+
+def _read_text(text: Any) -> _Extra | None:
+    if type(text) is not dict:
+        return None
+    if text.get("format") is None:
+        return (), None
+    pieces: list[str] = []
+    columns = _format(text["format"], "body.text.format", pieces)
     return tuple(pieces), columns
 
 

@@ -256,10 +256,8 @@ DECODERS = [
 ]
 
 
-def test_a_file_whose_lines_change_their_tools_parses_them_in_the_line(monkeypatch):
-    """Raw tools pay when lines repeat them; after TOOLS_CHANGES_BEFORE_PARSING lines in a row
-    with new tools, the file's tools are parsed in the line. The requests are the reference's
-    throughout."""
+def _spy_decoders(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The decoders FileParser.parse_as is called with, in order."""
     tried: list[object] = []
     original = fastpath.FileParser.parse_as
 
@@ -268,20 +266,61 @@ def test_a_file_whose_lines_change_their_tools_parses_them_in_the_line(monkeypat
         return original(self, raw, decoder)
 
     monkeypatch.setattr(fastpath.FileParser, "parse_as", spy)
+    return tried
 
-    def line(name: str) -> bytes:
-        return _plain(**CHAT, tools=[{"type": "function", "function": {"name": name}}])
 
+def _with_tools(raw: bytes, name: str) -> bytes:
+    return raw[:-2] + b',"tools":[{"type":"function","function":{"name":"%s"}}]}}' % name.encode()
+
+
+def test_a_file_whose_lines_change_their_tools_parses_them_in_the_line(monkeypatch):
+    """Raw tools pay when lines repeat them; after TOOLS_CHANGES_BEFORE_PARSING lines in a row
+    with new tools (a repeat starts the count again), the file's later lines parse tools in
+    the line, on each shape. The requests are the reference's throughout."""
+    tried = _spy_decoders(monkeypatch)
     changes = fastpath.TOOLS_CHANGES_BEFORE_PARSING
+    text = _plain(**CHAT)
+    parts = _plain(model="m", messages=[{"role": "user", "content": [TEXT]}])
+    responses = _responses(model="m", input="x")
+    for first, url, raw_tools, parsed_tools in [
+        (text, "/chat/completions", fastpath._TEXT_CHAT, fastpath._TEXT_CHAT_TOOLS),
+        (parts, "/chat/completions", fastpath._CHAT, fastpath._CHAT_TOOLS),
+        (responses, "/v1/responses", fastpath._RESPONSES, fastpath._RESPONSES_TOOLS),
+    ]:
+        names = [f"f{i}" for i in range(changes - 1)] + [f"f{changes - 2}"]  # then a repeat
+        names += [f"g{i}" for i in range(changes)]  # the last of these is the switch
+        parser = fastpath.FileParser()
+        if first is parts:  # the file's first line tells it that its lines have parts
+            assert parser.parse(first, url) == _reference(first)
+        tried.clear()
+        for name in names:
+            raw = _with_tools(first, name)
+            assert parser.parse(raw, url) == _reference(raw)
+        assert tried == [raw_tools] * len(names)
+        tried.clear()
+        assert parser.parse(first, url) == _reference(first)  # tools or none: the same path
+        assert tried == [parsed_tools]
+
+    tried.clear()
     repeating = fastpath.FileParser()
     for _ in range(3 * changes):
-        assert repeating.parse(line("f"), "/chat/completions") == _reference(line("f"))
+        raw = _with_tools(text, "f")
+        assert repeating.parse(raw, "/chat/completions") == _reference(raw)
     assert set(tried) == {fastpath._TEXT_CHAT}
-    tried.clear()
-    changing = fastpath.FileParser()
-    for i in range(changes + 2):
-        assert changing.parse(line(f"f{i}"), "/chat/completions") == _reference(line(f"f{i}"))
-    assert tried == [fastpath._TEXT_CHAT] * changes + [fastpath._TEXT_CHAT_TOOLS] * 2
+
+
+def test_a_line_no_shape_takes_leaves_the_file_on_the_text_only_shape(monkeypatch):
+    tried = _spy_decoders(monkeypatch)
+    parser = fastpath.FileParser()
+    refused = _plain(**CHAT, stream=True)  # refused on every shape
+    for raw, decoders in [
+        (_plain(**CHAT), [fastpath._TEXT_CHAT]),
+        (refused, [fastpath._TEXT_CHAT, fastpath._CHAT]),
+        (_plain(**CHAT), [fastpath._TEXT_CHAT]),
+    ]:
+        tried.clear()
+        assert parser.parse(raw, "/chat/completions") == _reference(raw)
+        assert tried == decoders
 
 
 def test_a_repeated_raw_field_is_read_again_when_its_bytes_change():
@@ -297,14 +336,7 @@ def test_a_repeated_raw_field_is_read_again_when_its_bytes_change():
 def test_a_file_tries_the_text_only_shape_until_a_line_has_content_parts(monkeypatch):
     """Each line is decoded once on a file of either kind; a line with parts costs a second
     decode once, then the file's lines go to the general shape."""
-    tried: list[object] = []
-    original = fastpath.FileParser.parse_as
-
-    def spy(self: fastpath.FileParser, raw: bytes, decoder: Any) -> Any:
-        tried.append(decoder)
-        return original(self, raw, decoder)
-
-    monkeypatch.setattr(fastpath.FileParser, "parse_as", spy)
+    tried = _spy_decoders(monkeypatch)
     text, chat = fastpath._TEXT_CHAT, fastpath._CHAT
     parts = _plain(model="m", messages=[{"role": "user", "content": [TEXT]}])
     parser = fastpath.FileParser()
@@ -330,6 +362,7 @@ def _plain(**body: Any) -> bytes:
 
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+BIG_INT = b"123456789012345678901234567890"
 SCHEMA = FORMATS[2]
 
 
@@ -360,7 +393,7 @@ INPUT_IMAGE = {"type": "input_image", "image_url": "data:,x"}
             max_completion_tokens=2**64 - 1,
         ),
         # a number past 64 bits in a raw field: orjson reads it (as a float), as the reference
-        _plain(**CHAT)[:-2] + b',"tools":[{"x":123456789012345678901234567890}]}}',
+        _plain(**CHAT)[:-2] + b',"tools":[{"x":%s}]}}' % BIG_INT,
         _plain(model="m", messages=[{"role": "user", "content": [TEXT, TEXT]}]),  # no image
         _plain(model="m", messages=[{"role": "user", "content": [IMAGE, IMAGE]}]),  # no text
         _plain(model="m", messages=[{"role": "user", "content": [IMAGE]}, CHAT["messages"][0]]),
@@ -385,11 +418,23 @@ INPUT_IMAGE = {"type": "input_image", "image_url": "data:,x"}
     ],
 )
 def test_the_common_shapes_take_the_fast_path(raw):
-    """What the fast path is for: without this, a path that accepted nothing would pass."""
+    """What the fast path is for: without this, a path that accepted nothing would pass. Each
+    general shape of the endpoint takes them, with tools raw or parsed in the line."""
     url = orjson.loads(raw)["url"]
     fast = _fast(raw, url)
     assert fast is not None
     assert fast == _reference(raw)
+    responses = url.endswith("/responses")
+    general = (
+        [fastpath._RESPONSES, fastpath._RESPONSES_TOOLS]
+        if responses
+        else [fastpath._CHAT, fastpath._CHAT_TOOLS]
+    )
+    for decoder in general:
+        # parsed in the line, an integer past 64 bits is one orjson will not write back: such
+        # a line goes the reference's way
+        big = decoder in (fastpath._CHAT_TOOLS, fastpath._RESPONSES_TOOLS) and BIG_INT in raw
+        assert fastpath.parse(raw, decoder) == (None if big else fast)
 
 
 @pytest.mark.parametrize(
