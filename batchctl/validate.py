@@ -1,8 +1,8 @@
 """`batchctl validate FILE`: check a batch input file before uploading it.
 
 Exit status 0 when the file is valid, 1 when it is not, 2 on a usage error, 120 when the report
-could not be written (its reader went away). `--json` prints the
-report the pipeline writes; without it, a readable summary. The token estimate is approximate
+could not be written (its reader went away). `--json` prints the report the pipeline writes;
+without it, a readable summary. The token estimate is approximate
 (UTF-8 bytes / 4, no tokenizer) unless `--count-tokens` asks for the pipeline's count with the
 model's tokenizer, which takes about 0.3 s of CPU more; the verdict and the split plan are the
 same either way.

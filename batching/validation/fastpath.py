@@ -9,10 +9,15 @@ on generated lines). It exists because files of many short messages spent as lon
 as in the parse (docs/benchmarks.md).
 
 Why a msgspec parse is as strict as orjson's here: every struct forbids unknown fields and
-types the rest (free values as `Any`), so nothing is skipped unparsed and invalid UTF-8, lone
-surrogates and numbers out of a double's range fail the parse as they fail orjson's. Where
-they differ, msgspec is the stricter (nesting depth), or the value is checked again here:
-integers past 64 bits, which orjson reads as floats (and refuses to write back).
+types the rest (free values as `Any`), so invalid UTF-8, lone surrogates and numbers out of a
+double's range fail the parse as they fail orjson's. The one thing msgspec skips unparsed is
+a raw field (`msgspec.Raw`: tools, response formats), which orjson then reads as the reference
+does, unless its bytes are the previous line's, already read. Where they differ, msgspec is the
+stricter (nesting depth), or the value is checked again here: integers past 64 bits, which
+orjson reads as floats (and refuses to write back).
+
+`FileParser` takes a file's lines in order and learns its shape (text-only messages or parts;
+tools repeated or new on each line), so that each line is decoded once.
 """
 
 from __future__ import annotations
