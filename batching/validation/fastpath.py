@@ -13,7 +13,8 @@ types the rest (free values as `Any`), so invalid UTF-8, lone surrogates and num
 double's range fail the parse as they fail orjson's. The one thing msgspec skips unparsed is
 a raw field (`msgspec.Raw`: tools, response formats), which orjson then reads as the reference
 does, unless its bytes are the previous line's, already read. Where they differ, msgspec is the
-stricter (nesting depth), or the value is checked again here: integers past 64 bits, which
+stricter (nesting depth, while Python's recursion limit is at most
+orjson's 1,024 levels), or the value is checked again here: integers past 64 bits, which
 orjson reads as floats (and refuses to write back).
 
 `FileParser` takes a file's lines in order and learns its shape (text-only messages or parts;
@@ -23,6 +24,7 @@ tools repeated or new on each line), so that each line is decoded once.
 from __future__ import annotations
 
 import operator
+import sys
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -34,6 +36,10 @@ from batching.tokens.estimate import DEFAULT_COMPLETION_BUDGET, Prompt, prompt_o
 from batching.validation.bodies import RequestError, _format
 
 _MAX_INT = 2**64 - 1  # orjson reads larger integers as floats: not a whole number to it
+# orjson refuses JSON nested deeper than this. msgspec nests as deep as Python's recursion limit
+# lets it (then raises RecursionError), so it is the stricter only while that limit is no
+# higher: with a higher one (hypothesis raises it, for one) the fast path stands aside.
+ORJSON_MAX_DEPTH = 1024
 _Role = Literal["user", "system", "assistant", "developer"]  # bodies.PLAIN_ROLES
 
 
@@ -252,9 +258,11 @@ class FileParser:
 
     def parse_as(self, raw: bytes, decoder: _Decoder) -> Parsed | None:
         """The request on a line decoded by `decoder`, else None."""
+        if sys.getrecursionlimit() > ORJSON_MAX_DEPTH:
+            return None
         try:
             line = decoder.decode(raw)
-        except msgspec.MsgspecError:
+        except (msgspec.MsgspecError, RecursionError):  # nested past the recursion limit
             return None
         custom_id = line.custom_id
         body = line.body

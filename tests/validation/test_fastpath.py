@@ -9,6 +9,9 @@ that are not UTF-8, lone surrogates, odd whitespace.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -236,14 +239,66 @@ def _fast(raw: bytes, url: str | None) -> tuple[Any, ...] | None:
 @given(lines(), st.sampled_from([None, "/chat/completions", "/responses"]))
 def test_what_the_fast_path_accepts_the_reference_accepts_the_same(raw, url):
     """On each of its shapes: chat text-only (tried first) or general, responses; each with
-    tools raw or parsed in the line."""
-    for decoder in DECODERS:
-        fast = fastpath.parse(raw, decoder)
+    tools raw or parsed in the line. At Python's default recursion limit, which hypothesis
+    raises while it runs a test (the fast path stands aside above orjson's depth)."""
+    with _recursion_limit(1000):
+        found = [fastpath.parse(raw, decoder) for decoder in DECODERS]
+        found.append(_fast(raw, url))
+    for fast in found:
         if fast is not None:
             assert _reference(raw) == fast
-    fast = _fast(raw, url)
-    if fast is not None:
-        assert _reference(raw) == fast
+
+
+@contextmanager
+def _recursion_limit(limit: int) -> Iterator[None]:
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(before)
+
+
+def _nested(levels: int) -> bytes:
+    """A /responses line whose temperature is `levels` arrays deep (the line adds 2 levels)."""
+    return _responses(model="m", input="x")[:-2] + b',"temperature":%b%b}}' % (
+        b"[" * levels,
+        b"]" * levels,
+    )
+
+
+@pytest.mark.parametrize("levels", [900, 1019, 1021, 1022, 1023, 1030, 100_000])
+def test_nesting_near_and_past_every_limit_goes_the_reference_way(levels):
+    """orjson reads 1,024 levels (the line's own 2, then 1,022 arrays), msgspec as many as the
+    recursion limit lets it, then raises RecursionError: the fast path never raises, and never
+    takes a line the reference refuses, whatever the limit."""
+    raw = _nested(levels)
+    reference = _reference(raw)
+    assert (reference is not None) == (levels <= 1022)
+    for limit in (1000, 1024):
+        with _recursion_limit(limit):
+            found = [fastpath.parse(raw, decoder) for decoder in DECODERS]
+        assert all(fast in (None, reference) for fast in found)
+    with _recursion_limit(5000):  # msgspec would read 1,030 levels here: it is not asked to
+        assert [fastpath.parse(raw, decoder) for decoder in DECODERS] == [None] * len(DECODERS)
+    if levels == 900:  # and below the limits the fast path does take the line
+        for limit in (1000, 1024):
+            with _recursion_limit(limit):
+                assert fastpath.parse(raw, fastpath._RESPONSES) == reference
+
+
+def test_a_file_with_a_line_nested_past_the_recursion_limit_validates(monkeypatch):
+    """The whole report, as the reference's, when the fast path meets such lines."""
+    options = ValidationOptions(max_requests_per_batch=7, max_bytes_per_batch=10_000_000)
+    data = b"\n".join(
+        _nested(levels).replace(b'"r"', b'"r%d"' % i)
+        for i, levels in enumerate([1, 990, 1022, 1023, 50_000, 3])
+    )
+    monkeypatch.setattr(validator, "FAST_PATH_AFTER_LINES", 10**9)
+    reference = validate([data], options).to_dict()
+    monkeypatch.setattr(validator, "FAST_PATH_AFTER_LINES", 0)
+    assert validate([data], options).to_dict() == reference
+    assert reference["invalid_lines"] == 2
 
 
 DECODERS = [
