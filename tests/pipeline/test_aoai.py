@@ -308,7 +308,7 @@ def test_normalize_batch_keeps_blob_mode_urls_and_drops_the_empty_ones_of_a_runn
     running = {
         "id": "batch_3",
         "input_file_id": None,
-        "input_blob": f"{account}/work/run/input.jsonl",
+        "input_blob": f"{account}/batch-work/run/input.jsonl",
         "output_folder": {"url": folder},
         "output_blob": "",
         "error_blob": "",
