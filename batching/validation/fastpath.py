@@ -44,7 +44,7 @@ _Role = Literal["user", "system", "assistant", "developer"]  # bodies.PLAIN_ROLE
 
 
 # A field kept as its raw JSON (`msgspec.Raw`), unparsed, when the line is decoded: the tools and
-# response formats that files repeat on every line. `_extra` parses it with orjson, as the
+# response formats that files repeat on every line. `FileParser._add` parses it with orjson, as the
 # reference does, unless its bytes are the previous line's. Absent, it is this empty Raw.
 _ABSENT = msgspec.Raw()
 
@@ -273,7 +273,7 @@ class FileParser:
                 prompt_and_columns = self._responses(body)
             else:
                 prompt_and_columns = self._chat(body)
-        except (RequestError, TypeError):  # a broken rule; or an int orjson cannot write
+        except (RequestError, TypeError, _Refused):  # a broken rule; an int orjson cannot write
             return None
         if prompt_and_columns is None:
             return None
@@ -290,13 +290,7 @@ class FileParser:
             pieces, images = _chat_parts(pieces)
             if not pieces and not images:
                 return None
-        columns = None
-        if body.response_format:
-            extra = self._extra(body.response_format, _read_response_format)
-            if extra is None:
-                return None
-            pieces.extend(extra[0])
-            columns = extra[1]
+        columns = self._add(body.response_format, _read_response_format, pieces)[0]
         budget = body.max_completion_tokens
         if budget is UNSET or budget is None:
             budget = body.max_tokens
@@ -312,13 +306,7 @@ class FileParser:
             if type(instructions) is not str:
                 return None
             pieces.append(instructions)
-        columns = None
-        if body.text:
-            extra = self._extra(body.text, _read_text)
-            if extra is None:
-                return None
-            pieces.extend(extra[0])
-            columns = extra[1]
+        columns = self._add(body.text, _read_text, pieces)[0]
         return self._prompt(body, pieces, count, images, body.max_output_tokens, columns)
 
     def _prompt(
@@ -334,34 +322,46 @@ class FileParser:
         tools = body.tools
         if type(tools) is msgspec.Raw:
             if tools:
-                extra = self._extra(tools, _read_tools)
-                if extra is None:
-                    return None
-                pieces.extend(extra[0])
+                self._tools_seen(changed=self._add(tools, _read_tools, pieces)[1])
         elif tools is not UNSET and tools is not None:  # parsed in the line
             if type(tools) is not list:
                 return None
             pieces.append(orjson.dumps(tools).decode())
         return Prompt(pieces, prompt_overhead(messages, images), budget), columns
 
-    def _extra(self, raw: msgspec.Raw, read: _Reader) -> _Extra | None:
-        """What a raw field adds to the prompt, None when the reference would refuse it: the
-        previous line's when the bytes are the same, else `read` from what orjson makes of
-        them, as the reference reads it (orjson checks what msgspec skipped: UTF-8, number
-        range, surrogates)."""
+    def _add(self, raw: msgspec.Raw, read: _Reader, pieces: list[str]) -> tuple[Any, bool]:
+        """Append what a raw field adds to the prompt to `pieces`; its table columns, and whether
+        its value differs from the previous line's. The field may be absent (an empty Raw).
+        Raises `_Refused` when the reference would refuse it.
+
+        Its value is the previous line's when the bytes are the same, else `read` from what
+        orjson makes of them, as the reference reads it (orjson checks what msgspec skipped:
+        UTF-8, number range, surrogates).
+        """
+        if not raw:
+            return None, False
         data = bytes(raw)
         seen = self._seen.get(read)
         if seen is not None and seen[0] == data:
-            if read is _read_tools:
-                self._tools_changes = 0
-            return seen[1]
-        if read is _read_tools:
-            self._tools_changes += 1
-            if self._tools_changes >= TOOLS_CHANGES_BEFORE_PARSING:
-                self._raw_tools = False
-        extra = _read(data, read)
-        self._seen[read] = (data, extra)
-        return extra
+            extra, changed = seen[1], False
+        else:
+            extra, changed = _read(data, read), True
+            self._seen[read] = (data, extra)
+        if extra is None:
+            raise _Refused
+        pieces.extend(extra[0])
+        return extra[1], changed
+
+    def _tools_seen(self, *, changed: bool) -> None:
+        """Count lines in a row with new tools; after TOOLS_CHANGES_BEFORE_PARSING, the file's
+        later lines parse their tools in the line."""
+        self._tools_changes = self._tools_changes + 1 if changed else 0
+        if self._tools_changes >= TOOLS_CHANGES_BEFORE_PARSING:
+            self._raw_tools = False
+
+
+class _Refused(Exception):
+    """A raw field the reference would refuse: the line goes the reference's way."""
 
 
 def _read(data: bytes, read: _Reader) -> _Extra | None:
@@ -384,9 +384,7 @@ def _read_tools(tools: Any) -> _Extra | None:
 
 
 def _read_response_format(fmt: Any) -> _Extra | None:
-    pieces: list[str] = []
-    columns = _format(fmt, "body.response_format", pieces)
-    return tuple(pieces), columns
+    return _read_format(fmt, "body.response_format")
 
 
 def _read_text(text: Any) -> _Extra | None:
@@ -394,8 +392,14 @@ def _read_text(text: Any) -> _Extra | None:
         return None
     if text.get("format") is None:
         return (), None
+    return _read_format(text["format"], "body.text.format")
+
+
+def _read_format(fmt: Any, where: str) -> _Extra:
+    """A format's text for the prompt (a json_schema's) and its table columns, as `_format`
+    checks it (it raises what the reference would refuse)."""
     pieces: list[str] = []
-    columns = _format(text["format"], "body.text.format", pieces)
+    columns = _format(fmt, where, pieces)
     return tuple(pieces), columns
 
 
