@@ -25,13 +25,15 @@ _WHERE = (
     " and any place but chat's checks a format as /responses does: the same columns"
 )
 EQUIVALENT: dict[str, str] = {
-    "batching.validation.fastpath.x__read_text__mutmut_10": _WHERE,
-    "batching.validation.fastpath.x__read_text__mutmut_17": _WHERE,
-    "batching.validation.fastpath.x__read_text__mutmut_18": _WHERE,
+    "batching.validation.fastpath.x__read_text__mutmut_8": _WHERE,
+    "batching.validation.fastpath.x__read_text__mutmut_13": _WHERE,
+    "batching.validation.fastpath.x__read_text__mutmut_14": _WHERE,
     "batching.validation.fastpath.xǁFileParserǁ_chat__mutmut_11": "a text-only body's pieces are all"
     " strings: _chat_parts returns them unchanged, with no image (one pass more)",
-    "batching.validation.fastpath.xǁFileParserǁ_extra__mutmut_18": "_raw_tools = None is as falsy as"
-    " False: the same decoders are chosen",
+    "batching.validation.fastpath.xǁFileParserǁ_tools_seen__mutmut_8": "_raw_tools = None is as falsy"
+    " as False: the same decoders are chosen",
+    "batching.validation.fastpath.xǁFileParserǁ_add__mutmut_2": "`changed` is read for tools only,"
+    " and _add is called for tools only when they are present",
     "batching.service.aoai.x_upload__mutmut_17": "the file part's content type: neither the service nor"
     " the emulator reads it (the purpose field and the bytes decide)",
     "batching.service.aoai.x_upload__mutmut_18": "as _17: the content type's case",
