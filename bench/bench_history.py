@@ -13,7 +13,7 @@ OpenAI calls (the emulator counts every call), of which listing calls (`GET /ope
 blob and table, counted at the azure-core transport, without the benchmark's own uploads and
 polling and the Event Grid stand-in's listing); durable history events (every event the engine
 appends to an orchestration's history, over all its executions); and the wall time from the
-first upload to the last metadata.json.
+first upload to the last run's end.
 """
 
 from __future__ import annotations

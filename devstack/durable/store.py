@@ -49,6 +49,8 @@ CREATE TABLE IF NOT EXISTS messages (
     event TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_due ON messages (visible_at);
+-- an episode reads its own instance's inbox: without this, every visible message of every instance
+CREATE INDEX IF NOT EXISTS messages_inbox ON messages (instance_id, visible_at);
 CREATE TABLE IF NOT EXISTS activities (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     instance_id TEXT NOT NULL,
@@ -192,6 +194,11 @@ class Store:
 
     def instances(self) -> list[Instance]:
         return [self._instance(r) for r in self._rows("SELECT * FROM instances ORDER BY created")]
+
+    def status_counts(self) -> dict[str, int]:
+        """How many instances are in each runtime status (one query, whatever their number)."""
+        rows = self._rows("SELECT status, COUNT(*) FROM instances GROUP BY status")
+        return {status: int(count) for status, count in rows}
 
     def active_instance_count(self) -> int:
         marks = ",".join("?" * len(TERMINAL))

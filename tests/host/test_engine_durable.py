@@ -212,6 +212,17 @@ def test_terminate_stops_a_waiting_instance(host: FunctionHost) -> None:
     assert types(host, iid)[-3:] == [T.EXECUTION_TERMINATED, T.EXECUTION_COMPLETED, 13]
 
 
+def test_status_counts_count_instances_by_runtime_status(host: FunctionHost) -> None:
+    assert host.store.status_counts() == {}
+    run(host, "chain", {"x": 1})
+    waiting = host.start_new("approval", "waits")
+    host.run_until_idle(max_virtual_seconds=60)
+    assert host.store.status_counts() == {"Running": 1, "Completed": 1}
+    host.terminate(waiting, "done waiting")
+    host.run_until_idle()
+    assert host.store.status_counts() == {"Terminated": 1, "Completed": 1}
+
+
 def test_activity_failure_fails_the_orchestration_with_its_message(host: FunctionHost) -> None:
     status = run(host, "failing")
     assert status["runtimeStatus"] == "Failed"
