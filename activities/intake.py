@@ -46,7 +46,17 @@ def validate_input(payload: ValidateRequest) -> dict[str, Any]:
         invalid_lines=summary.get("invalid_lines"),
         problems=summary.get("problem_counts") or None,
     )
-    return summary
+    return _with_chunk(ctx, payload, summary)
+
+
+def _with_chunk(ctx: RunContext, payload: RunRequest, summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary, with the input's chunk when the input is itself the one chunk: such a run
+    needs no prepare_chunks activity (the orchestrator takes the chunk out)."""
+    chunks = intake.one_chunk(ctx, summary) if summary["valid"] else None
+    if chunks is None:
+        return summary
+    _chunks_ready(ctx.settings, payload, chunks)
+    return {**summary, "chunks": chunks}
 
 
 @bp.activity_trigger(input_name="payload", activity="reject_input")
@@ -80,13 +90,12 @@ def prepare_chunks(payload: PrepareRequest) -> list[dict[str, Any]]:
     ctx = RunContext.of_request(payload)
     settings = ctx.settings
     chunks = intake.prepare_chunks(ctx, payload["summary"])
+    _chunks_ready(settings, payload, chunks)
+    return chunks
+
+
+def _chunks_ready(settings: Settings, payload: RunRequest, chunks: list[dict[str, Any]]) -> None:
+    """The run is about to submit: index it as running, and log its chunks."""
     requests = sum(int(c["requests"]) for c in chunks)
     _index(settings, payload, "running", requests={"total": requests, "pending": requests})
-    event(
-        log,
-        "chunks prepared",
-        payload["run_id"],
-        chunks=len(chunks),
-        requests=sum(int(c["requests"]) for c in chunks),
-    )
-    return chunks
+    event(log, "chunks prepared", payload["run_id"], chunks=len(chunks), requests=requests)

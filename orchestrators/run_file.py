@@ -142,14 +142,18 @@ def _prepare(run: _Run) -> Generator[Any, Any, dict[str, Any] | None]:
     run.note("orchestration started", source=state.source["path"])
     run.status("validating")
     summary = yield run.call("validate_input", {})
+    # An input that is itself the one chunk comes back with its chunk; other inputs, and the
+    # histories of runs validated before validate_input did this, go through prepare_chunks.
+    specs = summary.pop("chunks", None)
     state.summary = summary
     if not summary["valid"]:
         run.status("rejected")
         rejected = yield run.call("reject_input", {"summary": summary})
         run.note("run finished", logging.WARNING, status="invalid", reason=summary.get("reason"))
         return {"status": "invalid", "run_id": state.run_id, **rejected}
-    run.status("preparing")
-    specs = yield run.call("prepare_chunks", {"summary": summary})
+    if specs is None:
+        run.status("preparing")
+        specs = yield run.call("prepare_chunks", {"summary": summary})
     state.chunks = [machine.new_chunk(s, run.config) for s in specs]
     state.phase = Phase.RUNNING
     state.ticks = 0

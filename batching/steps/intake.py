@@ -138,6 +138,28 @@ def keep_input(ctx: RunContext, dest: BlobRef) -> dict[str, str] | None:
     return dest.to_dict()
 
 
+def one_chunk(ctx: RunContext, summary: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The chunks when the input itself is the one chunk, else None (chunk blobs are needed).
+
+    That is: one chunk, no skipped lines, and no blank lines or CRLF endings (a chunk is the
+    normalised lines, so the byte counts then differ). Reads and writes nothing, so
+    `validate_input` gives these itself and the run needs no `prepare_chunks` activity.
+    """
+    plan = summary["split"]
+    if len(plan) != 1 or summary.get("skipped") or plan[0]["bytes"] != summary["bytes"]:
+        return None
+    return [
+        {
+            "index": 0,
+            "input": ctx.layout.snapshot.to_dict(),
+            "etag": None,  # the run's own snapshot: nobody else writes it
+            "requests": summary["requests"],
+            "bytes": summary["bytes"],
+            "tokens": summary["tokens"]["total"],
+        }
+    ]
+
+
 def prepare_chunks(ctx: RunContext, summary: dict[str, Any]) -> list[dict[str, Any]]:
     """The chunks to submit: the input itself when it fits, else chunk blobs in the work area.
 
@@ -145,19 +167,9 @@ def prepare_chunks(ctx: RunContext, summary: dict[str, Any]) -> list[dict[str, A
     """
     layout = ctx.layout
     plan = summary["split"]
-    # The input itself goes up when it is exactly the one chunk: no skipped lines, and no blank
-    # lines or CRLF endings (a chunk is the normalised lines, so the byte counts then differ).
-    if len(plan) == 1 and not summary.get("skipped") and plan[0]["bytes"] == summary["bytes"]:
-        return [
-            {
-                "index": 0,
-                "input": layout.snapshot.to_dict(),
-                "etag": None,  # the run's own snapshot: nobody else writes it
-                "requests": summary["requests"],
-                "bytes": summary["bytes"],
-                "tokens": summary["tokens"]["total"],
-            }
-        ]
+    whole = one_chunk(ctx, summary)
+    if whole is not None:
+        return whole
     report = _report(ctx)
     refs = [layout.work(f"chunks/c{i:04d}.jsonl") for i in range(len(plan))]
     # Written once: a chunk the service may already be reading (blob mode) is never replaced.

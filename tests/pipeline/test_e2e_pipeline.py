@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from azure.durable_functions.models.history import HistoryEventType as T
 
+from activities import intake as intake_activities
 from tests.support.stack import local_stack, requests_file, sample
 
 
@@ -79,6 +81,37 @@ def test_a_service_without_read_access_fails_the_run_with_input_no_permissions(s
 
 def _output(run):
     return run["output"] if isinstance(run["output"], dict) else orjson.loads(run["output"])
+
+
+def _scheduled(stack, run_id):
+    return [e.get("Name") for e in stack.host.history(run_id) if e["EventType"] == T.TASK_SCHEDULED]
+
+
+def test_an_input_that_is_its_own_chunk_needs_no_prepare_chunks(stack, monkeypatch):
+    stack.drop("one/a.jsonl", requests_file(5, prefix="a"))
+    (run,) = stack.wait_all(1)
+    assert _output(run)["status"] == "completed"
+    assert _scheduled(stack, run["instanceId"])[:2] == ["validate_input", "submit_batch"]
+    assert "prepare_chunks" not in stack.host.activity_calls
+
+    # validate_input's result before it carried the chunk: such histories still replay, through
+    # prepare_chunks, to the same outputs.
+    monkeypatch.setattr(intake_activities, "_with_chunk", lambda ctx, payload, summary: summary)
+    stack.drop("one/b.jsonl", requests_file(5, prefix="b"))
+    runs = stack.wait_all(2)
+    (old,) = [r for r in runs if r["instanceId"] != run["instanceId"]]
+    assert _output(old)["status"] == "completed"
+    assert _scheduled(stack, old["instanceId"])[:3] == [
+        "validate_input",
+        "prepare_chunks",
+        "submit_batch",
+    ]
+    assert stack.host.activity_calls["prepare_chunks"] == 1
+    for r, prefix in ((run, "a"), (old, "b")):
+        folder = stack.run_folder(f"one/{prefix}.jsonl", r["instanceId"])
+        results = stack.jsonl("output", f"{folder}/results.jsonl")
+        assert sorted(x["custom_id"] for x in results) == [f"{prefix}-{n}" for n in range(5)]
+    assert stack.names("work") == []
 
 
 def test_several_files_in_nested_folders_run_at_once(stack):
