@@ -62,16 +62,19 @@ def validate_input(ctx: RunContext) -> dict[str, Any]:
             "a replacement upload runs on its own",
         }
     full = report.to_dict()
-    storage.write_bytes(
-        ctx.blob(ctx.layout.work(REPORT)),
-        orjson.dumps(full, option=orjson.OPT_INDENT_2),
-        "application/json",
-    )
     summary = {k: v for k, v in full.items() if k != "problems"}
     summary["skipped"] = report.invalid_lines if report.valid else 0
     if not report.valid:
         counts = ", ".join(f"{n} {code}" for code, n in sorted(full["problem_counts"].items()))
         summary["reason"] = f"validation failed: {counts}"
+    if not (report.valid and _is_one_chunk(summary)):
+        # Read again by reject_input (the problems) or prepare_chunks (the splitter); a file
+        # that is its own one chunk needs neither.
+        storage.write_bytes(
+            ctx.blob(ctx.layout.work(REPORT)),
+            orjson.dumps(full, option=orjson.OPT_INDENT_2),
+            "application/json",
+        )
     return summary
 
 
@@ -140,13 +143,9 @@ def keep_input(ctx: RunContext, dest: BlobRef) -> dict[str, str] | None:
 
 def one_chunk(ctx: RunContext, summary: dict[str, Any]) -> list[dict[str, Any]] | None:
     """The chunks when the input itself is the one chunk, else None (chunk blobs are needed).
-
-    That is: one chunk, no skipped lines, and no blank lines or CRLF endings (a chunk is the
-    normalised lines, so the byte counts then differ). Reads and writes nothing, so
-    `validate_input` gives these itself and the run needs no `prepare_chunks` activity.
-    """
-    plan = summary["split"]
-    if len(plan) != 1 or summary.get("skipped") or plan[0]["bytes"] != summary["bytes"]:
+    Reads and writes nothing, so `validate_input` gives these itself and the run needs no
+    `prepare_chunks` activity."""
+    if not _is_one_chunk(summary):
         return None
     return [
         {
@@ -158,6 +157,13 @@ def one_chunk(ctx: RunContext, summary: dict[str, Any]) -> list[dict[str, Any]] 
             "tokens": summary["tokens"]["total"],
         }
     ]
+
+
+def _is_one_chunk(summary: dict[str, Any]) -> bool:
+    """One chunk, no skipped lines, and no blank lines or CRLF endings (a chunk is the
+    normalised lines, so the byte counts then differ)."""
+    plan = summary["split"]
+    return len(plan) == 1 and not summary.get("skipped") and plan[0]["bytes"] == summary["bytes"]
 
 
 def prepare_chunks(ctx: RunContext, summary: dict[str, Any]) -> list[dict[str, Any]]:
