@@ -13,7 +13,7 @@ from batching.context import RunContext
 from batching.settings import Settings
 from batching.steps import intake
 from batching.storage import blobs as storage
-from tests.support.stack import requests_file
+from tests.support.stack import containers, requests_file
 
 
 def _run(azurite: Any, data: bytes, **env: str) -> tuple[RunContext, dict[str, Any], list[str]]:
@@ -23,11 +23,7 @@ def _run(azurite: Any, data: bytes, **env: str) -> tuple[RunContext, dict[str, A
         {
             "AZURE_OPENAI_ENDPOINT": "http://127.0.0.1:9",
             "BATCH_STORAGE": azurite.connection_string,
-            "INPUT_CONTAINER": f"{tag}-in",
-            "OUTPUT_CONTAINER": f"{tag}-out",
-            "ERROR_CONTAINER": f"{tag}-err",
-            "WORK_CONTAINER": f"{tag}-work",
-            "SERVICE_OUTPUT_CONTAINER": f"{tag}-svc",
+            **containers(tag),
             **env,
         }
     )

@@ -27,7 +27,7 @@ from batching.steps.ordering import read_run
 from batching.storage import blobs as storage
 from batching.storage.refs import BlobRef
 from devstack import services
-from tests.support.stack import requests_file
+from tests.support.stack import containers, requests_file
 
 RUN = "run-1"
 SOURCE = "x.jsonl"
@@ -48,11 +48,7 @@ def env(azurite, blob_service, tmp_path: Path) -> Iterator[tuple[Settings, Any, 
                 "AZURE_OPENAI_API_KEY": "k",
                 "AZURE_OPENAI_BATCH_MODE": "blob",
                 "BATCH_STORAGE": azurite.connection_string,
-                "INPUT_CONTAINER": f"{tag}-in",
-                "OUTPUT_CONTAINER": f"{tag}-out",
-                "ERROR_CONTAINER": f"{tag}-err",
-                "WORK_CONTAINER": f"{tag}-work",
-                "SERVICE_OUTPUT_CONTAINER": f"{tag}-svc",
+                **containers(tag),
             }
         )
         storage.ensure_containers(settings.storage, settings.containers)

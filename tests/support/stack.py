@@ -31,6 +31,17 @@ SAMPLES = ROOT / "samples"
 TERMINAL = {"Completed", "Failed", "Terminated"}
 
 
+def containers(tag: str) -> dict[str, str]:
+    """Container settings of a test's own, named after `tag`."""
+    return {
+        "INPUT_CONTAINER": f"{tag}-in",
+        "OUTPUT_CONTAINER": f"{tag}-out",
+        "ERROR_CONTAINER": f"{tag}-err",
+        "WORK_CONTAINER": f"{tag}-work",
+        "SERVICE_OUTPUT_CONTAINER": f"{tag}-svc",
+    }
+
+
 def fast_settings(
     azurite: services.Azurite, emulator: services.Emulator, tag: str
 ) -> dict[str, str]:
@@ -41,11 +52,7 @@ def fast_settings(
         "AZURE_OPENAI_ENDPOINT": emulator.endpoint,
         "AZURE_OPENAI_API_KEY": "test-key",
         "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-batch",
-        "INPUT_CONTAINER": f"{tag}-in",
-        "OUTPUT_CONTAINER": f"{tag}-out",
-        "ERROR_CONTAINER": f"{tag}-err",
-        "WORK_CONTAINER": f"{tag}-work",
-        "SERVICE_OUTPUT_CONTAINER": f"{tag}-svc",
+        **containers(tag),
         "RUNS_TABLE": "runs" + re.sub("[^A-Za-z0-9]", "", tag),
         "POLL_INITIAL_SECONDS": "1",
         "POLL_MAX_SECONDS": "2",
