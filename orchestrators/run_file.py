@@ -23,6 +23,7 @@ from azure.durable_functions.models.history import HistoryEventType
 
 from batching.logs import event
 from batching.statuses import ChunkState
+from batching.steps.counts import failed_requests
 from orchestrators import state as machine
 from orchestrators.state import Chunk, Phase, RunState
 
@@ -197,6 +198,14 @@ def _cancel_raised(context: df.DurableOrchestrationContext) -> bool:
     )
 
 
+def _scheduled(context: df.DurableOrchestrationContext, activity: str) -> bool:
+    """Whether this execution's history has scheduled `activity`."""
+    return any(
+        e.event_type == HistoryEventType.TASK_SCHEDULED and e.Name == activity
+        for e in context.histories
+    )
+
+
 def _finish(run: _Run) -> Generator[Any, Any, dict[str, Any]]:
     """Write the run folder's files in parallel, then clean up (inputs move, files go)."""
     state = run.state
@@ -211,17 +220,18 @@ def _finish(run: _Run) -> Generator[Any, Any, dict[str, Any]]:
         "received_at": state.received_at,
         "finished_at": run.context.current_utc_datetime.isoformat(),
     }
-    writes = [
-        run.call("write_results", {"chunks": chunks}),
-        run.call("write_errors", {"chunks": chunks, "summary": summary}),
-        run.call("write_metadata", metadata),
-    ]
+    writes = [run.call("write_results", {"chunks": chunks})]
+    # errors.jsonl is written only when something failed, so a run where nothing did needs no
+    # write_errors activity; histories that scheduled it anyway (before this) replay with it.
+    if failed_requests(chunks, summary) or _scheduled(run.context, "write_errors"):
+        writes.append(run.call("write_errors", {"chunks": chunks, "summary": summary}))
+    writes.append(run.call("write_metadata", metadata))
     if summary.get("table_columns"):
         writes.append(
             run.call("write_table", {"chunks": chunks, "columns": summary["table_columns"]})
         )
     written = yield run.context.task_all(writes)
-    finished: dict[str, Any] = {k: v for w in written for k, v in w.items()}
+    finished: dict[str, Any] = {"errors": None, **{k: v for w in written for k, v in w.items()}}
     run.status("cleaning")
     reasons = "; ".join(f"chunk {c.index}: {c.reason}" for c in state.chunks if c.reason)
     cleaned = yield run.call(

@@ -24,6 +24,7 @@ from batching.layout import RunLayout
 from batching.service import aoai, ledger
 from batching.settings import Settings
 from batching.steps.cost import estimate_cost
+from batching.steps.counts import failed_requests, skipped_lines
 from batching.steps.intake import SKIPPED, keep_input
 from batching.steps.ordering import merge, read_run
 from batching.steps.tables import write_rows
@@ -107,8 +108,7 @@ def write_errors(
 ) -> dict[str, Any]:
     """errors.jsonl, only when something failed: final failures and skipped invalid lines."""
     settings, layout = ctx.settings, ctx.layout
-    failed = sum(c["failed"] for c in chunks) + int(summary.get("skipped") or 0)
-    if not failed:
+    if not failed_requests(chunks, summary):
         return {"errors": None}
     dest = layout.output("errors.jsonl")
     ordered = _lines(_in_order(settings, chunks, ("failures",)))
@@ -137,9 +137,9 @@ def build_metadata(
 ) -> dict[str, Any]:
     """metadata.json: what ran, how it ended, what it used and cost, where the outputs are."""
     settings, run_id, source, layout = ctx.settings, ctx.run_id, ctx.source, ctx.layout
-    skipped = int(summary.get("skipped") or 0)
+    skipped = skipped_lines(summary)
     succeeded = sum(c["succeeded"] for c in chunks)
-    failed = sum(c["failed"] for c in chunks) + skipped
+    failed = failed_requests(chunks, summary)
     usage = {"prompt": 0, "completion": 0, "total": 0}
     model = None
     batches = []

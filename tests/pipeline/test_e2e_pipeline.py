@@ -7,6 +7,7 @@ import pytest
 from azure.durable_functions.models.history import HistoryEventType as T
 
 from activities import intake as intake_activities
+from orchestrators import run_file
 from tests.support.stack import local_stack, requests_file, sample
 
 
@@ -112,6 +113,39 @@ def test_an_input_that_is_its_own_chunk_needs_no_prepare_chunks(stack, monkeypat
         results = stack.jsonl("output", f"{folder}/results.jsonl")
         assert sorted(x["custom_id"] for x in results) == [f"{prefix}-{n}" for n in range(5)]
     assert stack.names("work") == []
+
+
+def test_a_run_where_nothing_failed_needs_no_write_errors(stack):
+    stack.drop("clean/a.jsonl", requests_file(3, prefix="a"))
+    (run,) = stack.wait_all(1)
+    assert _output(run)["status"] == "completed" and _output(run)["errors"] is None
+    assert "write_errors" not in _scheduled(stack, run["instanceId"])
+    assert "write_errors" not in stack.host.activity_calls
+
+    # Histories that scheduled write_errors although nothing failed (every run did before) still
+    # replay: the episode that schedules the writes runs the old way, the later ones the new way.
+    original = run_file.failed_requests
+
+    def switch_back(instance_id: str, activity: str, attempt: int) -> bool:
+        if activity == "write_results":
+            run_file.failed_requests = original
+        return False
+
+    run_file.failed_requests = lambda chunks, summary: 1
+    stack.host.crash_hook = switch_back
+    try:
+        stack.drop("clean/b.jsonl", requests_file(3, prefix="b"))
+        runs = stack.wait_all(2)
+    finally:
+        run_file.failed_requests = original
+    (old,) = [r for r in runs if r["instanceId"] != run["instanceId"]]
+    assert old["runtimeStatus"] == "Completed", old
+    assert _output(old)["status"] == "completed" and _output(old)["errors"] is None
+    assert "write_errors" in _scheduled(stack, old["instanceId"])
+    folder = stack.run_folder("clean/b.jsonl", old["instanceId"])
+    assert [n for n in stack.names("output") if n.startswith(f"{folder}/")] == [
+        f"{folder}/{n}" for n in ("input.jsonl", "metadata.json", "results.jsonl")
+    ]
 
 
 def test_several_files_in_nested_folders_run_at_once(stack):
