@@ -1,1 +1,2 @@
-"""The steps of a run: intake, collection, results, tables, outputs, cost."""
+"""The steps of a run: intake, collection, results, tables, outputs, cost, and the counts they
+share with the orchestrator."""
