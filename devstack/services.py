@@ -129,6 +129,9 @@ def azurite(
         "--silent",
         "--skipApiVersionCheck",
         "--loose",
+        # Azurite reports every request to Microsoft by default (its telemetry): nothing of a
+        # local run should leave the machine, and the tracking cost CPU on every request.
+        "--disableTelemetry",
         "--location",
         str(data_dir),
         "--blobHost",
