@@ -133,8 +133,9 @@ def drive(p: Pipeline, payloads: list[bytes], folder: str, timeout: float) -> di
         if time.monotonic() > deadline:
             raise TimeoutError(f"not every one of {len(payloads)} runs ended in time")
         time.sleep(0.5)
-    ended = [s for s in p.host.list_instances(statuses=list(_ENDED)) if s["name"] == "run_file"]
-    failed = [s["instanceId"] for s in ended if s["runtimeStatus"] != "Completed"]
+    # from the store, not the status API: its times are whole seconds
+    ended = [i for i in p.host.store.instances() if i.name == "run_file" and i.terminal]
+    failed = [i.instance_id for i in ended if i.status != "Completed"]
     if failed:
         raise RuntimeError(f"runs did not complete: {failed[:5]}")
     metadata = {
@@ -144,7 +145,7 @@ def drive(p: Pipeline, payloads: list[bytes], folder: str, timeout: float) -> di
     }
     if metadata != set(uploaded):
         raise RuntimeError(f"no metadata.json for {sorted(set(uploaded) - metadata)[:5]}")
-    done = {s["instanceId"].split("-")[0]: _time(s["lastUpdatedTime"]) for s in ended}
+    done = {i.instance_id.split("-")[0]: i.updated for i in ended}
     per_run = [(done[stem] - uploaded[stem]).total_seconds() for stem in uploaded]
     return {
         "wall_s": (max(done.values()) - start).total_seconds(),
@@ -154,10 +155,6 @@ def drive(p: Pipeline, payloads: list[bytes], folder: str, timeout: float) -> di
 
 
 _ENDED = ("Completed", "Failed", "Terminated", "Canceled")
-
-
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def aoai_calls(p: Pipeline) -> int:

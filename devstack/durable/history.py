@@ -22,7 +22,10 @@ def fmt_time(when: datetime) -> str:
 
 
 def parse_time(text: str) -> datetime:
-    return datetime.strptime(text, DATETIME_STRING_FORMAT).replace(tzinfo=UTC)
+    """`fmt_time`'s text (and the SDK's timer times) back: `fromisoformat` reads that format,
+    at a tenth of `strptime`'s cost, which every episode's replay check paid per event."""
+    when = datetime.fromisoformat(text)
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def status_time(when: datetime) -> str:
