@@ -18,6 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from devstack.durable.history import Event, fmt_time, parse_time
 
 TERMINAL = frozenset({"Completed", "Failed", "Terminated", "Canceled"})
@@ -104,6 +106,12 @@ class ActivityItem:
     name: str
     input: str | None
     attempts: int
+
+
+def _text(ev: Event) -> str:
+    """An event as stored: the engine's events hold only strings (payloads are JSON text),
+    numbers, booleans and nulls, so orjson writes them as json would, several times faster."""
+    return orjson.dumps(ev).decode()
 
 
 class Store:
@@ -217,7 +225,7 @@ class Store:
         rows = self._rows(
             "SELECT event FROM history WHERE instance_id = ? ORDER BY seq", (instance_id,)
         )
-        return [json.loads(r[0]) for r in rows]
+        return [orjson.loads(r[0]) for r in rows]
 
     def append_history(self, instance_id: str, events: list[Event]) -> None:
         rows = self._rows(
@@ -227,7 +235,7 @@ class Store:
         with self._lock:
             self._db.executemany(
                 "INSERT INTO history VALUES (?, ?, ?)",
-                [(instance_id, start + i, json.dumps(ev)) for i, ev in enumerate(events)],
+                [(instance_id, start + i, _text(ev)) for i, ev in enumerate(events)],
             )
 
     def clear_history(self, instance_id: str) -> None:
@@ -241,7 +249,7 @@ class Store:
         self._run(
             "INSERT INTO messages (instance_id, execution_id, visible_at, event) "
             "VALUES (?, ?, ?, ?)",
-            (instance_id, execution_id, fmt_time(visible_at), json.dumps(ev)),
+            (instance_id, execution_id, fmt_time(visible_at), _text(ev)),
         )
 
     def visible_messages(self, instance_id: str, now: datetime) -> list[Message]:
@@ -250,7 +258,7 @@ class Store:
             "WHERE instance_id = ? AND visible_at <= ? ORDER BY id",
             (instance_id, fmt_time(now)),
         )
-        return [Message(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+        return [Message(r[0], r[1], r[2], orjson.loads(r[3])) for r in rows]
 
     def delete_messages(self, ids: Sequence[int]) -> None:
         with self._lock:
