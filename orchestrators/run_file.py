@@ -143,16 +143,17 @@ def _prepare(run: _Run) -> Generator[Any, Any, dict[str, Any] | None]:
     run.note("orchestration started", source=state.source["path"])
     run.status("validating")
     summary = yield run.call("validate_input", {})
-    # An input that is itself the one chunk comes back with its chunk; other inputs, and the
-    # histories of runs validated before validate_input did this, go through prepare_chunks.
-    specs = summary.pop("chunks", None)
+    # An input that is itself the one chunk comes back with its chunk; other inputs go through
+    # prepare_chunks, and so do histories that scheduled it anyway: those of runs validated
+    # before validate_input did this, or whose earlier episodes ran older orchestrator code.
+    specs = _chunk_given(summary)
     state.summary = summary
     if not summary["valid"]:
         run.status("rejected")
         rejected = yield run.call("reject_input", {"summary": summary})
         run.note("run finished", logging.WARNING, status="invalid", reason=summary.get("reason"))
         return {"status": "invalid", "run_id": state.run_id, **rejected}
-    if specs is None:
+    if specs is None or _scheduled(run.context, "prepare_chunks"):
         run.status("preparing")
         specs = yield run.call("prepare_chunks", {"summary": summary})
     state.chunks = [machine.new_chunk(s, run.config) for s in specs]
@@ -188,6 +189,13 @@ def _watch(run: _Run) -> Generator[Any, Any, dict[str, Any] | None]:
             state.cancel_requested = state.cancel_requested or _cancel_raised(context)
             context.continue_as_new(state.to_json())
             return {"status": "continued", "run_id": state.run_id}
+
+
+def _chunk_given(summary: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The chunk validate_input returned with its summary; None if none. It stays in the
+    summary, so the activities that take the summary get the same input whichever code ran."""
+    specs: list[dict[str, Any]] | None = summary.get("chunks")
+    return specs
 
 
 def _cancel_raised(context: df.DurableOrchestrationContext) -> bool:

@@ -115,6 +115,36 @@ def test_an_input_that_is_its_own_chunk_needs_no_prepare_chunks(stack, monkeypat
     assert stack.names("work") == []
 
 
+def test_a_history_whose_older_episodes_prepared_chunks_replays(stack):
+    """A rolling deployment: validate_input ran the new code (its result carries the chunk) while
+    the episode that received it ran the old one, which ignored the chunk and scheduled
+    prepare_chunks; later episodes run the new code on that history."""
+    real = run_file._chunk_given
+
+    def switch_back(instance_id: str, activity: str, attempt: int) -> bool:
+        if activity == "prepare_chunks":
+            run_file._chunk_given = real
+        return False
+
+    run_file._chunk_given = lambda summary: None  # the old code: no chunk taken from the summary
+    stack.host.crash_hook = switch_back
+    try:
+        stack.drop("mixed/a.jsonl", requests_file(4, prefix="m"))
+        (run,) = stack.wait_all(1)
+    finally:
+        run_file._chunk_given = real
+    assert run["runtimeStatus"] == "Completed", run
+    assert _output(run)["status"] == "completed"
+    assert _scheduled(stack, run["instanceId"])[:3] == [
+        "validate_input",
+        "prepare_chunks",
+        "submit_batch",
+    ]
+    folder = stack.run_folder("mixed/a.jsonl", run["instanceId"])
+    results = stack.jsonl("output", f"{folder}/results.jsonl")
+    assert sorted(x["custom_id"] for x in results) == [f"m-{n}" for n in range(4)]
+
+
 def test_a_run_where_nothing_failed_needs_no_write_errors(stack):
     stack.drop("clean/a.jsonl", requests_file(3, prefix="a"))
     (run,) = stack.wait_all(1)
