@@ -51,7 +51,7 @@ def validate_input(payload: ValidateRequest) -> dict[str, Any]:
 
 def _with_chunk(ctx: RunContext, payload: RunRequest, summary: dict[str, Any]) -> dict[str, Any]:
     """The summary, with the input's chunk when the input is itself the one chunk: such a run
-    needs no prepare_chunks activity (the orchestrator takes the chunk out)."""
+    needs no prepare_chunks activity."""
     chunks = intake.one_chunk(ctx, summary) if summary["valid"] else None
     if chunks is None:
         return summary
