@@ -31,6 +31,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from bench.apphost import app_host
 from bench.counting import Counters, cpu_by_process, cpu_since
 from devstack import services
+from devstack.durable.store import TERMINAL
 
 
 def make_file(index: int, requests: int) -> bytes:
@@ -129,7 +130,7 @@ def drive(p: Pipeline, payloads: list[bytes], folder: str, timeout: float) -> di
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(upload, range(len(payloads))))
     deadline = time.monotonic() + timeout
-    while sum(p.host.store.status_counts().get(s, 0) for s in _ENDED) < len(payloads):
+    while sum(p.host.store.status_counts().get(s, 0) for s in TERMINAL) < len(payloads):
         if time.monotonic() > deadline:
             raise TimeoutError(f"not every one of {len(payloads)} runs ended in time")
         time.sleep(0.5)
@@ -152,9 +153,6 @@ def drive(p: Pipeline, payloads: list[bytes], folder: str, timeout: float) -> di
         "per_run_median_s": statistics.median(per_run),
         "per_run_max_s": max(per_run),
     }
-
-
-_ENDED = ("Completed", "Failed", "Terminated", "Canceled")
 
 
 def aoai_calls(p: Pipeline) -> int:

@@ -198,20 +198,19 @@ def _chunk_given(summary: dict[str, Any]) -> list[dict[str, Any]] | None:
     return specs
 
 
+def _in_history(context: df.DurableOrchestrationContext, kind: HistoryEventType, name: str) -> bool:
+    """Whether this execution's history holds an event of `kind` named `name`."""
+    return any(e.event_type == kind and e.Name == name for e in context.histories)
+
+
 def _cancel_raised(context: df.DurableOrchestrationContext) -> bool:
     """Whether this execution's history holds a cancel request, handled or not yet."""
-    return any(
-        e.event_type == HistoryEventType.EVENT_RAISED and e.Name == CANCEL_EVENT
-        for e in context.histories
-    )
+    return _in_history(context, HistoryEventType.EVENT_RAISED, CANCEL_EVENT)
 
 
 def _scheduled(context: df.DurableOrchestrationContext, activity: str) -> bool:
     """Whether this execution's history has scheduled `activity`."""
-    return any(
-        e.event_type == HistoryEventType.TASK_SCHEDULED and e.Name == activity
-        for e in context.histories
-    )
+    return _in_history(context, HistoryEventType.TASK_SCHEDULED, activity)
 
 
 def _finish(run: _Run) -> Generator[Any, Any, dict[str, Any]]:
