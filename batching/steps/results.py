@@ -10,14 +10,14 @@ run's outputs can be merged back into input order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 
 from batching.jsonlines import iter_lines
-from batching.steps.ordering import KeyedSink
+from batching.steps.ordering import UNKNOWN, KeyedSink, Positions
 
 RETRYABLE_CODES = frozenset(
     {
@@ -124,7 +124,7 @@ def collect(
     failures: KeyedSink,
     retry: KeyedSink,
     *,
-    positions: Callable[[str], int],
+    positions: Positions,
     round_no: int,
     batch_id: str,
     resubmit: bool,
@@ -134,10 +134,13 @@ def collect(
 
     `resubmit` False sends retryable failures to `failures` too (last round, or cancelled by
     the user). `positions` gives a custom_id's input position, which every line is written with.
+    `chunk_input` is read only when some request needs its input line: one to resubmit, or
+    one the outputs do not have (a batch that ran every request is not read back).
     """
     outcome = Outcome()
     done: set[str] = set()
     to_retry: set[str] = set()
+    answered = 0  # requests of the input the outputs have a line for
 
     def fail(custom_id: str, status: int | None, code: str, message: str) -> None:
         failures.add(
@@ -166,8 +169,10 @@ def collect(
             if custom_id in done:
                 continue  # the service may repeat a line; each request counts once
             done.add(custom_id)
+            position = positions(custom_id)
+            answered += position != UNKNOWN
             if is_success(line):
-                results.add(positions(custom_id), raw)
+                results.add(position, raw)
                 outcome.succeeded += 1
                 outcome.usage.add(line["response"].get("body"))
                 continue
@@ -177,6 +182,8 @@ def collect(
             else:
                 fail(custom_id, status, code, message)
 
+    if not to_retry and answered == positions.count:
+        return outcome
     for _, raw in iter_lines(chunk_input):
         if not raw.strip():
             continue

@@ -420,3 +420,43 @@ def test_blank_lines_in_the_chunk_input_are_skipped():
     )
     assert [orjson.loads(x)["custom_id"] for _, x in retry.lines] == ["b", "c"]
     assert (outcome.succeeded, outcome.retry, outcome.failed) == (1, 2, 0)
+
+
+class Watched:
+    """A chunk input that records whether it was read."""
+
+    def __init__(self, data):
+        self.data, self.read = data, False
+
+    def __iter__(self):
+        self.read = True
+        yield self.data
+
+
+def _collect_watched(outputs, ids, resubmit):
+    chunk = Watched(_input(ids))
+    outcome = collect(
+        [[b"\n".join(outputs) + b"\n"]],
+        chunk,
+        Keyed(),
+        Keyed(),
+        Keyed(),
+        positions=Positions.of_input([_input(ids)]),
+        round_no=0,
+        batch_id="b",
+        resubmit=resubmit,
+    )
+    return outcome, chunk.read
+
+
+def test_the_input_is_read_back_only_when_a_request_needs_its_line():
+    # every request answered, nothing to resubmit: the chunk input is not downloaded again
+    outcome, read = _collect_watched([ok("a"), http_fail("b", 400, "content_filter")], "ab", True)
+    assert (outcome.succeeded, outcome.failed, read) == (1, 1, False)
+    # a retryable failure needs its input line; so does a request the outputs lack
+    assert _collect_watched([ok("a"), http_fail("b", 500)], "ab", True)[1]
+    outcome, read = _collect_watched([ok("a"), ok("zz")], "ab", False)  # zz: not in the input
+    assert read and outcome.failure_codes == {"not_run": 1}
+    # a repeated line counts once: "b" is still missing
+    outcome, read = _collect_watched([ok("a"), ok("a")], "ab", True)
+    assert read and outcome.retry == 1
