@@ -127,14 +127,13 @@ def keep_input(ctx: RunContext, dest: BlobRef) -> dict[str, str] | None:
     a new file with a run of its own and is left alone.
     """
     settings, layout, etag = ctx.settings, ctx.layout, ctx.source.get("etag")
-    snapshot = ctx.blob(layout.snapshot)
     try:
-        if storage.exists(snapshot):
+        try:  # the usual case, tried without looking first: the snapshot is there
             storage.move_blob(settings.storage, layout.snapshot, dest, None, source_exists=True)
-        elif storage.exists(ctx.blob(dest)):
-            storage.move_blob(settings.storage, layout.snapshot, dest, None)
-        else:  # a run staged before snapshots existed: its input is the original itself
-            storage.move_blob(settings.storage, layout.source, dest, etag)
+        except ResourceNotFoundError:  # no snapshot: moved by an earlier attempt, or never made
+            if not storage.exists(ctx.blob(dest)):
+                # a run staged before snapshots existed: its input is the original itself
+                storage.move_blob(settings.storage, layout.source, dest, etag)
     except (ResourceNotFoundError, ResourceModifiedError):
         return None  # replaced or deleted before it was ever staged
     storage.delete_unchanged(ctx.blob(layout.source), etag)

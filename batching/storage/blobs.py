@@ -260,9 +260,16 @@ def parallel(func: Callable[[Any], object], items: Sequence[Any], workers: int =
             future.result()
 
 
-def copy_blob(source: BlobClient, dest: BlobClient, source_etag: str | None = None) -> None:
-    """Server-side copy within the account, waiting until it has finished."""
-    kwargs: dict[str, Any] = {}
+def copy_blob(
+    source: BlobClient,
+    dest: BlobClient,
+    source_etag: str | None = None,
+    *,
+    create_only: bool = False,
+) -> None:
+    """Server-side copy within the account, waiting until it has finished. `create_only`: only
+    if `dest` does not exist (If-None-Match: *), else the service refuses the copy."""
+    kwargs: dict[str, Any] = {"match_condition": MatchConditions.IfMissing} if create_only else {}
     if source_etag:
         kwargs.update(
             source_etag=quote_etag(source_etag),
@@ -289,7 +296,15 @@ def copy_blob(source: BlobClient, dest: BlobClient, source_etag: str | None = No
 def stage_copy(source: BlobClient, dest: BlobClient, source_etag: str | None) -> None:
     """Copy exactly the version `source_etag` of `source` to `dest`, once: a finished copy from
     an earlier attempt is kept. Raises ResourceModifiedError / ResourceNotFoundError when that
-    version is no longer there (replaced or deleted)."""
+    version is no longer there (replaced or deleted).
+
+    The first attempt is one request, a copy only if `dest` is missing; when it is refused
+    (`dest` exists, or the version is gone), `dest` decides what a repeat does."""
+    try:
+        copy_blob(source, dest, source_etag, create_only=True)
+        return
+    except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+        pass
     with contextlib.suppress(ResourceNotFoundError):
         if dest.get_blob_properties().copy.status in ("success", None):
             return
@@ -307,7 +322,8 @@ def move_blob(
 
     On an account with a hierarchical namespace this is a Data Lake rename (atomic, whatever
     the size); otherwise a server-side copy and then a delete of exactly the copied version.
-    `source_exists` True: the caller has just seen the source, so it is not looked up again.
+    `source_exists` True: the source is not looked up first (the caller has just seen it, or
+    takes the ResourceNotFoundError a missing source raises as its answer).
     """
     src, dst = blob(cfg, source), blob(cfg, dest)
     if not source_exists and not exists(src):

@@ -13,7 +13,7 @@ from batching.context import RunContext
 from batching.settings import Settings
 from batching.steps import intake
 from batching.storage import blobs as storage
-from tests.support.stack import containers, requests_file
+from tests.support.stack import containers, requests_file, storage_requests
 
 
 def _run(azurite: Any, data: bytes, **env: str) -> tuple[RunContext, dict[str, Any], list[str]]:
@@ -76,3 +76,43 @@ def test_an_invalid_file_keeps_its_report_for_the_rejection(azurite):
     )
     assert rejected["reason"] == summary["reason"]
     assert [p["line"] for p in report["problems"]] == [3]
+
+
+def _kept(ctx: RunContext) -> list[str]:
+    """The names in the input and work containers after keeping the input."""
+    service = storage.blob_service(ctx.settings.storage)
+    return sorted(
+        f"{container}/{name}"
+        for container in (ctx.settings.input_container, ctx.settings.work_container)
+        for name in service.get_container_client(container).list_blob_names()
+    )
+
+
+def test_keep_input_moves_the_snapshot_in_three_requests_and_repeats_safely(
+    azurite: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx, _, _ = _run(azurite, requests_file(3))
+    dest = ctx.layout.output("input.jsonl")
+    made = storage_requests(monkeypatch)
+    assert intake.keep_input(ctx, dest) == dest.to_dict()
+    assert made == ["PUT", "DELETE", "DELETE"]  # copy, snapshot, original: no look first
+    assert _kept(ctx) == []
+    kept = storage.blob(ctx.settings.storage, dest).download_blob().readall()
+    assert kept == requests_file(3)
+    assert intake.keep_input(ctx, dest) == dest.to_dict()  # a repeat finds it moved
+    assert storage.blob(ctx.settings.storage, dest).download_blob().readall() == kept
+
+
+def test_keep_input_without_a_snapshot_moves_the_original(azurite: Any) -> None:
+    ctx, _, _ = _run(azurite, requests_file(2))
+    storage.blob(ctx.settings.storage, ctx.layout.snapshot).delete_blob()  # staged before them
+    dest = ctx.layout.output("input.jsonl")
+    assert intake.keep_input(ctx, dest) == dest.to_dict()
+    assert _kept(ctx) == []
+    assert storage.blob(ctx.settings.storage, dest).download_blob().readall() == requests_file(2)
+    # an original replaced meanwhile is a new file: nothing is kept, the new upload stays
+    ctx, _, _ = _run(azurite, requests_file(2))
+    storage.blob(ctx.settings.storage, ctx.layout.snapshot).delete_blob()
+    storage.blob(ctx.settings.storage, ctx.layout.source).upload_blob(b"new\n", overwrite=True)
+    assert intake.keep_input(ctx, ctx.layout.output("input.jsonl")) is None
+    assert _kept(ctx) == [f"{ctx.settings.input_container}/a.jsonl"]

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from batching.storage import blobs as storage
+from tests.support.stack import storage_requests
 
 
 @pytest.fixture
@@ -106,13 +107,15 @@ def test_delete_prefix_and_conditional_delete(container):
     storage.delete_if_exists(client)  # already gone: fine
 
 
-def test_stage_copy_takes_exactly_the_named_version_once(container):
+def test_stage_copy_takes_exactly_the_named_version_once(container, monkeypatch):
     from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
     source = container.get_blob_client("in/a.jsonl")
     snapshot = container.get_blob_client("work/a.jsonl")
     etag = source.upload_blob(b"one\n")["etag"]
+    made = storage_requests(monkeypatch)
     storage.stage_copy(source, snapshot, etag)
+    assert made == ["PUT"]  # the usual case: one conditional copy, no look first
     source.upload_blob(b"two\n", overwrite=True)  # the user overwrites the original
     storage.stage_copy(source, snapshot, etag)  # a repeat keeps the copy it made
     assert snapshot.download_blob().readall() == b"one\n"

@@ -31,6 +31,21 @@ SAMPLES = ROOT / "samples"
 TERMINAL = {"Completed", "Failed", "Terminated"}
 
 
+def storage_requests(monkeypatch: Any) -> list[str]:
+    """The methods of the Azure SDK requests made from now on (storage and tables), in order."""
+    from azure.core.pipeline.transport import RequestsTransport
+
+    made: list[str] = []
+    send = RequestsTransport.send
+
+    def recording(transport: Any, request: Any, **kwargs: Any) -> Any:
+        made.append(request.method)
+        return send(transport, request, **kwargs)
+
+    monkeypatch.setattr(RequestsTransport, "send", recording)
+    return made
+
+
 def containers(tag: str) -> dict[str, str]:
     """Container settings of a test's own, named after `tag`."""
     return {
