@@ -33,7 +33,8 @@ def _index(settings: Settings, payload: RunRequest, phase: str, *args: Any, **kw
 @bp.activity_trigger(input_name="payload", activity="validate_input")
 def validate_input(payload: ValidateRequest) -> dict[str, Any]:
     ctx = RunContext.of_request(payload)
-    _index(ctx.settings, payload, "validating")
+    if runindex.shows_validating(payload["source"].get("size")):
+        _index(ctx.settings, payload, "validating")
     summary = intake.validate_input(ctx)
     event(
         log,

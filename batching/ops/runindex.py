@@ -29,6 +29,15 @@ _MAX_MS = 10**13 - 1
 TERMINAL = ("completed", "failed", "expired", "cancelled", "invalid", "error", "terminated")
 _RUNTIME = {"error": "Failed", "terminated": "Terminated"}
 log = logging.getLogger("batching.runindex")
+# Inputs smaller than this are validated in well under a second and indexed as running at once
+# after: their "validating" phase is not written (one table write a run fewer).
+VALIDATING_SHOWN_FROM_BYTES = 16 << 20
+
+
+def shows_validating(size: object) -> bool:
+    """Whether validating an input of `size` bytes (from the event: None or any value when
+    unknown) lasts long enough to be indexed as a phase of its own."""
+    return not isinstance(size, int) or size >= VALIDATING_SHOWN_FROM_BYTES
 
 
 def _ms(at: str | datetime) -> int:
