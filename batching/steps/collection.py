@@ -57,8 +57,16 @@ def collect_batch(
     if batch.get("output_folder"):  # blob mode: the service wrote them to our storage
         # Paid results are never read as nothing: with requests completed, the results blob
         # must be there (a missing one fails the step, which is retried, and keeps the batch).
-        completed = int((batch.get("request_counts") or {}).get("completed") or 0)
-        named = ((batch.get("output_blob"), completed), (batch.get("error_blob"), 0))
+        counts = batch.get("request_counts") or {}
+        completed = int(counts.get("completed") or 0)
+        # A completed batch with no failed request wrote no errors blob (it is named anyway), so
+        # it is not looked for. Were a request missing from the results after all, reading the
+        # input back finds it (`collect`): it is resubmitted or failed, never lost.
+        errors = batch.get("status") != "completed" or int(counts.get("failed") or 0) > 0
+        named = (
+            (batch.get("output_blob"), completed),
+            (batch.get("error_blob") if errors else None, 0),
+        )
         outputs = (service_output(settings, u, expected) for u, expected in named if u)
     else:
         client = aoai.client(settings) if batch.get("id") else None

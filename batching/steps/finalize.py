@@ -248,9 +248,14 @@ def cleanup_run(
         if file_id
     }
     # The run's work area, listed once: the ledgers in it name the uploads, then it all goes.
+    # Uploads are files mode's: a blob-mode run's ledgers are read only if a batch of the run
+    # had files (it began in files mode; an upload of it that never became a batch expires).
     work = storage.blob_service(settings.storage).get_container_client(settings.work_container)
     names = list(work.list_blob_names(name_starts_with=layout.work_prefix))
-    recorded, unrecorded = ledger.uploads(ctx, names)
+    recorded: list[str] = []
+    unrecorded: list[tuple[str, str]] = []
+    if file_ids or not settings.blob_mode:
+        recorded, unrecorded = ledger.uploads(ctx, names)
     file_ids.update(recorded)
     for name, started_at in unrecorded:  # recovery: an upload whose id was never recorded
         found = aoai.find_file_since(c, name, ledger.since(started_at))

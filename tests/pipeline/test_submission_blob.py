@@ -27,7 +27,7 @@ from batching.steps.ordering import read_run
 from batching.storage import blobs as storage
 from batching.storage.refs import BlobRef
 from devstack import services
-from tests.support.stack import containers, requests_file
+from tests.support.stack import containers, requests_file, storage_requests
 
 RUN = "run-1"
 SOURCE = "x.jsonl"
@@ -155,7 +155,7 @@ def test_a_missing_staged_chunk_is_an_error_not_a_batch(env):
     assert sum(_state(em)["batches"].values()) == 0
 
 
-def test_outputs_come_from_the_service_folder_and_cleanup_removes_it(env):
+def test_outputs_come_from_the_service_folder_and_cleanup_removes_it(env, monkeypatch):
     settings, blob_service, _ = env
     data = requests_file(4)
     ref = _chunk(settings, blob_service, data)
@@ -164,8 +164,13 @@ def test_outputs_come_from_the_service_folder_and_cleanup_removes_it(env):
     assert batch["status"] == "completed"
     assert batch["output_blob"] and batch["output_blob"].startswith(batch["output_folder"] + "/")
     chunk = {"index": 0, "round": 0, "input": ref.to_dict(), "etag": None}
+    made = storage_requests(monkeypatch)
     out = collection.collect_batch(_ctx(settings), chunk, batch, resubmit=True)
     assert out["counts"]["succeeded"] == 4 and out["file_ids"] == []
+    # the input once (positions), the results; every request succeeded: no errors blob to look
+    # for, no input to read back
+    reads = [path.rsplit("/", 1)[-1] for method, path in made if method == "GET"]
+    assert reads == [ref.path.rsplit("/", 1)[-1], "results.jsonl"]
     results = [
         orjson.loads(line)["custom_id"]
         for p in out["parts"]["results"]
@@ -178,6 +183,7 @@ def test_outputs_come_from_the_service_folder_and_cleanup_removes_it(env):
     written = sorted(b.name for b in svc.list_blobs())
     assert written and all(n.startswith(f"{RUN}/c0-r0-a0/") for n in written)
     blob_service.get_blob_client(settings.input_container, SOURCE).upload_blob(data)
+    made.clear()
     finalize.cleanup_run(
         _ctx(settings),
         [{"batches": [{**batch, "round": 0}]}],
@@ -185,6 +191,8 @@ def test_outputs_come_from_the_service_folder_and_cleanup_removes_it(env):
         None,
     )
     assert list(svc.list_blobs()) == [], "the service's output folder was left behind"
+    # blob mode has no uploads to look up: the ledger is deleted unread
+    assert [method for method, path in made if "/ledger/" in path] == ["DELETE"]
 
 
 def test_an_error_blob_the_service_named_but_never_wrote_reads_as_empty(env):

@@ -31,15 +31,15 @@ SAMPLES = ROOT / "samples"
 TERMINAL = {"Completed", "Failed", "Terminated"}
 
 
-def storage_requests(monkeypatch: Any) -> list[str]:
-    """The methods of the Azure SDK requests made from now on (storage and tables), in order."""
+def storage_requests(monkeypatch: Any) -> list[tuple[str, str]]:
+    """(method, URL path) of each Azure SDK request made from now on (storage and tables)."""
     from azure.core.pipeline.transport import RequestsTransport
 
-    made: list[str] = []
+    made: list[tuple[str, str]] = []
     send = RequestsTransport.send
 
     def recording(transport: Any, request: Any, **kwargs: Any) -> Any:
-        made.append(request.method)
+        made.append((request.method, httpx.URL(request.url).path))
         return send(transport, request, **kwargs)
 
     monkeypatch.setattr(RequestsTransport, "send", recording)
