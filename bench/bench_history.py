@@ -84,8 +84,8 @@ def seed(p: Pipeline, files: int, batches: int) -> None:
 def measure(
     files: int, requests: int, duration: float, old_files: int, old_batches: int, mode: str
 ) -> dict[str, Any]:
-    counters = Counters()
     with pipeline(duration, 2, {"AZURE_OPENAI_BATCH_MODE": mode}) as p:
+        counters = Counters(p.worker_requests)
         if old_files or old_batches:
             seed(p, old_files, old_batches)
         before = Counter(_emulator(p)["requests"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import statistics
 import tempfile
 import time
@@ -29,7 +30,7 @@ import orjson
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from bench.apphost import app_host
-from bench.counting import Counters, cpu_by_process, cpu_since
+from bench.counting import Counters, cpu_by_process, cpu_since, record_requests
 from devstack import services
 from devstack.durable.store import TERMINAL
 
@@ -66,6 +67,7 @@ class Pipeline:
     emulator: services.Emulator
     azurite: services.Azurite
     settings: Any
+    worker_requests: Path  # where the app's worker processes record their storage requests
 
 
 @contextlib.contextmanager
@@ -97,7 +99,11 @@ def pipeline(
         }
         settings = Settings.from_env(env)
         ensure_containers(settings.storage, settings.containers)
-        host = stack.enter_context(app_host(root / "host", env))
+        worker_requests = root / "worker-requests"
+        worker_requests.mkdir()
+        host = stack.enter_context(
+            app_host(root / "host", env, functools.partial(record_requests, str(worker_requests)))
+        )
         blobs = BlobServiceClient.from_connection_string(az.connection_string)
         inputs = blobs.get_container_client(settings.input_container)
         outputs = blobs.get_container_client(settings.output_container)
@@ -108,7 +114,7 @@ def pipeline(
         )
         watcher.start()
         stack.callback(watcher.stop)
-        yield Pipeline(host, inputs, outputs, em, az, settings)
+        yield Pipeline(host, inputs, outputs, em, az, settings, worker_requests)
 
 
 def drive(p: Pipeline, payloads: list[bytes], folder: str, timeout: float) -> dict[str, Any]:
@@ -162,8 +168,8 @@ def aoai_calls(p: Pipeline) -> int:
 
 
 def run(files: int, requests: int, duration: float, poll: int) -> dict[str, Any]:
-    counters = Counters()
     with pipeline(duration, poll) as p:
+        counters = Counters(p.worker_requests)
         payloads = [make_file(i, requests) for i in range(files)]
         calls = aoai_calls(p)
         cpu = cpu_by_process()

@@ -1,7 +1,7 @@
-"""What a benchmark run costs, counted in the process that hosts the app: storage transactions
-(every request that reaches Azurite, at the azure-core transport), durable history events (what
-the engine appends to the histories), and CPU seconds of this process and of its children
-(Azurite, the emulator), read from /proc."""
+"""What a benchmark run costs: storage transactions (every request that reaches Azurite, at the
+azure-core transport, in the host's process and in the app's worker processes), durable history
+events (what the engine appends to the histories), and CPU seconds of this process and of its
+children (the app's worker processes, Azurite, the emulator), read from /proc."""
 
 from __future__ import annotations
 
@@ -17,28 +17,64 @@ from azure.core.pipeline.transport import RequestsTransport
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-class Counters:
-    """Storage requests by (method, container, listing) and history events."""
+_Key = tuple[str, str, bool]  # method, container, whether it lists
 
-    def __init__(self) -> None:
+
+def _key(request: Any) -> _Key:
+    url = httpx.URL(request.url)
+    parts = url.path.strip("/").split("/")
+    return request.method, parts[1] if len(parts) > 1 else "", url.params.get("comp") == "list"
+
+
+def record_requests(folder: str) -> None:
+    """In a worker process (its initializer): append each storage request's key to a file of
+    its own in `folder`, which `Counters` reads."""
+    out = (Path(folder) / f"worker-{os.getpid()}.log").open("a", buffering=1)
+    lock = threading.Lock()
+    send = RequestsTransport.send
+
+    def recording(transport: Any, request: Any, **kwargs: Any) -> Any:
+        method, container, listing = _key(request)
+        with lock:
+            out.write(f"{method} {container} {int(listing)}\n")
+        return send(transport, request, **kwargs)
+
+    RequestsTransport.send = recording  # type: ignore[method-assign]
+
+
+def _recorded(folder: Path | None) -> Counter[_Key]:
+    found: Counter[_Key] = Counter()
+    for path in folder.glob("worker-*.log") if folder else ():
+        for line in path.read_text().splitlines():
+            parts = line.split(" ")
+            if len(parts) == 3:  # a line being written is not whole yet
+                found[(parts[0], parts[1], parts[2] == "1")] += 1
+    return found
+
+
+class Counters:
+    """Storage requests by (method, container, listing) and history events; with
+    `worker_requests`, the folder `record_requests` writes to, the workers' requests too."""
+
+    def __init__(self, worker_requests: Path | None = None) -> None:
         self.lock = threading.Lock()
-        self.storage: Counter[tuple[str, str, bool]] = Counter()
+        self.storage: Counter[_Key] = Counter()
         self.history = 0
         self._patches: list[tuple[Any, str, Any]] = []
+        self._workers = worker_requests
+        self._workers_before: Counter[_Key] = Counter()
 
     def install(self) -> None:
         from devstack.durable.store import Store
 
         counters = self
         send = RequestsTransport.send
+        self._workers_before = _recorded(self._workers)
 
         def counting_send(transport: Any, request: Any, **kwargs: Any) -> Any:
-            url = httpx.URL(request.url)
-            parts = url.path.strip("/").split("/")
-            container = parts[1] if len(parts) > 1 else ""
-            listing = url.params.get("comp") == "list"
+            key = _key(request)
             with counters.lock:
-                counters.storage[(request.method, container, listing)] += 1
+                counters.storage[key] += 1
             return send(transport, request, **kwargs)
 
         append = Store.append_history
@@ -55,6 +91,9 @@ class Counters:
     def uninstall(self) -> None:
         for owner, name, original in self._patches:
             setattr(owner, name, original)
+        workers = _recorded(self._workers)
+        workers.subtract(self._workers_before)
+        self.storage.update(workers)
 
     def app_storage(self, input_container: str, output_container: str, uploads: int) -> int:
         """Requests the app made: all but the watcher's and the benchmark's listing of the
@@ -78,8 +117,9 @@ def _command(pid: int) -> str:
 
 
 def cpu_by_process() -> dict[str, float]:
-    """CPU seconds so far of this process (`host`: it runs the app, the host, the Event Grid
-    stand-in and the benchmark's own polling) and of its children by role."""
+    """CPU seconds so far of this process (`host`: the local host, the app's HTTP and Event
+    Grid functions, the Event Grid stand-in and the benchmark's own polling) and of its
+    children by role (`workers`: the app's orchestrators and activities)."""
     me = os.getpid()
     result = {"host": _cpu_of(me)}
     for entry in Path("/proc").iterdir():
@@ -96,6 +136,8 @@ def cpu_by_process() -> dict[str, float]:
                 if "-m emulator" in command
                 else "azurite"
                 if "azurite" in command
+                else "workers"
+                if "spawn_main" in command
                 else "other"
             )
             result[role] = result.get(role, 0.0) + _cpu_of(int(entry.name))

@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     from batching.storage.blobs import ensure_containers
     from devstack.durable.clock import RealClock
     from devstack.host.host import FunctionHost
+    from devstack.host.workers import FLEX_WORKER_PROCESSES
     from devstack.watcher import Watcher
 
     values = local_settings()
@@ -127,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
             env=env,
             host_json=app_dir / "host.json",
             port=7071,
+            # as in Azure, the app's orchestrators and activities run in worker processes
+            worker_processes=FLEX_WORKER_PROCESSES,
+            app_dir=app_dir,
         )
         stack.enter_context(host)
         blobs = BlobServiceClient.from_connection_string(az.connection_string)

@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import azure.functions as func
 from azure.functions import meta
@@ -37,6 +37,32 @@ def functions_of(app: Any) -> list[func.Function]:
         if app not in _INDEXED:
             _INDEXED[app] = app.get_functions()
         return _INDEXED[app]
+
+
+# The kind of `FunctionFailed` for an invocation whose worker process exited while it ran.
+WORKER_EXITED = "WorkerProcessExited"
+
+
+class FunctionFailed(Exception):
+    """A function's exception from another process (a worker): its type's name, its text (the
+    exception's own str, which the durable SDK's out-of-process data rides in) and its
+    traceback, formatted there."""
+
+    def __init__(self, kind: str, text: str, app_traceback: str) -> None:
+        super().__init__(text)
+        self.kind = kind
+        self.app_traceback = app_traceback
+
+
+class Caller(Protocol):
+    """What runs a function: `Invoker` in this process, `WorkerPool` in worker processes."""
+
+    def call(self, spec: FunctionSpec, trigger_data: meta.Datum) -> meta.Datum | None: ...
+
+
+def exception_kind(exc: BaseException) -> str:
+    """The name of the exception's type, as the function raised it."""
+    return exc.kind if isinstance(exc, FunctionFailed) else type(exc).__name__
 
 
 @dataclass(frozen=True)

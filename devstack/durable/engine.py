@@ -24,7 +24,13 @@ from typing import Any
 from azure.durable_functions.models.history import HistoryEventType as T
 from azure.functions import meta
 
-from devstack.bindings import FunctionIndex, Invoker
+from devstack.bindings import (
+    WORKER_EXITED,
+    Caller,
+    FunctionFailed,
+    FunctionIndex,
+    exception_kind,
+)
 from devstack.durable import history as h
 from devstack.durable.clock import Clock
 from devstack.durable.limits import (
@@ -104,7 +110,7 @@ class Engine:
     store: Store
     clock: Clock
     index: FunctionIndex
-    invoker: Invoker
+    invoker: Caller  # the app's orchestrators and activities
     on_new_work: Callable[[], None] = lambda: None
     crash_hook: ActivityCrashHook | None = None
     episode_crash_hook: EpisodeCrashHook | None = None
@@ -277,8 +283,8 @@ class Engine:
             report = h.task_failed(
                 self.clock.now(),
                 item.task_id,
-                f"Activity function '{item.name}' failed: {type(exc).__name__}: {exc}",
-                _app_traceback(exc),
+                f"Activity function '{item.name}' failed: {exception_kind(exc)}: {exc}",
+                app_traceback(exc),
             )
         if self.crash_hook is not None and self.crash_hook(item.instance_id, item.name, attempt):
             log.info("simulated crash after activity %s (attempt %d)", item.name, attempt)
@@ -302,6 +308,8 @@ class Engine:
             return
         try:
             self._episode(inst, messages, now)
+        except EpisodeAbandoned as exc:  # its messages stay: the episode runs again
+            log.warning("episode of %s abandoned: %s", instance_id, exc)
         except Exception as exc:
             log.exception("episode of %s failed inside the host", instance_id)
             with self.store.transaction() as store:
@@ -384,13 +392,15 @@ class Engine:
         try:
             result = self.invoker.call(spec, meta.Datum(json.dumps(context), "string"))
         except Exception as exc:
+            if exception_kind(exc) == WORKER_EXITED:  # the platform's failure, not the app's
+                raise EpisodeAbandoned(str(exc)) from exc
             text = str(exc)
             if _OUT_OF_PROC_MARKER in text:
                 message, data = text.split(_OUT_OF_PROC_MARKER, 1)
                 state: dict[str, Any] = json.loads(data)
                 state.setdefault("error", message.strip())
                 return state
-            return {"isDone": False, "actions": [], "error": f"{type(exc).__name__}: {exc}"}
+            return {"isDone": False, "actions": [], "error": f"{exception_kind(exc)}: {exc}"}
         assert result is not None
         loaded: dict[str, Any] = json.loads(result.value)
         return loaded
@@ -526,8 +536,15 @@ class Engine:
         self.store.send(parent["InstanceId"], report, now, parent["ExecutionId"])
 
 
-def _app_traceback(exc: BaseException) -> str:
+class EpisodeAbandoned(Exception):
+    """The worker process running an episode exited: as the Durable extension abandons the
+    work item, the episode's messages stay in the inbox and it runs again."""
+
+
+def app_traceback(exc: BaseException) -> str:
     """The exception's traceback without this host's own frames (what the app author needs)."""
+    if isinstance(exc, FunctionFailed):  # formatted in the worker process that ran it
+        return exc.app_traceback
     frames = [
         f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_HOST_DIR)
     ]

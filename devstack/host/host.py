@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +33,7 @@ from devstack.durable.engine import ActivityCrashHook, Engine, EpisodeCrashHook
 from devstack.durable.store import TERMINAL, Store
 from devstack.host.concurrency import Concurrency
 from devstack.host.triggers import TimerSchedules, event_grid_datum, timer_datum
+from devstack.host.workers import WorkerPool
 
 _STATE_FILE = "durable.sqlite3"
 _LOOP_TICK = 0.25
@@ -53,6 +55,9 @@ class FunctionHost:
         route_prefix: str = "api",
         task_hub: str = "devstack",
         autorun: bool | None = None,
+        worker_processes: int = 0,
+        app_dir: Path | None = None,
+        worker_initializer: Callable[[], None] | None = None,
     ) -> None:
         self.log = logging.getLogger("devstack.host")
         self.clock = clock
@@ -64,11 +69,19 @@ class FunctionHost:
         self.engine = Engine(self.store, clock, self.index, self.invoker)
         # As on Azure: host.json's durable limits, the Python worker's thread pool.
         self.concurrency = Concurrency.of(host_json, {**os.environ, **(env or {})})
+        # 0: the app's orchestrators and activities run in this process (tests inject faults
+        # there); else in that many worker processes, as in Azure (devstack.host.workers).
+        if worker_processes and app_dir is None:
+            raise ValueError("worker processes load the app from app_dir: give it")
+        self.worker_processes = worker_processes
+        self._app_dir = app_dir
+        self._worker_initializer = worker_initializer
+        self._workers: WorkerPool | None = None
         self.dispatcher = Dispatcher(
             self.engine,
             self.store,
             clock,
-            max_workers or self.concurrency.worker_threads,
+            max_workers or self.concurrency.worker_threads * max(1, worker_processes),
             self.concurrency.max_activities,
             self.concurrency.max_orchestrators,
         )
@@ -113,6 +126,15 @@ class FunctionHost:
         for key, value in self._env.items():
             self._saved_env[key] = os.environ.get(key)
             os.environ[key] = value
+        if self.worker_processes:  # started with the settings applied: they inherit them
+            assert self._app_dir is not None
+            self._workers = WorkerPool(
+                self._app_dir,
+                self.worker_processes,
+                self.concurrency.worker_threads,
+                self._worker_initializer,
+            )
+            self.engine.invoker = self._workers
         self._serve()
         if self.autorun:
             for spec in self._timers.start(self.clock.now()):
@@ -137,6 +159,8 @@ class FunctionHost:
         for thread in self._threads:
             thread.join(timeout=10)
         self.dispatcher.close()
+        if self._workers is not None:
+            self._workers.close()
         self.store.close()
         for key, old in self._saved_env.items():
             if old is None:

@@ -17,10 +17,14 @@ def stack(azurite, tmp_path):
         yield s
 
 
-@pytest.mark.parametrize("mode", ["blob", "files"])
-def test_quickstart_file_becomes_a_run_folder(azurite, tmp_path, mode):
+@pytest.mark.parametrize(
+    ("mode", "workers"),
+    [("blob", 0), ("files", 0), ("blob", 1)],
+    ids=["blob", "files", "blob-in-a-worker-process"],  # the last as make run and Azure run it
+)
+def test_quickstart_file_becomes_a_run_folder(azurite, tmp_path, mode, workers):
     env = {"AZURE_OPENAI_BATCH_MODE": mode}
-    with local_stack(azurite, tmp_path, extra_env=env) as stack:
+    with local_stack(azurite, tmp_path, extra_env=env, worker_processes=workers) as stack:
         _quickstart_becomes_a_run_folder(stack, mode)
 
 

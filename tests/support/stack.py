@@ -193,7 +193,10 @@ def local_stack(
     batch_duration: float = 1.5,
     extra_env: dict[str, str] | None = None,
     clock: Any = None,
+    worker_processes: int = 0,
 ) -> Iterator[Stack]:
+    """The stack; with `worker_processes`, the app's orchestrators and activities run in worker
+    processes, as `make run` and Azure run them (tests that patch the app's code run it here)."""
     import function_app
     from batching.settings import Settings
     from batching.storage.blobs import ensure_containers
@@ -218,6 +221,8 @@ def local_stack(
             clock or RealClock(),
             env=env,
             host_json=ROOT / "host.json",
+            worker_processes=worker_processes,
+            app_dir=ROOT,
         )
         with host:
             blobs = BlobServiceClient.from_connection_string(azurite.connection_string)

@@ -105,6 +105,23 @@ async def async_echo(value: Any) -> Any:
     return {"echo": value}
 
 
+@bp.activity_trigger(input_name="marker")
+def process_id(marker: Any) -> int:
+    """The id of the process running it (worker-process tests)."""
+    return os.getpid()
+
+
+@bp.activity_trigger(input_name="marker")
+def exit_once(marker: str) -> str:
+    """Ends its process the first time, as a crashing worker does, when no file `marker`
+    exists yet; runs normally after that."""
+    path = Path(marker)
+    if not path.exists():
+        path.touch()
+        os._exit(3)
+    return "survived"
+
+
 # --- orchestrators ----------------------------------------------------------------------------
 
 
