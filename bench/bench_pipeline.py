@@ -4,10 +4,12 @@ Measures the time from the first upload to the last run's end (its orchestration
 after metadata.json), and reports it as overhead over the emulator's batch duration D (the part
 the service itself takes). Also reported, per run: the app's storage transactions, durable
 history events and Azure OpenAI calls; and the CPU seconds each process spent meanwhile
-(`host`: the process running the app, the local host, the Event Grid stand-in and this script's
-polling; `emulator`; `azurite`). Run:
+(`host`: the local host, the app's HTTP and Event Grid functions, the Event Grid stand-in and
+this script's polling; `workers`: the app's orchestrators and activities, in a worker process as
+`make run` runs them; `emulator`; `azurite`). Run:
 
     .venv/bin/python -m bench.bench_pipeline [--files 50] [--requests 1000] [--duration 20]
+        [--worker-processes 1]   # 0: the whole app in the host's process, as before 2026-12-03
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from bench.apphost import app_host
 from bench.counting import Counters, cpu_by_process, cpu_since, record_requests
 from devstack import services
 from devstack.durable.store import TERMINAL
+from devstack.host.workers import FLEX_WORKER_PROCESSES
 
 
 def make_file(index: int, requests: int) -> bytes:
@@ -72,7 +75,10 @@ class Pipeline:
 
 @contextlib.contextmanager
 def pipeline(
-    duration: float, poll: int, env_extra: dict[str, str] | None = None
+    duration: float,
+    poll: int,
+    env_extra: dict[str, str] | None = None,
+    worker_processes: int = FLEX_WORKER_PROCESSES,
 ) -> Iterator[Pipeline]:
     """Start the whole local stack in a temporary folder, with the Event Grid watcher running."""
     from batching.settings import Settings
@@ -102,7 +108,12 @@ def pipeline(
         worker_requests = root / "worker-requests"
         worker_requests.mkdir()
         host = stack.enter_context(
-            app_host(root / "host", env, functools.partial(record_requests, str(worker_requests)))
+            app_host(
+                root / "host",
+                env,
+                functools.partial(record_requests, str(worker_requests)),
+                worker_processes,
+            )
         )
         blobs = BlobServiceClient.from_connection_string(az.connection_string)
         inputs = blobs.get_container_client(settings.input_container)
@@ -167,8 +178,10 @@ def aoai_calls(p: Pipeline) -> int:
     return sum(state["requests"].values())
 
 
-def run(files: int, requests: int, duration: float, poll: int) -> dict[str, Any]:
-    with pipeline(duration, poll) as p:
+def run(
+    files: int, requests: int, duration: float, poll: int, workers: int = FLEX_WORKER_PROCESSES
+) -> dict[str, Any]:
+    with pipeline(duration, poll, worker_processes=workers) as p:
         counters = Counters(p.worker_requests)
         payloads = [make_file(i, requests) for i in range(files)]
         calls = aoai_calls(p)
@@ -189,6 +202,7 @@ def run(files: int, requests: int, duration: float, poll: int) -> dict[str, Any]
             "requests_per_file": requests,
             "batch_duration_s": duration,
             "poll_s": poll,
+            "worker_processes": workers,
             "upload_to_last_run_end_s": round(total, 1),
             "overhead_over_D_s": round(total - duration, 1),
             "per_run_median_s": round(timing["per_run_median_s"], 1),
@@ -206,10 +220,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--duration", type=float, default=20.0, help="emulator batch duration D")
     parser.add_argument("--poll", type=int, default=2, help="POLL_INITIAL/MAX_SECONDS")
+    parser.add_argument(
+        "--worker-processes",
+        type=int,
+        default=FLEX_WORKER_PROCESSES,
+        help="the app's worker processes, as make run has them (0: in the host's process)",
+    )
     args = parser.parse_args()
     print(
         orjson.dumps(
-            run(args.files, args.requests, args.duration, args.poll), option=orjson.OPT_INDENT_2
+            run(args.files, args.requests, args.duration, args.poll, args.worker_processes),
+            option=orjson.OPT_INDENT_2,
         ).decode()
     )
 
