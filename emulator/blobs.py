@@ -12,6 +12,7 @@ Everything here is blocking (the Azure SDK's sync client): call it in a thread.
 from __future__ import annotations
 
 import ipaddress
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -95,6 +96,10 @@ class Storage:
 
     def __init__(self, connection_strings: tuple[str, ...] = ()) -> None:
         self.accounts: dict[str, str] = {}
+        # One client per account, made on first use and kept: a client holds its connection
+        # pool, so each call does not build a pipeline and open a connection again.
+        self._clients: dict[str, BlobServiceClient] = {}
+        self._lock = threading.Lock()
         for cs in connection_strings:
             self.add(cs)
 
@@ -114,7 +119,11 @@ class Storage:
                 f"The service cannot reach storage account '{where.account}': no network path "
                 "to it (the emulator has no connection string for this account).",
             )
-        return BlobServiceClient.from_connection_string(cs)
+        with self._lock:
+            client = self._clients.get(cs)
+            if client is None:
+                client = self._clients[cs] = BlobServiceClient.from_connection_string(cs)
+        return client
 
     def etag(self, where: BlobUrl) -> str | None:
         """The input blob's ETag, or None when it cannot be read (the batch fails later)."""

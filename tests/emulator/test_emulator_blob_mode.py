@@ -414,3 +414,13 @@ def test_storage_connection_strings_from_flags_and_environment(azurite: services
     assert blobs.account_name(cs) == ACCOUNT == blobs.account_name("UseDevelopmentStorage=true")
     with pytest.raises(SystemExit):
         parse_settings(["--storage-connection-string", "BlobEndpoint=http://x"])
+
+
+def test_one_storage_client_per_account_is_kept(azurite: services.Azurite) -> None:
+    """A client holds its connection pool: one built per call opened a new connection
+    each time."""
+    storage = blobs.Storage((azurite.connection_string,))
+    where = blobs.parse_url(f"http://127.0.0.1/{ACCOUNT}/c/x.jsonl", folder=False)
+    assert storage._client(where) is storage._client(where)
+    storage.add(azurite.connection_string.replace("http://", "https://"))  # another way in
+    assert storage._client(where).url.startswith("https://")
