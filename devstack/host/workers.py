@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from devstack.bindings import WORKER_EXITED, FunctionFailed, FunctionIndex, Func
 # is not valid there), so the local stack runs one too.
 FLEX_WORKER_PROCESSES = 1
 APP_MODULE = "function_app"  # the worker's script file (PYTHON_SCRIPT_FILE_NAME's default)
+RESTART_PAUSE_SECONDS = 2.0  # a worker that exited is not started again sooner than this
 log = logging.getLogger("devstack.workers")
 
 # host -> worker: (call id, function name, trigger type, datum value, datum type), or None: stop
@@ -52,6 +54,7 @@ class _Worker:
     send_lock: threading.Lock = field(default_factory=threading.Lock)
     pending: dict[int, Future[_Reply]] = field(default_factory=dict)
     alive: bool = True
+    started: float = field(default_factory=time.monotonic)
 
 
 class WorkerPool:
@@ -82,7 +85,11 @@ class WorkerPool:
             if self._closed:
                 raise RuntimeError("the worker processes are stopped")
             index, worker = min(enumerate(self._workers), key=lambda w: len(w[1].pending))
-            if not worker.alive:  # as the host does: a worker that exited is started again
+            if not worker.alive:  # as the host does: a worker that exited is started again,
+                # but not in a loop when it cannot even load the app (its error is in the log)
+                if time.monotonic() - worker.started < RESTART_PAUSE_SECONDS:
+                    text = "the Python worker process exited; it is started again shortly"
+                    raise FunctionFailed(WORKER_EXITED, text, text)
                 worker = self._workers[index] = self._spawn(index)
             worker.pending[call_id] = answer
         message: _Call = (

@@ -15,6 +15,7 @@ from azure.functions import meta
 
 from devstack.bindings import WORKER_EXITED, FunctionFailed, FunctionIndex, FunctionSpec
 from devstack.durable.clock import VirtualClock
+from devstack.host import workers
 from devstack.host.host import FunctionHost
 from devstack.host.workers import WorkerPool
 from tests.support.toyapp import START, make_app
@@ -70,13 +71,14 @@ def test_activities_run_in_another_process_and_their_failures_come_back_whole(
 
 
 def test_a_worker_that_exits_fails_what_it_ran_and_is_started_again(
-    pool: WorkerPool, tmp_path: Path
+    pool: WorkerPool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = _call(pool, "process_id", None)
     marker = tmp_path / "exited"
     with pytest.raises(FunctionFailed) as failed:
         _call(pool, "exit_once", str(marker))
     assert failed.value.kind == WORKER_EXITED
+    monkeypatch.setattr(workers, "RESTART_PAUSE_SECONDS", 0.0)
     assert _call(pool, "exit_once", str(marker)) == "survived"
     assert _call(pool, "process_id", None) not in (first, os.getpid())
 
@@ -118,3 +120,14 @@ def test_an_episode_whose_worker_exits_runs_again_instead_of_failing(
     assert calls.exited
     assert status is not None and status["runtimeStatus"] == "Completed"
     assert status["output"] == ["Hello a", "Hello b", {"echo": {"x": 2}}]
+
+
+def test_a_worker_that_keeps_exiting_is_not_started_again_in_a_loop(
+    pool: WorkerPool, tmp_path: Path
+) -> None:
+    with pytest.raises(FunctionFailed):
+        _call(pool, "exit_once", str(tmp_path / "exited"))
+    started = pool._workers[0].started
+    with pytest.raises(FunctionFailed, match="started again shortly") as failed:
+        _call(pool, "hello", "x")  # right after: failed at once, no new process
+    assert failed.value.kind == WORKER_EXITED and pool._workers[0].started == started
