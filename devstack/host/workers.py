@@ -38,7 +38,7 @@ from devstack.bindings import WORKER_EXITED, FunctionFailed, FunctionIndex, Func
 # is not valid there), so the local stack runs one too.
 FLEX_WORKER_PROCESSES = 1
 APP_MODULE = "function_app"  # the worker's script file (PYTHON_SCRIPT_FILE_NAME's default)
-RESTART_PAUSE_SECONDS = 2.0  # a worker that exited is not started again sooner than this
+RESTART_PAUSE_SECONDS = 2.0  # a worker that exited is started again this long after it started
 log = logging.getLogger("devstack.workers")
 
 # host -> worker: (call id, function name, trigger type, datum value, datum type), or None: stop
@@ -81,17 +81,21 @@ class WorkerPool:
     def call(self, spec: FunctionSpec, trigger_data: meta.Datum) -> meta.Datum | None:
         call_id = next(self._ids)
         answer: Future[_Reply] = Future()
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the worker processes are stopped")
-            index, worker = min(enumerate(self._workers), key=lambda w: len(w[1].pending))
-            if not worker.alive:  # as the host does: a worker that exited is started again,
-                # but not in a loop when it cannot even load the app (its error is in the log)
-                if time.monotonic() - worker.started < RESTART_PAUSE_SECONDS:
-                    text = "the Python worker process exited; it is started again shortly"
-                    raise FunctionFailed(WORKER_EXITED, text, text)
-                worker = self._workers[index] = self._spawn(index)
-            worker.pending[call_id] = answer
+        while True:
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("the worker processes are stopped")
+                index, worker = min(enumerate(self._workers), key=lambda w: len(w[1].pending))
+                wait = 0.0
+                if not worker.alive:  # as the host does: a worker that exited is started
+                    # again, but not in a loop when it cannot load the app (see the log)
+                    wait = worker.started + RESTART_PAUSE_SECONDS - time.monotonic()
+                    if wait <= 0:
+                        worker = self._workers[index] = self._spawn(index)
+                if wait <= 0:
+                    worker.pending[call_id] = answer
+                    break
+            time.sleep(wait)  # the call waits for the new worker, as the host queues it
         message: _Call = (
             call_id,
             spec.name,
