@@ -128,12 +128,10 @@ def keep_input(ctx: RunContext, dest: BlobRef) -> dict[str, str] | None:
     """
     settings, layout, etag = ctx.settings, ctx.layout, ctx.source.get("etag")
     try:
-        try:  # the usual case, tried without looking first: the snapshot is there
-            storage.move_blob(settings.storage, layout.snapshot, dest, None, source_exists=True)
-        except ResourceNotFoundError:  # no snapshot: moved by an earlier attempt, or never made
-            if not storage.exists(ctx.blob(dest)):
-                # a run staged before snapshots existed: its input is the original itself
-                storage.move_blob(settings.storage, layout.source, dest, etag)
+        try:  # the snapshot, or an earlier attempt already moved it
+            storage.move_blob(settings.storage, layout.snapshot, dest, None)
+        except ResourceNotFoundError:  # a run staged before snapshots: the original is its input
+            storage.move_blob(settings.storage, layout.source, dest, etag)
     except (ResourceNotFoundError, ResourceModifiedError):
         return None  # replaced or deleted before it was ever staged
     storage.delete_unchanged(ctx.blob(layout.source), etag)

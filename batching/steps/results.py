@@ -142,9 +142,9 @@ def collect(
     to_retry: set[str] = set()
     answered = 0  # requests of the input the outputs have a line for
 
-    def fail(custom_id: str, status: int | None, code: str, message: str) -> None:
+    def fail(position: int, custom_id: str, status: int | None, code: str, message: str) -> None:
         failures.add(
-            positions(custom_id),
+            position,
             orjson.dumps(
                 {
                     "custom_id": custom_id,
@@ -180,7 +180,7 @@ def collect(
             if resubmit and is_retryable(status, code):
                 to_retry.add(custom_id)
             else:
-                fail(custom_id, status, code, message)
+                fail(position, custom_id, status, code, message)
 
     if not to_retry and answered == positions.count:
         return outcome
@@ -191,7 +191,7 @@ def collect(
         if custom_id in done and custom_id not in to_retry:
             continue
         if custom_id not in done and not resubmit:
-            fail(custom_id, None, "not_run", not_run_reason)
+            fail(positions(custom_id), custom_id, None, "not_run", not_run_reason)
             continue
         retry.add(positions(custom_id), raw)
         outcome.retry += 1

@@ -311,29 +311,24 @@ def stage_copy(source: BlobClient, dest: BlobClient, source_etag: str | None) ->
     copy_blob(source, dest, source_etag)
 
 
-def move_blob(
-    cfg: StorageConfig,
-    source: BlobRef,
-    dest: BlobRef,
-    etag: str | None,
-    source_exists: bool | None = None,
-) -> None:
+def move_blob(cfg: StorageConfig, source: BlobRef, dest: BlobRef, etag: str | None) -> None:
     """Move a blob, idempotently: the destination is written before the source is removed.
 
     On an account with a hierarchical namespace this is a Data Lake rename (atomic, whatever
     the size); otherwise a server-side copy and then a delete of exactly the copied version.
-    `source_exists` True: the source is not looked up first (the caller has just seen it, or
-    takes the ResourceNotFoundError a missing source raises as its answer).
+    Nothing is looked up first: when the source is missing, `dest` there means an earlier
+    attempt moved it; neither there raises ResourceNotFoundError.
     """
     src, dst = blob(cfg, source), blob(cfg, dest)
-    if not source_exists and not exists(src):
+    try:
+        if cfg.hierarchical_namespace:
+            from batching.storage.datalake import rename
+
+            rename(cfg, source, dest, etag)
+            return
+        copy_blob(src, dst, etag)
+    except ResourceNotFoundError:
         if exists(dst):
             return  # moved by an earlier attempt
-        raise ResourceNotFoundError(f"{source.container}/{source.path} does not exist")
-    if cfg.hierarchical_namespace:
-        from batching.storage.datalake import rename
-
-        rename(cfg, source, dest, etag)
-        return
-    copy_blob(src, dst, etag)
+        raise
     delete_if_exists(src, etag)

@@ -15,6 +15,7 @@ Tests that inject faults into the app's code run it in their own process (`worke
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import logging
 import multiprocessing
@@ -28,11 +29,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+import azure.functions as func
 from azure.functions import meta
 
 from devstack.bindings import WORKER_EXITED, FunctionFailed, FunctionIndex, FunctionSpec, Invoker
+from devstack.durable.engine import app_traceback
 
 # Flex Consumption runs one Python worker process per instance (FUNCTIONS_WORKER_PROCESS_COUNT
 # is not valid there), so the local stack runs one too.
@@ -178,10 +181,6 @@ class WorkerPool:
             answer.set_result((call_id, False, (WORKER_EXITED, text, text)))
 
 
-def spec_missing(name: str, trigger_type: str) -> NoReturn:
-    raise LookupError(f"function {name!r} ({trigger_type}) is not in the app")
-
-
 def _serve(
     conn: Connection,
     app_dir: str,
@@ -199,29 +198,26 @@ def _serve(
         initializer()
     sys.path.insert(0, app_dir)
     os.chdir(app_dir)
-    import importlib
-
     module = importlib.import_module(APP_MODULE)
-    import azure.functions as func
-
     app = next(v for v in vars(module).values() if isinstance(v, func.FunctionRegister))
     index = FunctionIndex(app)
     invoker = Invoker(lambda: "")  # orchestrators and activities take no client binding
     send_lock = threading.Lock()
 
-    def run(message: _Call) -> None:
+    def reply_to(message: _Call) -> _Reply:
         call_id, name, trigger_type, value, kind = message
-        reply: _Reply
         spec = index.get(name, trigger_type)
+        if spec is None:  # the host indexed the same app: only a file changed since gets here
+            text = f"function {name!r} ({trigger_type}) is not in the app"
+            return call_id, False, ("LookupError", text, text)
         try:
-            if spec is None:  # the host indexed the same app: only a changed file gets here
-                spec_missing(name, trigger_type)
             result = invoker.call(spec, meta.Datum(value, kind))
-            reply = (call_id, True, None if result is None else (result.value, result.type))
         except Exception as exc:  # the function's failure goes back to the host, as in Azure
-            from devstack.durable.engine import app_traceback
+            return call_id, False, (type(exc).__name__, str(exc), app_traceback(exc))
+        return call_id, True, None if result is None else (result.value, result.type)
 
-            reply = (call_id, False, (type(exc).__name__, str(exc), app_traceback(exc)))
+    def run(message: _Call) -> None:
+        reply = reply_to(message)
         with send_lock:
             conn.send(reply)
 
