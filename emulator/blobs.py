@@ -134,32 +134,24 @@ class Storage:
             return None
 
     def download(self, where: BlobUrl, etag: str | None, dest: Path) -> None:
-        """Copy the input blob to `dest` if it is still the version seen at creation."""
+        """Copy the input blob to `dest` if it is still the version seen at creation: one
+        conditional read (If-Match), which answers 404 when it is gone and 412 when changed."""
         blob = self._client(where).get_blob_client(where.container, where.path)
         try:
-            props = blob.get_blob_properties()
+            if etag is None:  # it could not be read at creation: find out why
+                blob.get_blob_properties()
+                raise _modified(where)
+            with dest.open("wb") as f:
+                blob.download_blob(
+                    etag=etag, match_condition=MatchConditions.IfNotModified
+                ).readinto(f)
         except ResourceNotFoundError:
             raise BlobProblem(
                 "invalid_request", f"The input blob '{where.url}' does not exist."
             ) from None
         except HttpResponseError as exc:
-            raise _access_problem(where, exc) from None
-        if etag is None or str(props.etag) != etag:
-            raise BlobProblem(
-                "input_modified",
-                f"The input blob '{where.url}' was modified after the batch was created.",
-            )
-        try:
-            with dest.open("wb") as f:
-                blob.download_blob(
-                    etag=etag, match_condition=MatchConditions.IfNotModified
-                ).readinto(f)
-        except HttpResponseError as exc:
             if exc.status_code == 412:
-                raise BlobProblem(
-                    "input_modified",
-                    f"The input blob '{where.url}' was modified while it was being read.",
-                ) from None
+                raise _modified(where) from None
             raise _access_problem(where, exc) from None
 
     def check_reachable(self, where: BlobUrl) -> None:
@@ -172,6 +164,12 @@ class Storage:
         )
         with source.open("rb") as f:
             blob.upload_blob(f, overwrite=True)
+
+
+def _modified(where: BlobUrl) -> BlobProblem:
+    return BlobProblem(
+        "input_modified", f"The input blob '{where.url}' was modified after the batch was created."
+    )
 
 
 def _access_problem(where: BlobUrl, exc: HttpResponseError) -> BlobProblem:
