@@ -212,8 +212,9 @@ class RunConfig:
     )
     polls_per_history: int = _setting(
         "POLLS_PER_HISTORY",
-        "status checks before the watcher continues as new",
-        "20",
+        "status checks in one orchestration history: then it continues as new (each episode "
+        "replays its history)",
+        "1",
         parse=whole(1),
     )
     quota_retry_initial_seconds: int = _setting(

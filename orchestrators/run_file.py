@@ -2,10 +2,14 @@
 
 It is a state machine over the file's chunks (one chunk unless the file is over a limit). Each
 tick runs the due work of every chunk as parallel activities, then sleeps on a durable timer
-(or until a cancel request arrives). After `polls_per_history` ticks it continues as new with
-its state, so the history stays bounded however long the batches run. Deterministic: time comes
-from the context, jitter from hashes, and every decision from the state and activity results.
-The state is typed (orchestrators/state.py) and travels as the same JSON as always.
+(or until a cancel request arrives). Deterministic: time comes from the context, jitter from
+hashes, and every decision from the state and activity results. The state is typed
+(orchestrators/state.py) and travels as the same JSON as always.
+
+Every episode replays its execution's whole history (the durable SDK parses each event again),
+so the run keeps its histories short: it continues as new with its state when it moves from
+validating to running and from running to finalizing, and after every `polls_per_history`
+ticks while running. A 500-file drop spent half its worker CPU replaying before it did.
 """
 
 from __future__ import annotations
@@ -107,10 +111,14 @@ def run_file(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
             rejected = yield from _prepare(run)
             if rejected is not None:
                 return rejected
+            if _next_phase_anew(run, "submit_batch", "admit_batch"):
+                return _continue(run)
         if run.state.phase == Phase.RUNNING:
             continued = yield from _watch(run)
             if continued is not None:
                 return continued
+            if _next_phase_anew(run, "write_results"):
+                return _continue(run)
         return (yield from _finish(run))
     except Exception as exc:  # an activity failed after its retries: the run ends `error`
         yield from _record_failure(run, exc)
@@ -168,6 +176,8 @@ def _watch(run: _Run) -> Generator[Any, Any, dict[str, Any] | None]:
     # One wait for the whole execution: with a fresh wait per tick, a cancel arriving mid-tick
     # goes to the previous tick's wait, still open, and the next tick's wait never sees it.
     cancel = context.wait_for_external_event(CANCEL_EVENT)
+    # a new execution's first episode has set no status yet (Azure may show none meanwhile)
+    run.status("running", waiting=machine.waiting_reason(state.chunks))
     while True:
         now: datetime = context.current_utc_datetime
         yield from _tick(run, now)
@@ -184,11 +194,24 @@ def _watch(run: _Run) -> Generator[Any, Any, dict[str, Any] | None]:
             run.note("cancel requested", chunks=len(state.chunks))
         state.ticks += 1
         if state.ticks >= run.config.polls_per_history:
-            state.ticks = 0
-            # Events that came with the timer are dropped with this execution: keep a cancel.
-            state.cancel_requested = state.cancel_requested or _cancel_raised(context)
-            context.continue_as_new(state.to_json())
-            return {"status": "continued", "run_id": state.run_id}
+            return _continue(run)
+
+
+def _next_phase_anew(run: _Run, *first_activities: str) -> bool:
+    """Whether the next phase starts in an execution of its own. Not when this execution's
+    history shows it went on into that phase (code from before 2026-12-03 did), which must
+    replay as it ran."""
+    return not any(_scheduled(run.context, a) for a in first_activities)
+
+
+def _continue(run: _Run) -> dict[str, Any]:
+    """Continue as new with the state. Events that came with this episode are dropped with the
+    execution: a cancel among them is kept in the state."""
+    state = run.state
+    state.ticks = 0
+    state.cancel_requested = state.cancel_requested or _cancel_raised(run.context)
+    run.context.continue_as_new(state.to_json())
+    return {"status": "continued", "run_id": state.run_id}
 
 
 def _chunk_given(summary: dict[str, Any]) -> list[dict[str, Any]] | None:

@@ -76,7 +76,9 @@ def summary(instance: dict[str, Any]) -> dict[str, Any]:
         "tokens": custom.get("tokens"),
         "cost": custom.get("cost"),
         "waiting": custom.get("waiting"),
-        "created": instance.get("createdTime"),
+        # createdTime is the current execution's (continue-as-new starts one); received_at is
+        # when the file arrived, which the run carries in its input
+        "created": run_input(instance).get("received_at") or instance.get("createdTime"),
         "updated": instance.get("lastUpdatedTime"),
         "outputs": {
             k: v

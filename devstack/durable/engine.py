@@ -496,6 +496,9 @@ class Engine:
         store.clear_messages_of_execution(inst.instance_id, inst.execution_id)
         inst.execution_id = uuid.uuid4().hex
         inst.input, inst.output, inst.status, inst.updated = input_text, None, "Running", now
+        # The status's createdTime is the new execution's, as with the Azure Storage backend
+        # (azure-functions-durable-extension#2088): a run's own start must come from its input.
+        inst.created = now
         store.save_instance(inst)
         started = h.execution_started(
             now, inst.name, inst.instance_id, inst.execution_id, input_text, inst.parent

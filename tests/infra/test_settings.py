@@ -169,7 +169,7 @@ def test_every_default_by_hand():
     assert s.orchestration_config() == {
         "poll_initial_seconds": 60,
         "poll_max_seconds": 600,
-        "polls_per_history": 20,
+        "polls_per_history": 1,
         "quota_retry_initial_seconds": 300,
         "quota_retry_max_seconds": 3600,
         "quota_retry_attempts": 12,

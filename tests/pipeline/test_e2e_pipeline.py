@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 import orjson
 import pytest
 from azure.durable_functions.models.history import HistoryEventType as T
 
 from activities import intake as intake_activities
+from batching.ops.runs import run_input
 from orchestrators import run_file
+from tests.support.ops import get
 from tests.support.stack import local_stack, requests_file, sample
 
 
@@ -88,7 +94,27 @@ def _output(run):
     return run["output"] if isinstance(run["output"], dict) else orjson.loads(run["output"])
 
 
-def _scheduled(stack, run_id):
+@contextlib.contextmanager
+def _old_code_until(stack, activity: str, name: str, old: Any) -> Iterator[None]:
+    """A rolling deployment: `run_file.<name>` is `old` (the code before a change) until the
+    run's `activity` runs; the episodes after that run the new code on the history so made."""
+    real = getattr(run_file, name)
+
+    def switch_back(instance_id: str, called: str, attempt: int) -> bool:
+        if called == activity:
+            setattr(run_file, name, real)
+        return False
+
+    setattr(run_file, name, old)
+    stack.host.crash_hook = switch_back
+    try:
+        yield
+    finally:
+        setattr(run_file, name, real)
+
+
+def _in_history(stack, run_id):
+    """The activities scheduled in the run's current execution (its history holds no other)."""
     return [e.get("Name") for e in stack.host.history(run_id) if e["EventType"] == T.TASK_SCHEDULED]
 
 
@@ -96,7 +122,7 @@ def test_an_input_that_is_its_own_chunk_needs_no_prepare_chunks(stack, monkeypat
     stack.drop("one/a.jsonl", requests_file(5, prefix="a"))
     (run,) = stack.wait_all(1)
     assert _output(run)["status"] == "completed"
-    assert _scheduled(stack, run["instanceId"])[:2] == ["validate_input", "submit_batch"]
+    assert stack.scheduled(run["instanceId"])[:2] == ["validate_input", "submit_batch"]
     assert "prepare_chunks" not in stack.host.activity_calls
 
     # validate_input's result before it carried the chunk: such histories still replay, through
@@ -106,7 +132,7 @@ def test_an_input_that_is_its_own_chunk_needs_no_prepare_chunks(stack, monkeypat
     runs = stack.wait_all(2)
     (old,) = [r for r in runs if r["instanceId"] != run["instanceId"]]
     assert _output(old)["status"] == "completed"
-    assert _scheduled(stack, old["instanceId"])[:3] == [
+    assert stack.scheduled(old["instanceId"])[:3] == [
         "validate_input",
         "prepare_chunks",
         "submit_batch",
@@ -123,23 +149,13 @@ def test_a_history_whose_older_episodes_prepared_chunks_replays(stack):
     """A rolling deployment: validate_input ran the new code (its result carries the chunk) while
     the episode that received it ran the old one, which ignored the chunk and scheduled
     prepare_chunks; later episodes run the new code on that history."""
-    real = run_file._chunk_given
-
-    def switch_back(instance_id: str, activity: str, attempt: int) -> bool:
-        if activity == "prepare_chunks":
-            run_file._chunk_given = real
-        return False
-
-    run_file._chunk_given = lambda summary: None  # the old code: no chunk taken from the summary
-    stack.host.crash_hook = switch_back
-    try:
+    # the old code: no chunk taken from the summary
+    with _old_code_until(stack, "prepare_chunks", "_chunk_given", lambda summary: None):
         stack.drop("mixed/a.jsonl", requests_file(4, prefix="m"))
         (run,) = stack.wait_all(1)
-    finally:
-        run_file._chunk_given = real
     assert run["runtimeStatus"] == "Completed", run
     assert _output(run)["status"] == "completed"
-    assert _scheduled(stack, run["instanceId"])[:3] == [
+    assert stack.scheduled(run["instanceId"])[:3] == [
         "validate_input",
         "prepare_chunks",
         "submit_batch",
@@ -153,33 +169,56 @@ def test_a_run_where_nothing_failed_needs_no_write_errors(stack):
     stack.drop("clean/a.jsonl", requests_file(3, prefix="a"))
     (run,) = stack.wait_all(1)
     assert _output(run)["status"] == "completed" and _output(run)["errors"] is None
-    assert "write_errors" not in _scheduled(stack, run["instanceId"])
+    assert "write_errors" not in stack.scheduled(run["instanceId"])
     assert "write_errors" not in stack.host.activity_calls
 
     # Histories that scheduled write_errors although nothing failed (every run did before) still
     # replay: the episode that schedules the writes runs the old way, the later ones the new way.
-    original = run_file.failed_requests
-
-    def switch_back(instance_id: str, activity: str, attempt: int) -> bool:
-        if activity == "write_results":
-            run_file.failed_requests = original
-        return False
-
-    run_file.failed_requests = lambda chunks, summary: 1
-    stack.host.crash_hook = switch_back
-    try:
+    with _old_code_until(stack, "write_results", "failed_requests", lambda chunks, summary: 1):
         stack.drop("clean/b.jsonl", requests_file(3, prefix="b"))
         runs = stack.wait_all(2)
-    finally:
-        run_file.failed_requests = original
     (old,) = [r for r in runs if r["instanceId"] != run["instanceId"]]
     assert old["runtimeStatus"] == "Completed", old
     assert _output(old)["status"] == "completed" and _output(old)["errors"] is None
-    assert "write_errors" in _scheduled(stack, old["instanceId"])
+    assert "write_errors" in stack.scheduled(old["instanceId"])
     folder = stack.run_folder("clean/b.jsonl", old["instanceId"])
     assert [n for n in stack.names("output") if n.startswith(f"{folder}/")] == [
         f"{folder}/{n}" for n in ("input.jsonl", "metadata.json", "results.jsonl")
     ]
+
+
+def test_each_phase_runs_in_an_execution_of_its_own(stack):
+    """Every episode replays its execution's history: the run continues as new between phases
+    (and after each status check), so the finishing episodes replay none of validation or
+    polling. The run's own start still comes from its input, not the execution's."""
+    stack.drop("phases/a.jsonl", requests_file(3, prefix="a"))
+    (run,) = stack.wait_all(1)
+    run_id = run["instanceId"]
+    assert _output(run)["status"] == "completed"
+    scheduled = stack.scheduled(run_id)
+    assert scheduled[:2] == ["validate_input", "submit_batch"] and "check_batch" in scheduled
+    assert _in_history(stack, run_id) == ["write_results", "write_metadata", "cleanup_run"]
+    received = run_input(stack.host.get_status(run_id))["received_at"]
+    assert get(stack, f"runs/{run_id}").json()["created"] == received != run["createdTime"]
+
+
+def test_a_history_that_went_on_into_the_next_phase_replays(azurite, tmp_path):
+    """Histories recorded before the run continued as new between phases (one execution from
+    validation to cleanup, when the status checks continued as new only every 20) replay to the
+    end with the new code: it continues as new only where the history did not go on."""
+    with local_stack(azurite, tmp_path, extra_env={"POLLS_PER_HISTORY": "20"}) as stack:
+        with _old_code_until(stack, "write_results", "_next_phase_anew", lambda run, *a: False):
+            stack.drop("old/a.jsonl", requests_file(3, prefix="o"))
+            (run,) = stack.wait_all(1)
+        assert run["runtimeStatus"] == "Completed", run
+        assert _output(run)["status"] == "completed"
+        in_history = _in_history(stack, run["instanceId"])
+        assert in_history == stack.scheduled(run["instanceId"]), "one execution"
+        assert in_history[:2] == ["validate_input", "submit_batch"]
+        assert in_history[-3:] == ["write_results", "write_metadata", "cleanup_run"]
+        folder = stack.run_folder("old/a.jsonl", run["instanceId"])
+        results = stack.jsonl("output", f"{folder}/results.jsonl")
+        assert [x["custom_id"] for x in results] == [f"o-{n}" for n in range(3)]
 
 
 def test_several_files_in_nested_folders_run_at_once(stack):

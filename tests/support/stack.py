@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import orjson
+from azure.durable_functions.models.history import HistoryEventType
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from openai import AzureOpenAI
 
@@ -88,6 +89,24 @@ class Stack:
     env: dict[str, str]
     watcher: Watcher
     started: list[str] = field(default_factory=list)
+    # every activity each instance scheduled, over all its executions (a history holds one)
+    schedule_log: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        store = self.host.store
+        append = store.append_history
+
+        def recording(instance_id: str, events: list[Any]) -> None:
+            append(instance_id, events)
+            self.schedule_log.setdefault(instance_id, []).extend(
+                e["Name"] for e in events if e["EventType"] == HistoryEventType.TASK_SCHEDULED
+            )
+
+        store.append_history = recording
+
+    def scheduled(self, run_id: str) -> list[str]:
+        """The activities a run scheduled, in order, over all its executions."""
+        return list(self.schedule_log.get(run_id, ()))
 
     def container(self, kind: str) -> ContainerClient:
         return self.blobs.get_container_client(self.env[f"{kind.upper()}_CONTAINER"])
