@@ -40,6 +40,10 @@ class LedgerConflict(Exception):
     """Another execution wrote the ledger meanwhile; the activity fails and is retried."""
 
 
+class LedgerExists(LedgerConflict):
+    """A ledger taken as new (`Ledger.new`) was there already: read it and start over."""
+
+
 def ledger_name(key: str) -> str:
     """`run/c0/r0` -> `ledger/c0-r0.json` (relative to the run's work area)."""
     parts = key.split("/")
@@ -62,6 +66,7 @@ class Ledger:
     blob: BlobClient
     etag: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    unread: bool = False  # taken as new without a look: its first write raises LedgerExists
 
     @classmethod
     def load(cls, ctx: RunContext, key: str) -> Ledger:
@@ -69,8 +74,15 @@ class Ledger:
         try:
             download = client.download_blob()
         except ResourceNotFoundError:
-            return cls(client, None, {"key": key, "upload": None, "batches": {}})
+            return cls(client, None, _empty(key))
         return cls(client, download.properties.etag, orjson.loads(download.readall()))
+
+    @classmethod
+    def new(cls, ctx: RunContext, key: str) -> Ledger:
+        """The ledger taken as new without reading it, where it is almost always new (a round's
+        first attempt): its first write is create-only either way, and raises `LedgerExists`
+        when an earlier run of the activity left one, which the caller then loads."""
+        return cls(ctx.blob(ctx.layout.work(ledger_name(key))), None, _empty(key), unread=True)
 
     @property
     def upload(self) -> dict[str, Any] | None:
@@ -104,8 +116,15 @@ class Ledger:
         try:
             result = self.blob.upload_blob(orjson.dumps(self.data), **kwargs)
         except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError) as e:
+            if self.unread:  # it was there already
+                raise LedgerExists(f"{self.blob.blob_name} exists") from e
             raise LedgerConflict(f"{self.blob.blob_name} changed meanwhile") from e
         self.etag = result["etag"]
+        self.unread = False
+
+
+def _empty(key: str) -> dict[str, Any]:
+    return {"key": key, "upload": None, "batches": {}}
 
 
 def uploads(

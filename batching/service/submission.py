@@ -20,7 +20,7 @@ from batching.context import RunContext
 from batching.requests import SubmitRequest
 from batching.service import aoai, ledger
 from batching.service.admission import release
-from batching.service.ledger import Ledger
+from batching.service.ledger import Ledger, LedgerExists
 from batching.settings import Settings
 from batching.storage import blobs as storage
 from batching.storage.refs import BlobRef, bare_etag
@@ -38,10 +38,20 @@ def submit_batch(ctx: RunContext, request: SubmitRequest) -> dict[str, Any]:
     Returns {"status": "created", "batch"} | {"status": "pending"} (file still processing) |
     {"status": "quota", "message"} | {"status": "error", "message"} (will not work if retried).
     """
+    key = request["key"]
+    # A round's first attempt almost never finds a ledger (only a re-run of this activity
+    # does), so it is not read first: its first write, create-only, finds out.
+    first = int(request["attempt"]) == 0
+    try:
+        return _submit(ctx, request, Ledger.new(ctx, key) if first else Ledger.load(ctx, key))
+    except LedgerExists:
+        return _submit(ctx, request, Ledger.load(ctx, key))
+
+
+def _submit(ctx: RunContext, request: SubmitRequest, record: Ledger) -> dict[str, Any]:
     settings = ctx.settings
     c = aoai.client(settings)
     run_id, key, attempt = ctx.run_id, request["key"], int(request["attempt"])
-    record = Ledger.load(ctx, key)
     batch_key = f"{key}/a{attempt}"
     folder = _folder_url(ctx, key, attempt) if settings.blob_mode else None
     found = _recorded_batch(c, record, attempt, batch_key, folder)

@@ -144,6 +144,22 @@ def test_a_lost_blob_create_is_found_by_its_attempts_output_folder(env):
     assert (_record(settings).batch(1) or {}).get("id") == second["id"]
 
 
+def test_a_first_attempt_writes_its_ledger_without_reading_it_and_a_rerun_reads_it(
+    env, monkeypatch
+):
+    settings, blob_service, em = env
+    ref = _chunk(settings, blob_service, requests_file(3))
+    made = storage_requests(monkeypatch)
+    first = _submit(settings, ref)
+    ledger_requests = [method for method, path in made if "/ledger/" in path]
+    assert ledger_requests == ["PUT", "PUT"], "started, then the id: no read first"
+    made.clear()
+    again = _submit(settings, ref)  # an earlier run left the ledger: its create-only write fails
+    assert [method for method, path in made if "/ledger/" in path] == ["PUT", "GET"]
+    assert again["batch"]["id"] == first["batch"]["id"]
+    assert sum(_state(em)["batches"].values()) == 1
+
+
 def test_a_missing_staged_chunk_is_an_error_not_a_batch(env):
     settings, _, em = env
     ref = RunLayout.of(settings, SOURCE, RUN).work("chunks/c0009.jsonl")
