@@ -33,8 +33,6 @@ def _index(settings: Settings, payload: RunRequest, phase: str, *args: Any, **kw
 @bp.activity_trigger(input_name="payload", activity="validate_input")
 def validate_input(payload: ValidateRequest) -> dict[str, Any]:
     ctx = RunContext.of_request(payload)
-    if runindex.shows_validating(payload["source"].get("size")):
-        _index(ctx.settings, payload, "validating")
     summary = intake.validate_input(ctx)
     event(
         log,
@@ -56,7 +54,7 @@ def _with_chunk(ctx: RunContext, payload: RunRequest, summary: dict[str, Any]) -
     chunks = intake.one_chunk(ctx, summary) if summary["valid"] else None
     if chunks is None:
         return summary
-    _chunks_ready(ctx.settings, payload, chunks)
+    _chunks_ready(payload, chunks)
     return {**summary, "chunks": chunks}
 
 
@@ -88,15 +86,13 @@ def reject_input(payload: RejectRequest) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload", activity="prepare_chunks")
 def prepare_chunks(payload: PrepareRequest) -> list[dict[str, Any]]:
-    ctx = RunContext.of_request(payload)
-    settings = ctx.settings
-    chunks = intake.prepare_chunks(ctx, payload["summary"])
-    _chunks_ready(settings, payload, chunks)
+    chunks = intake.prepare_chunks(RunContext.of_request(payload), payload["summary"])
+    _chunks_ready(payload, chunks)
     return chunks
 
 
-def _chunks_ready(settings: Settings, payload: RunRequest, chunks: list[dict[str, Any]]) -> None:
-    """The run is about to submit: index it as running, and log its chunks."""
+def _chunks_ready(payload: RunRequest, chunks: list[dict[str, Any]]) -> None:
+    """The run is about to submit: log its chunks. (The runs index is not written: the listing
+    reads a run that has not ended live from its orchestration.)"""
     requests = sum(int(c["requests"]) for c in chunks)
-    _index(settings, payload, "running", requests={"total": requests, "pending": requests})
     event(log, "chunks prepared", payload["run_id"], chunks=len(chunks), requests=requests)

@@ -5,9 +5,10 @@ second, far above the rate runs change phase). RowKey is the inverted time the r
 (milliseconds until year 2286, zero-padded) followed by the run id: the table returns rows in
 RowKey order, so that order is newest first, a time window is a RowKey range, and the page after
 a row is `RowKey gt` that row's key. Every write is an upsert (merge) of the run's own entity,
-so writing twice is harmless and the activities of the run write it at start and at each phase
-or terminal change. Status and source-prefix filters are evaluated by the table service within
-the partition.
+so writing twice is harmless. A run is written when it arrives, when its figures are known and
+when it ends: the listing reads a run that has not ended live from its orchestration, so the
+phases in between are not written (each write cost the app's worker as much as a blob copy).
+Status and source-prefix filters are evaluated by the table service within the partition.
 """
 
 from __future__ import annotations
@@ -29,15 +30,6 @@ _MAX_MS = 10**13 - 1
 TERMINAL = ("completed", "failed", "expired", "cancelled", "invalid", "error", "terminated")
 _RUNTIME = {"error": "Failed", "terminated": "Terminated"}
 log = logging.getLogger("batching.runindex")
-# Inputs smaller than this are validated in well under a second and indexed as running at once
-# after: their "validating" phase is not written (one table write a run fewer).
-VALIDATING_SHOWN_FROM_BYTES = 16 << 20
-
-
-def shows_validating(size: object) -> bool:
-    """Whether validating an input of `size` bytes (from the event: None or any value when
-    unknown) lasts long enough to be indexed as a phase of its own."""
-    return not isinstance(size, int) or size >= VALIDATING_SHOWN_FROM_BYTES
 
 
 def _ms(at: str | datetime) -> int:

@@ -14,7 +14,7 @@ from activities import intake as intake_activities
 from batching.ops.runs import run_input
 from orchestrators import run_file
 from tests.support.ops import get
-from tests.support.stack import local_stack, requests_file, sample
+from tests.support.stack import local_stack, requests_file, sample, storage_requests
 
 
 @pytest.fixture
@@ -219,6 +219,18 @@ def test_a_history_that_went_on_into_the_next_phase_replays(azurite, tmp_path):
         folder = stack.run_folder("old/a.jsonl", run["instanceId"])
         results = stack.jsonl("output", f"{folder}/results.jsonl")
         assert [x["custom_id"] for x in results] == [f"o-{n}" for n in range(3)]
+
+
+def test_the_runs_index_is_written_when_a_run_arrives_has_figures_and_ends(stack, monkeypatch):
+    """Not at the phases between: the listing reads a run that has not ended live."""
+    made = storage_requests(monkeypatch)
+    stack.drop("index/a.jsonl", requests_file(3, prefix="a"))
+    stack.wait_all(1)
+    table = f"/{stack.env['RUNS_TABLE']}("
+    assert sum(method == "PATCH" and table in path for method, path in made) == 3
+    listed = get(stack, "runs", prefix="index/").json()["runs"]
+    assert [(r["phase"], r["status"]) for r in listed] == [("done", "completed")]
+    assert listed[0]["requests"]["succeeded"] == 3 and listed[0]["outputs"]["metadata"]
 
 
 def test_several_files_in_nested_folders_run_at_once(stack):

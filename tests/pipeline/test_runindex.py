@@ -107,17 +107,3 @@ def test_row_keys_sort_newest_first_across_digits():
     newer = runindex.row_key("2026-01-01T00:00:00.001+00:00", "a")
     assert newer < older
     assert len(older.split("_")[0]) == 13
-
-
-@pytest.mark.parametrize(
-    ("size", "shown"),
-    [
-        (0, False),
-        (runindex.VALIDATING_SHOWN_FROM_BYTES - 1, False),  # validated at once: straight to running
-        (runindex.VALIDATING_SHOWN_FROM_BYTES, True),
-        (None, True),  # the event did not say: show it
-        ("123", True),  # nor a size that is not a number
-    ],
-)
-def test_only_inputs_that_take_a_while_to_validate_show_the_validating_phase(size, shown):
-    assert runindex.shows_validating(size) is shown
