@@ -39,11 +39,12 @@ def submit_batch(ctx: RunContext, request: SubmitRequest) -> dict[str, Any]:
     {"status": "quota", "message"} | {"status": "error", "message"} (will not work if retried).
     """
     key = request["key"]
-    # A round's first attempt almost never finds a ledger (only a re-run of this activity
-    # does), so it is not read first: its first write, create-only, finds out.
-    first = int(request["attempt"]) == 0
+    # In blob mode a round's first attempt almost never finds a ledger (only a re-run of this
+    # activity does), so it is not read first: its first write, create-only, finds out. (Files
+    # mode is called again while its upload is processed, and that call finds one.)
+    new = int(request["attempt"]) == 0 and ctx.settings.blob_mode
     try:
-        return _submit(ctx, request, Ledger.new(ctx, key) if first else Ledger.load(ctx, key))
+        return _submit(ctx, request, Ledger.new(ctx, key) if new else Ledger.load(ctx, key))
     except LedgerExists:
         return _submit(ctx, request, Ledger.load(ctx, key))
 
