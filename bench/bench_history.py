@@ -12,8 +12,9 @@ OpenAI calls (the emulator counts every call), of which listing calls (`GET /ope
 `GET /openai/batches`); storage transactions of the app (every request that reaches Azurite,
 blob and table, counted at the azure-core transport, without the benchmark's own uploads and
 polling and the Event Grid stand-in's listing); durable history events (every event the engine
-appends to an orchestration's history, over all its executions); and the wall time from the
-first upload to the last run's end.
+appends to an orchestration's history, over all its executions) and of them the events replayed
+(read back by the episodes: each replays its execution's whole history, which the durable SDK
+parses again); and the wall time from the first upload to the last run's end.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ def measure(
             "listing_calls_per_run": round(listing / files, 2),
             "storage_transactions_per_run": round(storage / files, 1),
             "history_events_per_run": round(counters.history / files, 1),
+            "history_events_replayed_per_run": round(counters.replayed / files, 1),
             "aoai_calls": {k: v for k, v in sorted(calls.items()) if v},
         }
 

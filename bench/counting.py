@@ -60,6 +60,7 @@ class Counters:
         self.lock = threading.Lock()
         self.storage: Counter[_Key] = Counter()
         self.history = 0
+        self.replayed = 0  # events the episodes read back: each replays its execution's history
         self._patches: list[tuple[Any, str, Any]] = []
         self._workers = worker_requests
         self._workers_before: Counter[_Key] = Counter()
@@ -77,16 +78,27 @@ class Counters:
                 counters.storage[key] += 1
             return send(transport, request, **kwargs)
 
-        append = Store.append_history
+        append, history = Store.append_history, Store.history
 
         def counting_append(store: Any, instance_id: str, events: list[Any]) -> None:
             with counters.lock:
                 counters.history += len(events)
             append(store, instance_id, events)
 
-        self._patches = [(RequestsTransport, "send", send), (Store, "append_history", append)]
+        def counting_history(store: Any, instance_id: str) -> list[Any]:
+            events = history(store, instance_id)
+            with counters.lock:
+                counters.replayed += len(events)
+            return events
+
+        self._patches = [
+            (RequestsTransport, "send", send),
+            (Store, "append_history", append),
+            (Store, "history", history),
+        ]
         RequestsTransport.send = counting_send  # type: ignore[method-assign]
         Store.append_history = counting_append  # type: ignore[method-assign]
+        Store.history = counting_history  # type: ignore[method-assign]
 
     def uninstall(self) -> None:
         for owner, name, original in self._patches:
