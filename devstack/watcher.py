@@ -2,8 +2,9 @@
 
 Azurite does not emit events, so this polls the container listing and, for every JSONL blob
 version (name + ETag) not seen before, posts an Event Grid-schema BlobCreated event to the
-Functions webhook, the same URL `func start` exposes. Delivery is at-least-once, as in Azure:
-after a restart every blob still present is posted again, which the app must (and does) absorb.
+Functions webhook, the same URL `func start` exposes. Delivery is at-least-once and concurrent,
+in no set order, as in Azure: after a restart every blob still present is posted again, which
+the app must (and does) absorb.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +20,8 @@ import httpx
 from azure.storage.blob import BlobProperties, ContainerClient
 
 log = logging.getLogger("devstack.watcher")
+# Event Grid delivers each event as it comes, not one after another: up to this many at once.
+DELIVERY_CONCURRENCY = 8
 
 TOPIC = (
     "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/local"
@@ -78,6 +82,7 @@ class Watcher:
         self._thread: threading.Thread | None = None
         # One client for every delivery: a client per event built a TLS context each time.
         self._http = httpx.Client(timeout=30.0, headers={"aeg-event-type": "Notification"})
+        self._pool = ThreadPoolExecutor(DELIVERY_CONCURRENCY, thread_name_prefix="event-delivery")
         self.delivered = 0
 
     def poll_once(self) -> int:
@@ -88,18 +93,20 @@ class Watcher:
             if key in self._seen or not blob.name.lower().endswith(self._suffix):
                 continue
             events.append((key, blob_created_event(self._container, blob)))
-        posted = 0
-        for key, event in events:
-            try:
-                response = self._http.post(self._webhook, json=[event])
-                response.raise_for_status()
-            except httpx.HTTPError as e:
-                log.warning("event delivery failed, will retry: %s", e)
-                continue  # not marked seen: retried on the next poll, as Event Grid retries
-            self._seen.add(key)
-            posted += 1
+        delivered = list(self._pool.map(self._deliver, [event for _, event in events]))
+        self._seen.update(key for (key, _), ok in zip(events, delivered, strict=True) if ok)
+        posted = sum(delivered)
         self.delivered += posted
         return posted
+
+    def _deliver(self, event: dict[str, Any]) -> bool:
+        try:
+            response = self._http.post(self._webhook, json=[event])
+            response.raise_for_status()
+        except httpx.HTTPError as e:
+            log.warning("event delivery failed, will retry: %s", e)
+            return False  # not marked seen: retried on the next poll, as Event Grid retries
+        return True
 
     def _loop(self) -> None:
         pause = self._interval
@@ -120,6 +127,7 @@ class Watcher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self._pool.shutdown()
         self._http.close()
 
 
@@ -152,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             threading.Event().wait(args.interval)
     except KeyboardInterrupt:
         return 0
+    finally:
+        watcher.stop()
 
 
 if __name__ == "__main__":

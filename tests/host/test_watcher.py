@@ -1,0 +1,85 @@
+"""The Event Grid stand-in delivers as Event Grid does: each event at once, concurrently, and an
+event whose delivery failed again on the next poll (learn.microsoft.com/azure/event-grid/
+delivery-and-retry: "tries to deliver each message at least once ... immediately", "doesn't
+guarantee order")."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+import pytest
+
+from devstack.watcher import DELIVERY_CONCURRENCY, Watcher
+
+
+class _Webhook(ThreadingHTTPServer):
+    """Answers 200 only once `together` deliveries are in flight at the same time (else 503
+    after a timeout), and records the blobs it was told of."""
+
+    def __init__(self, together: int) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.barrier = threading.Barrier(together, timeout=5)
+        self.subjects: list[str] = []
+        self.lock = threading.Lock()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Webhook
+
+    def do_POST(self) -> None:
+        body = orjson.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        try:
+            self.server.barrier.wait()
+        except threading.BrokenBarrierError:
+            self.send_response(503)
+        else:
+            with self.server.lock:
+                self.server.subjects.extend(e["subject"] for e in body)
+            self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[_Webhook]:
+    server = _Webhook(together=2)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_events_are_delivered_concurrently_and_retried_when_delivery_failed(
+    blob_service: Any, webhook: _Webhook
+) -> None:
+    assert DELIVERY_CONCURRENCY >= 2
+    container = blob_service.get_container_client(f"w{os.urandom(4).hex()}")
+    container.create_container()
+    url = f"http://127.0.0.1:{webhook.server_address[1]}/runtime/webhooks/eventgrid"
+    watcher = Watcher(container, url)
+    try:
+        container.upload_blob("a/one.jsonl", b"{}\n")
+        container.upload_blob("a/two.jsonl", b"{}\n")
+        # each delivery waits for the other: delivered one after the other, both would fail
+        assert watcher.poll_once() == 2
+        assert sorted(s.rsplit("/", 1)[-1] for s in webhook.subjects) == ["one.jsonl", "two.jsonl"]
+
+        container.upload_blob("b/alone.jsonl", b"{}\n")
+        assert watcher.poll_once() == 0  # no second delivery to meet: it failed (503)
+        webhook.barrier = threading.Barrier(1)
+        assert watcher.poll_once() == 1  # not marked seen: delivered again on the next poll
+        assert watcher.poll_once() == 0
+    finally:
+        watcher.stop()
+        container.delete_container()
