@@ -18,6 +18,7 @@ from azure.core.exceptions import ResourceExistsError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from batching.ops.runs import run_input
 from tests.support.ops import api, custom_ids, get, in_progress, post, run, run_id_of, wait_run
 from tests.support.stack import ROOT, local_stack, requests_file
 
@@ -241,6 +242,26 @@ def test_each_retry_of_a_run_whose_input_stayed_in_place_is_a_new_run(stack, sce
     assert len(set(ids)) == 3, ids
     assert wait_run(stack, ids[-1], lambda d: d["status"] == "running", timeout=20)
     assert "retry/again.jsonl" in stack.names("input")
+
+
+def test_a_running_run_keeps_its_arrival_time_across_its_executions(stack, scenario):
+    """Each status check ends in an execution of its own, whose start is the status's
+    createdTime; the run's `created`, in the list and the detail, stays when its file came."""
+    scenario(batch_duration=30)
+    stack.drop("created/long.jsonl", requests_file(1))
+    run_id = run_id_of(stack, "created/long.jsonl")
+    deadline = time.monotonic() + 20
+    while stack.scheduled(run_id).count("check_batch") < 2:  # checks 1-2 s apart
+        assert time.monotonic() < deadline, stack.scheduled(run_id)
+        time.sleep(0.2)
+    status = stack.host.get_status(run_id)
+    received = run_input(status)["received_at"]
+    assert status["createdTime"] != received
+    listed = get(stack, "runs", prefix="created/").json()["runs"]
+    assert [(r["status"], r["created"]) for r in listed] == [("running", received)]
+    assert run(stack, run_id)["created"] == received
+    assert post(stack, f"runs/{run_id}/cancel").status_code == 202
+    assert wait_run(stack, run_id, timeout=20)["status"] == "cancelled"
 
 
 def test_retry_or_cancel_of_a_running_run_is_a_conflict(stack, scenario):
