@@ -4,7 +4,6 @@ objects, and real answers recorded from an upstream OpenAI-compatible server."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,6 +24,7 @@ from tests.support.emulator import (
     scenario,
     v1,
 )
+from tests.support.httpserver import serving
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
@@ -232,15 +232,8 @@ class _FakeOpenAI(BaseHTTPRequestHandler):
 def fake_upstream() -> Iterator[tuple[str, list[tuple[str, dict[str, Any]]]]]:
     seen: list[tuple[str, dict[str, Any]]] = []
     handler = type("Handler", (_FakeOpenAI,), {"seen": seen})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as url:
+        yield f"{url}/v1", seen
 
 
 def test_upstream_answers_are_recorded(

@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from devstack.watcher import DELIVERY_CONCURRENCY, Watcher
+from tests.support.httpserver import serving
 
 
 class _Webhook(ThreadingHTTPServer):
@@ -48,36 +49,30 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def webhook() -> Iterator[_Webhook]:
+def webhook() -> Iterator[tuple[_Webhook, str]]:
     server = _Webhook(together=2)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(server) as url:
+        yield server, f"{url}/runtime/webhooks/eventgrid"
 
 
 def test_events_are_delivered_concurrently_and_retried_when_delivery_failed(
-    blob_service: Any, webhook: _Webhook
+    blob_service: Any, webhook: tuple[_Webhook, str]
 ) -> None:
     assert DELIVERY_CONCURRENCY >= 2
+    server, url = webhook
     container = blob_service.get_container_client(f"w{os.urandom(4).hex()}")
     container.create_container()
-    url = f"http://127.0.0.1:{webhook.server_address[1]}/runtime/webhooks/eventgrid"
     watcher = Watcher(container, url)
     try:
         container.upload_blob("a/one.jsonl", b"{}\n")
         container.upload_blob("a/two.jsonl", b"{}\n")
         # each delivery waits for the other: delivered one after the other, both would fail
         assert watcher.poll_once() == 2
-        assert sorted(s.rsplit("/", 1)[-1] for s in webhook.subjects) == ["one.jsonl", "two.jsonl"]
+        assert sorted(s.rsplit("/", 1)[-1] for s in server.subjects) == ["one.jsonl", "two.jsonl"]
 
         container.upload_blob("b/alone.jsonl", b"{}\n")
         assert watcher.poll_once() == 0  # no second delivery to meet: it failed (503)
-        webhook.barrier = threading.Barrier(1)
+        server.barrier = threading.Barrier(1)
         assert watcher.poll_once() == 1  # not marked seen: delivered again on the next poll
         assert watcher.poll_once() == 0
     finally:

@@ -7,7 +7,6 @@ source exist) is real Azurite.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +18,7 @@ import pytest
 from batching.settings import Settings
 from batching.storage import blobs as storage
 from batching.storage.refs import BlobRef
+from tests.support.httpserver import serving
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -43,14 +43,8 @@ class Recorder(BaseHTTPRequestHandler):
 @pytest.fixture
 def dfs() -> Iterator[str]:
     Recorder.calls = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/devstoreaccount1"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Recorder)) as url:
+        yield f"{url}/devstoreaccount1"
 
 
 def test_move_on_hns_account_is_one_conditional_rename(azurite, blob_service, dfs):
