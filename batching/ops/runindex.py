@@ -24,6 +24,7 @@ from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsE
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from batching.settings import Settings, StorageConfig
+from batching.storage.refs import client_options
 
 PARTITION = "run"
 _MAX_MS = 10**13 - 1
@@ -56,13 +57,13 @@ def _bound(at: str | datetime) -> str:
 @functools.lru_cache(maxsize=8)
 def _service(cfg: StorageConfig) -> TableServiceClient:
     if cfg.connection_string:
-        return TableServiceClient.from_connection_string(cfg.connection_string)
+        return TableServiceClient.from_connection_string(cfg.connection_string, **client_options())
     if not cfg.table_service_uri:
         raise RuntimeError("BATCH_STORAGE__tableServiceUri must be set for the runs index")
     from azure.identity import DefaultAzureCredential
 
     credential = DefaultAzureCredential(managed_identity_client_id=cfg.client_id)
-    return TableServiceClient(cfg.table_service_uri, credential=credential)
+    return TableServiceClient(cfg.table_service_uri, credential=credential, **client_options())
 
 
 @functools.lru_cache(maxsize=8)

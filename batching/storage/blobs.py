@@ -26,7 +26,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
 
 from batching.settings import StorageConfig
-from batching.storage.refs import BlobRef, credential, quote_etag
+from batching.storage.refs import BlobRef, client_options, credential, quote_etag
 
 BLOCK_SIZE = 8 * 1024 * 1024
 GET_SIZE = 4 * 1024 * 1024  # bytes per download request
@@ -40,7 +40,10 @@ def blob_service(cfg: StorageConfig) -> BlobServiceClient:
     # default, which a streamed read of a large blob would hold (twice) besides what it reads.
     if cfg.connection_string:
         return BlobServiceClient.from_connection_string(
-            cfg.connection_string, max_single_get_size=GET_SIZE, max_chunk_get_size=GET_SIZE
+            cfg.connection_string,
+            max_single_get_size=GET_SIZE,
+            max_chunk_get_size=GET_SIZE,
+            **client_options(),
         )
     assert cfg.blob_service_uri, "settings guarantee one of the two"
     return BlobServiceClient(
@@ -48,6 +51,7 @@ def blob_service(cfg: StorageConfig) -> BlobServiceClient:
         credential=credential(cfg.client_id),
         max_single_get_size=GET_SIZE,
         max_chunk_get_size=GET_SIZE,
+        **client_options(),
     )
 
 

@@ -33,9 +33,12 @@ def dfs_uri(cfg: StorageConfig) -> str:
 def datalake_service(cfg: StorageConfig) -> DataLakeServiceClient:
     from azure.storage.filedatalake import DataLakeServiceClient
 
-    if cfg.connection_string and not cfg.dfs_service_uri:
-        return DataLakeServiceClient.from_connection_string(cfg.connection_string)
     from batching.storage import refs
+
+    if cfg.connection_string and not cfg.dfs_service_uri:
+        return DataLakeServiceClient.from_connection_string(
+            cfg.connection_string, **refs.client_options()
+        )
 
     credential: Any
     if cfg.connection_string:
@@ -43,7 +46,7 @@ def datalake_service(cfg: StorageConfig) -> DataLakeServiceClient:
         credential = {"account_name": parts["AccountName"], "account_key": parts["AccountKey"]}
     else:
         credential = refs.credential(cfg.client_id)
-    return DataLakeServiceClient(dfs_uri(cfg), credential=credential)
+    return DataLakeServiceClient(dfs_uri(cfg), credential=credential, **refs.client_options())
 
 
 def rename(cfg: StorageConfig, source: BlobRef, dest: BlobRef, etag: str | None) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+from typing import Any
 
 import pytest
+from azure.core.exceptions import HttpResponseError
 
 from batching.storage import blobs as storage
 from tests.support.stack import storage_requests
@@ -138,3 +140,43 @@ def test_delete_unchanged_leaves_a_newer_upload(container):
     assert storage.delete_unchanged(client, newer) is True
     assert not client.exists()
     assert storage.delete_unchanged(client, newer) is False  # already gone: nothing to do
+
+
+def _storage_config(connection_string: str) -> Any:
+    from batching.settings import StorageConfig
+
+    return StorageConfig(connection_string, None, None, None, None, False)
+
+
+def test_clients_take_nothing_from_the_environment_per_request_unless_a_proxy_is_set(
+    azurite, container, monkeypatch, tmp_path
+):
+    """Trusting the environment, `requests` scans it on every request and takes basic auth from
+    a .netrc, which replaces the SDK's own Authorization header: the request is then refused."""
+    from batching.storage.refs import client_options
+
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/a-bundle.pem")
+    assert client_options() == {
+        "use_env_settings": False,
+        "connection_verify": "/etc/ssl/a-bundle.pem",
+    }
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password wrong\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    storage.blob_service.cache_clear()
+    try:
+        ours = storage.blob_service(_storage_config(azurite.connection_string))
+        ours.get_container_client(container.container_name).upload_blob("n.jsonl", b"{}\n")
+        assert ours.get_blob_client(container.container_name, "n.jsonl").exists()
+        with pytest.raises(HttpResponseError, match="failed to authenticate"):
+            container.download_blob("n.jsonl")  # a client with the SDK's defaults
+
+        monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")  # as the SDK always did
+        assert client_options() == {}
+    finally:
+        storage.blob_service.cache_clear()
