@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import json
 import statistics
 import tempfile
 import time
@@ -179,9 +180,23 @@ def aoai_calls(p: Pipeline) -> int:
     return sum(state["requests"].values())
 
 
+def reference_cpu_s(rounds: int = 20_000) -> float:
+    """CPU seconds of a fixed piece of pure-Python work, best of 3: the VM's speed moves by up
+    to half within an hour, so each run says at what speed it ran (measured before and after)."""
+    doc = orjson.loads(make_file(0, 1).splitlines()[0])
+    best = float("inf")
+    for _ in range(3):
+        start = time.process_time()
+        for i in range(rounds):
+            json.loads(json.dumps({**doc, "custom_id": str(i)}))
+        best = min(best, time.process_time() - start)
+    return round(best, 3)
+
+
 def run(
     files: int, requests: int, duration: float, poll: int, workers: int = FLEX_WORKER_PROCESSES
 ) -> dict[str, Any]:
+    speed_before = reference_cpu_s()
     with pipeline(duration, poll, worker_processes=workers) as p:
         counters = Counters(p.worker_requests)
         payloads = [make_file(i, requests) for i in range(files)]
@@ -213,6 +228,7 @@ def run(
             "history_events_replayed_per_run": round(counters.replayed / files, 1),
             "aoai_calls_per_run": round(calls / files, 1),
             "cpu_s": cpu,
+            "reference_cpu_s_before_after": [speed_before, reference_cpu_s()],
         }
 
 

@@ -24,11 +24,11 @@ from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsE
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from batching.settings import Settings, StorageConfig
+from batching.statuses import RUN_ENDED
 from batching.storage.refs import client_options
 
 PARTITION = "run"
 _MAX_MS = 10**13 - 1
-TERMINAL = ("completed", "failed", "expired", "cancelled", "invalid", "error", "terminated")
 _RUNTIME = {"error": "Failed", "terminated": "Terminated"}
 log = logging.getLogger("batching.runindex")
 
@@ -181,9 +181,9 @@ def summary(row: dict[str, Any]) -> dict[str, Any]:
         "source": row.get("Source"),
         "phase": row.get("Phase"),
         "status": status,
-        "runtime_status": _RUNTIME.get(status, "Completed" if status in TERMINAL else "Running"),
+        "runtime_status": _RUNTIME.get(status, "Completed" if status in RUN_ENDED else "Running"),
         "requests": requests,
-        "progress": round(done / total, 4) if total else (1.0 if status in TERMINAL else 0.0),
+        "progress": round(done / total, 4) if total else (1.0 if status in RUN_ENDED else 0.0),
         "tokens": loaded("Tokens"),
         "cost": loaded("Cost"),
         "waiting": None,

@@ -16,6 +16,7 @@ from batching.layout import RunLayout
 from batching.ops import runindex
 from batching.ops.api import public_error
 from batching.settings import Settings
+from batching.statuses import RUN_ENDED
 from batching.storage import blobs as storage
 from batching.storage.refs import BlobRef, bare_etag
 
@@ -144,7 +145,7 @@ async def list_page(
     found = []
     for row in rows:
         run = runindex.summary(row)
-        if run["status"] not in runindex.TERMINAL:
+        if run["status"] not in RUN_ENDED:
             live = await client.get_status(str(row.get("RunId")))
             if live is not None and live.runtime_status is not None:
                 run = summary(live.to_json())
