@@ -9,6 +9,7 @@ that are not UTF-8, lone surrogates, odd whitespace.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -408,6 +409,30 @@ def test_a_file_tries_the_text_only_shape_until_a_line_has_content_parts(monkeyp
     tried.clear()
     assert parser.parse(_responses(model="m", input="x"), "/v1/responses") is not None
     assert tried == [fastpath._RESPONSES]
+
+
+def test_the_tools_in_the_line_decoders_are_built_only_for_a_file_that_needs_them():
+    """Building decoders costs start-up time: a fresh process that validates a file repeating
+    its tools builds none of them; one whose tools keep changing builds them."""
+    changes = fastpath.TOOLS_CHANGES_BEFORE_PARSING
+    code = (
+        "import sys\n"
+        "from batching.validation import fastpath\n"
+        "parser = fastpath.FileParser()\n"
+        "for raw in sys.stdin.buffer.read().splitlines():\n"
+        "    assert parser.parse(raw, '/chat/completions') is not None\n"
+        "print(fastpath._tools_in_line.cache_info().currsize)\n"
+    )
+
+    def built(names: list[str]) -> str:
+        lines = b"\n".join(_with_tools(_plain(**CHAT), name) for name in names)
+        done = subprocess.run(
+            [sys.executable, "-c", code], input=lines, capture_output=True, check=True
+        )
+        return done.stdout.decode().strip()
+
+    assert built(["same"] * 3 * changes) == "0"
+    assert built([f"f{i}" for i in range(changes + 1)]) == "1"
 
 
 def _plain(**body: Any) -> bytes:
