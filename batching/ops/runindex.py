@@ -25,7 +25,7 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from batching.settings import Settings, StorageConfig
 from batching.statuses import RUN_ENDED
-from batching.storage.refs import client_options
+from batching.storage.refs import client_options, credential
 
 PARTITION = "run"
 _MAX_MS = 10**13 - 1
@@ -60,10 +60,9 @@ def _service(cfg: StorageConfig) -> TableServiceClient:
         return TableServiceClient.from_connection_string(cfg.connection_string, **client_options())
     if not cfg.table_service_uri:
         raise RuntimeError("BATCH_STORAGE__tableServiceUri must be set for the runs index")
-    from azure.identity import DefaultAzureCredential
-
-    credential = DefaultAzureCredential(managed_identity_client_id=cfg.client_id)
-    return TableServiceClient(cfg.table_service_uri, credential=credential, **client_options())
+    return TableServiceClient(
+        cfg.table_service_uri, credential=credential(cfg.client_id), **client_options()
+    )
 
 
 @functools.lru_cache(maxsize=8)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any
 
 import pytest
 from azure.core.exceptions import HttpResponseError
 
+from batching.settings import StorageConfig
 from batching.storage import blobs as storage
 from tests.support.stack import storage_requests
 
@@ -142,12 +142,6 @@ def test_delete_unchanged_leaves_a_newer_upload(container):
     assert storage.delete_unchanged(client, newer) is False  # already gone: nothing to do
 
 
-def _storage_config(connection_string: str) -> Any:
-    from batching.settings import StorageConfig
-
-    return StorageConfig(connection_string, None, None, None, None, False)
-
-
 def test_clients_take_nothing_from_the_environment_per_request_unless_a_proxy_is_set(
     azurite, container, monkeypatch, tmp_path
 ):
@@ -170,7 +164,16 @@ def test_clients_take_nothing_from_the_environment_per_request_unless_a_proxy_is
     monkeypatch.delenv("REQUESTS_CA_BUNDLE")
     storage.blob_service.cache_clear()
     try:
-        ours = storage.blob_service(_storage_config(azurite.connection_string))
+        ours = storage.blob_service(
+            StorageConfig(
+                connection_string=azurite.connection_string,
+                blob_service_uri=None,
+                dfs_service_uri=None,
+                table_service_uri=None,
+                client_id=None,
+                hierarchical_namespace=False,
+            )
+        )
         ours.get_container_client(container.container_name).upload_blob("n.jsonl", b"{}\n")
         assert ours.get_blob_client(container.container_name, "n.jsonl").exists()
         with pytest.raises(HttpResponseError, match="failed to authenticate"):
