@@ -105,6 +105,7 @@ def collect_batch(payload: CollectRequest) -> dict[str, Any]:
         payload["chunk"],
         payload["batch"],
         bool(payload["resubmit"]),
+        bool(payload.get("final_results")),
     )
     counts = outcome["counts"]
     event(

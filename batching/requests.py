@@ -62,6 +62,7 @@ class CollectRequest(RunRequest):
     chunk: JsonObject
     batch: JsonObject
     resubmit: bool
+    final_results: NotRequired[bool]  # its results may be the run's results.jsonl as they are
 
 
 class ChunksRequest(RunRequest):

@@ -213,6 +213,11 @@ def run(
             p.settings.input_container, p.settings.output_container, files
         )
         total = timing["wall_s"]
+        blobs = BlobServiceClient.from_connection_string(p.azurite.connection_string)
+        left = {
+            c.name: sum(1 for _ in blobs.get_container_client(c.name).list_blob_names())
+            for c in blobs.list_containers()
+        }
         return {
             "files": files,
             "requests_per_file": requests,
@@ -228,6 +233,7 @@ def run(
             "history_events_replayed_per_run": round(counters.replayed / files, 1),
             "aoai_calls_per_run": round(calls / files, 1),
             "cpu_s": cpu,
+            "blobs_at_end": left,
             "reference_cpu_s_before_after": [speed_before, reference_cpu_s()],
         }
 

@@ -27,7 +27,7 @@ from azure.durable_functions.models.history import HistoryEventType
 
 from batching.logs import event
 from batching.statuses import ChunkState
-from batching.steps.counts import failed_requests
+from batching.steps.counts import failed_requests, results_written
 from orchestrators import state as machine
 from orchestrators.state import Chunk, Phase, RunState
 
@@ -250,7 +250,12 @@ def _finish(run: _Run) -> Generator[Any, Any, dict[str, Any]]:
         "received_at": state.received_at,
         "finished_at": run.context.current_utc_datetime.isoformat(),
     }
-    writes = [run.call("write_results", {"chunks": chunks})]
+    # results.jsonl may be written already, by the collection (`results_written`); histories
+    # that scheduled write_results anyway replay with it (it then returns what was written).
+    written_early = results_written(chunks)
+    writes = []
+    if written_early is None or _scheduled(run.context, "write_results"):
+        writes.append(run.call("write_results", {"chunks": chunks}))
     # errors.jsonl is written only when something failed, so a run where nothing did needs no
     # write_errors activity; histories that scheduled it anyway (before this) replay with it.
     if failed_requests(chunks, summary) or _scheduled(run.context, "write_errors"):
@@ -261,7 +266,11 @@ def _finish(run: _Run) -> Generator[Any, Any, dict[str, Any]]:
             run.call("write_table", {"chunks": chunks, "columns": summary["table_columns"]})
         )
     written = yield run.context.task_all(writes)
-    finished: dict[str, Any] = {"errors": None, **{k: v for w in written for k, v in w.items()}}
+    finished: dict[str, Any] = {
+        "errors": None,
+        **(written_early or {}),
+        **{k: v for w in written for k, v in w.items()},
+    }
     run.status("cleaning")
     reasons = "; ".join(f"chunk {c.index}: {c.reason}" for c in state.chunks if c.reason)
     cleaned = yield run.call(
@@ -342,16 +351,17 @@ def _tick(run: _Run, now: datetime) -> Generator[Any, Any, None]:
     collect = [i for i, c in enumerate(state.chunks) if c.state == ChunkState.COLLECTING]
     if collect:
         rounds = run.config.resubmit_rounds
+        table = bool((state.summary or {}).get("table_columns"))
         tasks = []
         for i in collect:
             c = state.chunks[i]
             batch = c.batch or {}
             resubmit = c.round < rounds and not cancel and batch.get("status") != "failed"
-            tasks.append(
-                run.call(
-                    "collect_batch", {"chunk": c.to_json(), "batch": batch, "resubmit": resubmit}
-                )
-            )
+            request = {"chunk": c.to_json(), "batch": batch, "resubmit": resubmit}
+            # The run's one chunk, first round, no table: its results may be results.jsonl.
+            if len(state.chunks) == 1 and c.round == 0 and not table:
+                request["final_results"] = True
+            tasks.append(run.call("collect_batch", request))
         outcomes = yield run.context.task_all(tasks)
         for i, outcome in zip(collect, outcomes, strict=True):
             state.chunks[i] = machine.collected(state.chunks[i], outcome, run.config)

@@ -28,9 +28,19 @@ from batching.storage.refs import BlobRef
 
 
 def collect_batch(
-    ctx: RunContext, chunk: dict[str, Any], batch: dict[str, Any], resubmit: bool
+    ctx: RunContext,
+    chunk: dict[str, Any],
+    batch: dict[str, Any],
+    resubmit: bool,
+    final_results: bool = False,
 ) -> dict[str, Any]:
-    """Sort the batch's lines into results, failures and (when `resubmit`) a retry input."""
+    """Sort the batch's lines into results, failures and (when `resubmit`) a retry input.
+
+    With `final_results` (the run's one chunk, in its first round, with no table to write),
+    when nothing is resubmitted and the results fit one sorted run, they are written straight
+    to the run folder's results.jsonl, in input order: no work file written, read back and
+    deleted, and no `write_results` step (`counts.results_written`). A re-run rewrites it.
+    """
     settings, layout = ctx.settings, ctx.layout
     prefix = f"c{chunk['index']:04d}/r{chunk['round']}"
     run_refs: dict[str, list[BlobRef]] = {"results": [], "failures": []}
@@ -89,6 +99,14 @@ def collect_batch(
         resubmit=resubmit,
         **_never_submitted(batch),
     )
+    written: dict[str, Any] = {}
+    if final_results and not outcome.retry:
+        dest = layout.output("results.jsonl")
+        size = runs["results"].close_unkeyed(
+            storage.BlobWriter(storage.blob(settings.storage, dest))
+        )
+        if size is not None:
+            written = {"results_written": {"results": dest.to_dict(), "bytes": size}}
     for sorted_runs in runs.values():
         sorted_runs.close()
     if outcome.retry:  # nothing to resubmit: no retry input (its writers hold nothing yet)
@@ -100,6 +118,7 @@ def collect_batch(
             "results": [r.to_dict() for r in run_refs["results"]],
             "failures": [r.to_dict() for r in run_refs["failures"]],
             "keyed": True,
+            **written,
         },
         "retry_input": retry_ref.to_dict() if outcome.retry else None,
         "file_ids": files,

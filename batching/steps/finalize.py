@@ -24,7 +24,7 @@ from batching.layout import RunLayout
 from batching.service import aoai, ledger
 from batching.settings import Settings
 from batching.steps.cost import estimate_cost
-from batching.steps.counts import failed_requests, skipped_lines
+from batching.steps.counts import failed_requests, results_written, skipped_lines
 from batching.steps.intake import SKIPPED, keep_input
 from batching.steps.ordering import merge, read_run
 from batching.steps.tables import write_rows
@@ -96,6 +96,9 @@ def _concat(settings: Settings, sources: Any, dest: BlobRef, content_type: str) 
 
 
 def write_results(ctx: RunContext, chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    written = results_written(chunks)
+    if written is not None:  # never merge nothing over it
+        return written
     settings, layout = ctx.settings, ctx.layout
     dest = layout.output("results.jsonl")
     ordered = _lines(_in_order(settings, chunks, ("results",)))

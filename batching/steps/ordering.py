@@ -157,6 +157,22 @@ class SortedRuns:
             self._flush()
         return self.runs
 
+    def close_unkeyed(self, sink: Sink) -> int | None:
+        """When every line is still in the buffer (no run written yet): write them to `sink`
+        in position order without their keys, as the final output is, and return the bytes
+        written. None, writing nothing, when runs were written already: they need a merge."""
+        if self.runs:
+            return None
+        self._buffer.sort()
+        out = _Buffered(sink)
+        size = 0
+        for _, _, line in self._buffer:
+            out.write(line + b"\n")
+            size += len(line) + 1
+        out.close()
+        self._buffer, self._bytes = [], 0
+        return size
+
 
 class KeyedLines:
     """Lines that come in position order (a resubmission's input): the lines as they are to

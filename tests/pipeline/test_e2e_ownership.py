@@ -9,7 +9,7 @@ lands at a known point of the run without sleeping:
 - validating: right after validate_input;
 - running: right after submit_batch created the batch;
 - collecting: after the check_batch that saw the batch end, before collect_batch reads anything;
-- writing: right after write_results, while the other outputs are being written.
+- writing: as write_metadata runs, while the outputs are being written.
 
 The run must still write its results and end `completed`, keep its own input in its run folder,
 delete its Azure OpenAI files, and leave alone the upload that replaced its input (which is a
@@ -73,7 +73,7 @@ class Owner:
             if phase == "collecting":
                 return activity == "check_batch" and self.batches_ended(run_id)
             assert phase == "writing"
-            return activity == "write_results"
+            return activity == "write_metadata"
 
         def hook(instance_id: str, activity: str, attempt: int) -> bool:
             with self._lock:

@@ -95,22 +95,26 @@ def _output(run):
 
 
 @contextlib.contextmanager
-def _old_code_until(stack, activity: str, name: str, old: Any) -> Iterator[None]:
-    """A rolling deployment: `run_file.<name>` is `old` (the code before a change) until the
-    run's `activity` runs; the episodes after that run the new code on the history so made."""
-    real = getattr(run_file, name)
+def _old_code_until(stack, activity: str, **old: Any) -> Iterator[None]:
+    """A rolling deployment: each `run_file.<name>` is its `old` (the code before a change)
+    until the run's `activity` runs; the episodes after that run the new code on the history
+    so made."""
+    real = {name: getattr(run_file, name) for name in old}
 
     def switch_back(instance_id: str, called: str, attempt: int) -> bool:
         if called == activity:
-            setattr(run_file, name, real)
+            for name, value in real.items():
+                setattr(run_file, name, value)
         return False
 
-    setattr(run_file, name, old)
+    for name, value in old.items():
+        setattr(run_file, name, value)
     stack.host.crash_hook = switch_back
     try:
         yield
     finally:
-        setattr(run_file, name, real)
+        for name, value in real.items():
+            setattr(run_file, name, value)
 
 
 def _in_history(stack, run_id):
@@ -150,7 +154,7 @@ def test_a_history_whose_older_episodes_prepared_chunks_replays(stack):
     the episode that received it ran the old one, which ignored the chunk and scheduled
     prepare_chunks; later episodes run the new code on that history."""
     # the old code: no chunk taken from the summary
-    with _old_code_until(stack, "prepare_chunks", "_chunk_given", lambda summary: None):
+    with _old_code_until(stack, "prepare_chunks", _chunk_given=lambda summary: None):
         stack.drop("mixed/a.jsonl", requests_file(4, prefix="m"))
         (run,) = stack.wait_all(1)
     assert run["runtimeStatus"] == "Completed", run
@@ -174,7 +178,8 @@ def test_a_run_where_nothing_failed_needs_no_write_errors(stack):
 
     # Histories that scheduled write_errors although nothing failed (every run did before) still
     # replay: the episode that schedules the writes runs the old way, the later ones the new way.
-    with _old_code_until(stack, "write_results", "failed_requests", lambda chunks, summary: 1):
+    # (write_metadata is scheduled in the same episode as the other writes)
+    with _old_code_until(stack, "write_metadata", failed_requests=lambda chunks, summary: 1):
         stack.drop("clean/b.jsonl", requests_file(3, prefix="b"))
         runs = stack.wait_all(2)
     (old,) = [r for r in runs if r["instanceId"] != run["instanceId"]]
@@ -197,9 +202,36 @@ def test_each_phase_runs_in_an_execution_of_its_own(stack):
     assert _output(run)["status"] == "completed"
     scheduled = stack.scheduled(run_id)
     assert scheduled[:2] == ["validate_input", "submit_batch"] and "check_batch" in scheduled
-    assert _in_history(stack, run_id) == ["write_results", "write_metadata", "cleanup_run"]
+    # results.jsonl came with the collection (one chunk, one round, no table): no write_results
+    assert _in_history(stack, run_id) == ["write_metadata", "cleanup_run"]
     received = run_input(stack.host.get_status(run_id))["received_at"]
     assert get(stack, f"runs/{run_id}").json()["created"] == received != run["createdTime"]
+
+
+def test_a_one_chunk_run_gets_its_results_from_the_collection(stack, monkeypatch):
+    """One chunk, one round, no table: the collection writes results.jsonl in input order
+    itself (the service's output is shuffled), not a work file that write_results reads back.
+    A collection that runs again (its first result lost in a crash) writes it again, the same."""
+    stack.scenario(line_failure_rate=0.3, line_failure_status=400, seed=3)  # not resubmitted
+    made = storage_requests(monkeypatch)
+    stack.host.crash_hook = lambda run_id, activity, attempt: (
+        activity == "collect_batch" and attempt == 1
+    )
+    stack.drop("direct/a.jsonl", requests_file(40, prefix="d"))
+    (run,) = stack.wait_all(1)
+    assert _output(run)["status"] == "completed"
+    assert stack.host.activity_calls["collect_batch"] == 2
+    assert "write_results" not in stack.scheduled(run["instanceId"])
+    folder = stack.run_folder("direct/a.jsonl", run["instanceId"])
+    results = [x["custom_id"] for x in stack.jsonl("output", f"{folder}/results.jsonl")]
+    errors = [x["custom_id"] for x in stack.jsonl("output", f"{folder}/errors.jsonl")]
+    order = [f"d-{n}" for n in range(40)]
+    assert results and errors and sorted(results + errors, key=order.index) == order
+    assert results == sorted(results, key=order.index)
+    assert errors == sorted(errors, key=order.index)
+    work = f"/{stack.env['WORK_CONTAINER']}/"
+    assert not [p for m, p in made if p.startswith(work) and "/results-" in p]
+    assert _output(run)["results"]["path"] == f"{folder}/results.jsonl"
 
 
 def test_a_history_that_went_on_into_the_next_phase_replays(azurite, tmp_path):
@@ -207,7 +239,9 @@ def test_a_history_that_went_on_into_the_next_phase_replays(azurite, tmp_path):
     validation to cleanup, when the status checks continued as new only every 20) replay to the
     end with the new code: it continues as new only where the history did not go on."""
     with local_stack(azurite, tmp_path, extra_env={"POLLS_PER_HISTORY": "20"}) as stack:
-        with _old_code_until(stack, "write_results", "_next_phase_anew", lambda run, *a: False):
+        # the old code went on into writing, and always scheduled write_results
+        old = {"_next_phase_anew": lambda run, *a: False, "results_written": lambda chunks: None}
+        with _old_code_until(stack, "write_metadata", **old):
             stack.drop("old/a.jsonl", requests_file(3, prefix="o"))
             (run,) = stack.wait_all(1)
         assert run["runtimeStatus"] == "Completed", run
@@ -218,6 +252,7 @@ def test_a_history_that_went_on_into_the_next_phase_replays(azurite, tmp_path):
         assert in_history[-3:] == ["write_results", "write_metadata", "cleanup_run"]
         folder = stack.run_folder("old/a.jsonl", run["instanceId"])
         results = stack.jsonl("output", f"{folder}/results.jsonl")
+        # written by the collection; write_results, scheduled anyway, kept it as it was
         assert [x["custom_id"] for x in results] == [f"o-{n}" for n in range(3)]
 
 

@@ -65,6 +65,29 @@ def test_no_line_no_run():
     assert SortedRuns(lambda i: Memory()).close() == 0
 
 
+def test_one_buffered_run_is_written_unkeyed_in_position_order():
+    writer = SortedRuns(lambda i: Memory())
+    for p in (2, 0, 1, 0):
+        writer.add(p, b"line-%d" % p)
+    out = Memory()
+    assert writer.close_unkeyed(out) == len(out.getvalue())
+    assert out.getvalue() == b"line-0\nline-0\nline-1\nline-2\n"  # ties keep arrival order
+    assert writer.close() == 0  # nothing left for a keyed run
+    empty = Memory()
+    assert SortedRuns(lambda i: Memory()).close_unkeyed(empty) == 0 and empty.getvalue() == b""
+
+
+def test_runs_already_written_are_not_written_unkeyed():
+    runs: list[Memory] = []
+    writer = SortedRuns(lambda i: runs.append(Memory()) or runs[-1], run_bytes=100)
+    for p in range(20):
+        writer.add(p, b"x" * 20)
+    out = Memory()
+    assert writer.close_unkeyed(out) is None and out.getvalue() == b""
+    assert writer.close() == len(runs) > 1  # every line is in a keyed run, for the merge
+    assert [p for r in runs for p, _ in read_run([r.getvalue()])] == list(range(20))
+
+
 def test_a_resubmission_input_keeps_its_first_round_positions():
     lines, positions = Memory(), Memory()
     keyed = KeyedLines(lines, positions)
