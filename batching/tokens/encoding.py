@@ -9,6 +9,7 @@ none unless asked to count tokens).
 
 from __future__ import annotations
 
+import _thread
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,10 @@ def _data_file(name: str) -> Path:
 
 
 _LOADED: dict[str, tiktoken.Encoding] = {}
+# Activities run on a pool of threads: a burst of runs asks at once, and each build is a
+# quarter of a second of CPU (and the encoding's memory) that one build can serve. (`_thread`,
+# built in, not `threading`: `batchctl validate` imports this module and never a thread.)
+_BUILDING = _thread.allocate_lock()
 
 
 def encoding_loaded(name: str) -> bool:
@@ -109,7 +114,9 @@ def encoding_loaded(name: str) -> bool:
 def get_encoding(name: str) -> tiktoken.Encoding:
     """The named encoding, built from local data once per process; nothing is downloaded."""
     if name not in _LOADED:
-        _LOADED[name] = _build_encoding(name)
+        with _BUILDING:
+            if name not in _LOADED:
+                _LOADED[name] = _build_encoding(name)
     return _LOADED[name]
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import gzip
 import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
@@ -369,3 +371,26 @@ def test_text_within_the_warm_up_is_counted_whole_and_the_rest_scaled(
             scaled += len(text)
     expected = exact_bytes + round(scaled * exact_bytes / max(exact_chars, 1))
     assert estimate.prompt == overhead + round(expected / tokens.BYTES_PER_TOKEN)
+
+
+def test_threads_asking_at_once_build_the_encoding_once(monkeypatch):
+    """The Functions worker runs activities on a pool of threads: a burst of runs asks for the
+    encoding at once, and each build costs a quarter of a second of CPU and its own memory."""
+    monkeypatch.setattr(encodings, "_LOADED", {})
+    real, builds = encodings._build_encoding, []
+    start = threading.Barrier(6)
+
+    def counting(name):
+        builds.append(name)
+        return real(name)
+
+    monkeypatch.setattr(encodings, "_build_encoding", counting)
+
+    def ask():
+        start.wait(timeout=10)
+        return encodings.get_encoding("o200k_base")
+
+    with ThreadPoolExecutor(6) as pool:
+        got = list(pool.map(lambda _: ask(), range(6)))
+    assert builds == ["o200k_base"]
+    assert all(g is got[0] for g in got)
