@@ -6,7 +6,8 @@ metadata.json exist, and the input moves last into the run folder (or, when the 
 into the error container beside a report), so it never triggers again and is never lost.
 
 results.jsonl, errors.jsonl and table.csv are in input order: each chunk's sorted runs, of every
-round, are merged by input position, chunk after chunk (`batching.steps.ordering`).
+round, are merged by input position, chunk after chunk (`batching.steps.ordering`). A run of one
+chunk and one round with no table gets results.jsonl from the collection instead, sorted there.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def _concat(settings: Settings, sources: Any, dest: BlobRef, content_type: str) 
 
 def write_results(ctx: RunContext, chunks: list[dict[str, Any]]) -> dict[str, Any]:
     written = results_written(chunks)
-    if written is not None:  # never merge nothing over it
+    if written is not None:  # the collection wrote it: the parts hold no results to merge
         return written
     settings, layout = ctx.settings, ctx.layout
     dest = layout.output("results.jsonl")
