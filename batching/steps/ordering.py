@@ -143,13 +143,22 @@ class SortedRuns:
             self._flush()
 
     def _flush(self) -> None:
-        self._buffer.sort()
-        out = _Buffered(self._open(self.runs))
-        for position, _, line in self._buffer:
-            out.write(b"%d %b\n" % (position, line))
-        out.close()
+        self._drain(self._open(self.runs), keyed=True)
         self.runs += 1
+
+    def _drain(self, sink: Sink, keyed: bool) -> int:
+        """Write the buffer to `sink` in position order (`POSITION LINE` lines when `keyed`),
+        close it and empty the buffer; returns the bytes written."""
+        self._buffer.sort()
+        out = _Buffered(sink)
+        size = 0
+        for position, _, line in self._buffer:
+            data = b"%d %b\n" % (position, line) if keyed else line + b"\n"
+            out.write(data)
+            size += len(data)
+        out.close()
         self._buffer, self._bytes = [], 0
+        return size
 
     def close(self) -> int:
         """Write the last run; returns the number of runs (0 when no line came)."""
@@ -161,17 +170,7 @@ class SortedRuns:
         """When every line is still in the buffer (no run written yet): write them to `sink`
         in position order without their keys, as the final output is, and return the bytes
         written. None, writing nothing, when runs were written already: they need a merge."""
-        if self.runs:
-            return None
-        self._buffer.sort()
-        out = _Buffered(sink)
-        size = 0
-        for _, _, line in self._buffer:
-            out.write(line + b"\n")
-            size += len(line) + 1
-        out.close()
-        self._buffer, self._bytes = [], 0
-        return size
+        return None if self.runs else self._drain(sink, keyed=False)
 
 
 class KeyedLines:
