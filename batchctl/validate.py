@@ -108,12 +108,13 @@ def run(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"batchctl validate: {path}: no such file", file=sys.stderr)
         return 2
+    size = path.stat().st_size
     counter = None
     if args.count_tokens:
         from batching.tokens.child import early_counter
 
         # A large file's token counter starts first, so it loads while the validator is imported.
-        counter = early_counter(path.stat().st_size)
+        counter = early_counter(size)
     from batching.jsonlines import read_blocks
     from batching.validation.validator import ValidationOptions, validate
 
@@ -124,7 +125,13 @@ def run(args: argparse.Namespace) -> int:
         deployments=tuple(args.deployment),
         invalid_lines=args.invalid_lines,
     )
-    report = validate(read_blocks(path), options, counter=counter, count_tokens=args.count_tokens)
+    report = validate(
+        read_blocks(path),
+        options,
+        size_hint=size,
+        counter=counter,
+        count_tokens=args.count_tokens,
+    )
     if args.json:
         import orjson
 

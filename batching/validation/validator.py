@@ -60,7 +60,9 @@ _BOM = b"\xef\xbb\xbf"
 # Lines longer than this are refused unread (MAX_LINE_BYTES): what one line may cost in memory.
 DEFAULT_MAX_LINE_BYTES = limits.MAX_LINE_BYTES
 # From this line on, lines are tried on the typed fast path first (`batching.validation.fastpath`):
-# importing msgspec costs about as much as the fast path saves on a thousand short lines.
+# importing msgspec costs about as much as the fast path saves on a thousand short lines. An
+# input whose size (when known) says it has that many lines, at the length of its lines so far,
+# takes the fast path at once: it would pay for the import anyway.
 FAST_PATH_AFTER_LINES = 1000
 
 
@@ -191,7 +193,9 @@ class LineChecker:
     The splitter re-runs it to find the same lines.
     """
 
-    def __init__(self, options: ValidationOptions) -> None:
+    def __init__(self, options: ValidationOptions, size_hint: int | None = None) -> None:
+        self._size_hint = size_hint  # the input's bytes, when known
+        self._bytes_seen = 0  # of the lines read before the fast path starts
         self._max_bytes = options.max_bytes_per_batch
         self._max_line = options.max_line_bytes
         self._deployments = options.deployments
@@ -226,7 +230,7 @@ class LineChecker:
 
     def _request(self, number: int, raw: bytes) -> Request:
         """The fast path's request when it has one (the same as `_request`'s), else `_request`."""
-        if self._fast is None and number >= FAST_PATH_AFTER_LINES:
+        if self._fast is None and self._fast_from(number, len(raw)):
             from batching.validation.fastpath import FileParser
 
             self._fast = FileParser()
@@ -235,6 +239,16 @@ class LineChecker:
             if found is not None:
                 return Request(*found)
         return _request(raw)
+
+    def _fast_from(self, number: int, size: int) -> bool:
+        """Whether the fast path starts at this line: FAST_PATH_AFTER_LINES, or a line from which
+        the input's size and its lines so far say there will be that many lines."""
+        if number >= FAST_PATH_AFTER_LINES:
+            return True
+        if self._size_hint is None:
+            return False
+        self._bytes_seen += size + 1
+        return self._size_hint * number >= FAST_PATH_AFTER_LINES * self._bytes_seen
 
     def _consistent(self, number: int, request: Request) -> None:
         """The cross-line rules; the first line that passes them all sets url and deployment."""
@@ -333,9 +347,10 @@ def validate(
 ) -> ValidationReport:
     """Check every line, estimate tokens and plan the split, in one pass over `blocks`.
 
-    `size_hint`, the input's size in bytes when known, lets a large input's token counting
-    start at once (`batching.tokens.child.early_counter`), or `counter` is such a child already
-    started; either is stopped at the end. The report is the same with or without them.
+    `size_hint`, the input's size in bytes when known, lets an input of many lines take the fast
+    path from its first (`FAST_PATH_AFTER_LINES`) and a large input's token counting start at
+    once (`batching.tokens.child.early_counter`), or `counter` is such a child already started;
+    either is stopped at the end. The report is the same with or without them.
     Without `count_tokens` the token estimate is approximate, made without the tokenizer
     (`batching.tokens.estimate`); nothing else in the report depends on it.
     """
@@ -345,7 +360,8 @@ def validate(
 
         early = early_counter(size_hint)
     try:
-        return _validate(blocks, options, early if count_tokens else None, count_tokens)
+        checker = LineChecker(options, size_hint)
+        return _validate(blocks, options, checker, early if count_tokens else None, count_tokens)
     finally:
         if early is not None:  # a no-op once the estimator has its counts
             early.close()
@@ -354,11 +370,11 @@ def validate(
 def _validate(
     blocks: Iterable[bytes],
     options: ValidationOptions,
+    checker: LineChecker,
     early: ChildCounter | None,
     count_tokens: bool,
 ) -> ValidationReport:
     source = _ByteCount(blocks)
-    checker = LineChecker(options)
     planner = SplitPlanner(options.max_requests_per_batch, options.max_bytes_per_batch)
     estimator: TokenEstimator | None = None
     columns: dict[str, None] = {}  # an ordered set

@@ -587,3 +587,27 @@ def test_the_fast_path_starts_at_its_line_and_follows_the_files_endpoint(monkeyp
     line = first.replace(b'"r0"', b'"r1"')
     assert isinstance(checker.check(at, line), validator.Request)
     assert len(seen) == 1 and seen[0][0] == line and seen[0][1] is not None
+
+
+def _lines(count: int) -> list[bytes]:
+    return [_plain(**CHAT).replace(b'"a"', b'"%03d"' % i) for i in range(count)]
+
+
+# the size of a file of FAST_PATH_AFTER_LINES lines as long as these
+_MANY = validator.FAST_PATH_AFTER_LINES * (len(_lines(1)[0]) + 1)
+
+
+@pytest.mark.parametrize(("size_hint", "fast_lines"), [(None, 0), (_MANY - 1, 0), (_MANY, 5)])
+def test_an_input_whose_size_says_it_has_many_lines_takes_the_fast_path_at_once(
+    monkeypatch: pytest.MonkeyPatch, size_hint: int | None, fast_lines: int
+) -> None:
+    """A file that will reach FAST_PATH_AFTER_LINES pays for msgspec anyway: when its size and
+    the length of its lines say it has that many, its first lines take the fast path too (a
+    file of a few long lines, such as images, does not), and the report is the same."""
+    tried = _spy_decoders(monkeypatch)
+    data = b"\n".join(_lines(5))
+    options = ValidationOptions(max_requests_per_batch=10, max_bytes_per_batch=100_000)
+    report = validate([data], options, size_hint=size_hint, count_tokens=False).to_dict()
+    assert len(tried) == fast_lines
+    assert report == validate([data], options, count_tokens=False).to_dict()
+    assert report["requests"] == 5
