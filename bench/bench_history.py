@@ -85,7 +85,7 @@ def seed(p: Pipeline, files: int, batches: int) -> None:
 def measure(
     files: int, requests: int, duration: float, old_files: int, old_batches: int, mode: str
 ) -> dict[str, Any]:
-    with pipeline(duration, 2, {"AZURE_OPENAI_BATCH_MODE": mode}) as p:
+    with pipeline(duration, 2, env_extra={"AZURE_OPENAI_BATCH_MODE": mode}) as p:
         counters = Counters(p.worker_requests)
         if old_files or old_batches:
             seed(p, old_files, old_batches)

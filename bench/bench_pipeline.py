@@ -79,6 +79,7 @@ class Pipeline:
 def pipeline(
     duration: float,
     poll: int,
+    poll_max: int | None = None,
     env_extra: dict[str, str] | None = None,
     worker_processes: int = FLEX_WORKER_PROCESSES,
 ) -> Iterator[Pipeline]:
@@ -102,7 +103,7 @@ def pipeline(
         env = {
             **fast_settings(az, em, "bench"),
             "POLL_INITIAL_SECONDS": str(poll),
-            "POLL_MAX_SECONDS": str(poll),
+            "POLL_MAX_SECONDS": str(poll_max or poll),
             **(env_extra or {}),
         }
         settings = Settings.from_env(env)
@@ -194,10 +195,15 @@ def reference_cpu_s(rounds: int = 20_000) -> float:
 
 
 def run(
-    files: int, requests: int, duration: float, poll: int, workers: int = FLEX_WORKER_PROCESSES
+    files: int,
+    requests: int,
+    duration: float,
+    poll: int,
+    poll_max: int,
+    workers: int = FLEX_WORKER_PROCESSES,
 ) -> dict[str, Any]:
     speed_before = reference_cpu_s()
-    with pipeline(duration, poll, worker_processes=workers) as p:
+    with pipeline(duration, poll, poll_max, worker_processes=workers) as p:
         counters = Counters(p.worker_requests)
         payloads = [make_file(i, requests) for i in range(files)]
         calls = aoai_calls(p)
@@ -222,7 +228,7 @@ def run(
             "files": files,
             "requests_per_file": requests,
             "batch_duration_s": duration,
-            "poll_s": poll,
+            "poll_s": [poll, poll_max],
             "worker_processes": workers,
             "upload_to_last_run_end_s": round(total, 1),
             "overhead_over_D_s": round(total - duration, 1),
@@ -243,7 +249,8 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=50)
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--duration", type=float, default=20.0, help="emulator batch duration D")
-    parser.add_argument("--poll", type=int, default=2, help="POLL_INITIAL/MAX_SECONDS")
+    parser.add_argument("--poll", type=int, default=2, help="POLL_INITIAL_SECONDS")
+    parser.add_argument("--poll-max", type=int, default=2, help="POLL_MAX_SECONDS")
     parser.add_argument(
         "--worker-processes",
         type=int,
@@ -253,7 +260,14 @@ def main() -> None:
     args = parser.parse_args()
     print(
         orjson.dumps(
-            run(args.files, args.requests, args.duration, args.poll, args.worker_processes),
+            run(
+                args.files,
+                args.requests,
+                args.duration,
+                args.poll,
+                args.poll_max,
+                args.worker_processes,
+            ),
             option=orjson.OPT_INDENT_2,
         ).decode()
     )
