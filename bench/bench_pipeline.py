@@ -10,6 +10,7 @@ this script's polling; `workers`: the app's orchestrators and activities, in a w
 `make run` runs them; `emulator`; `azurite`). Run:
 
     .venv/bin/python -m bench.bench_pipeline [--files 50] [--requests 1000] [--duration 20]
+        [--poll 2] [--poll-max 2]  # status checks: every 2 s; `make run`'s grow from 2 s to 10 s
         [--worker-processes 1]   # 0: the whole app in the host's process, as before 2026-12-03
 """
 
@@ -79,6 +80,7 @@ class Pipeline:
 def pipeline(
     duration: float,
     poll: int,
+    *,
     poll_max: int | None = None,
     env_extra: dict[str, str] | None = None,
     worker_processes: int = FLEX_WORKER_PROCESSES,
@@ -203,7 +205,7 @@ def run(
     workers: int = FLEX_WORKER_PROCESSES,
 ) -> dict[str, Any]:
     speed_before = reference_cpu_s()
-    with pipeline(duration, poll, poll_max, worker_processes=workers) as p:
+    with pipeline(duration, poll, poll_max=poll_max, worker_processes=workers) as p:
         counters = Counters(p.worker_requests)
         payloads = [make_file(i, requests) for i in range(files)]
         calls = aoai_calls(p)
