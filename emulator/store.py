@@ -10,7 +10,6 @@ Layout under the data dir (a temporary dir in memory mode, where records are not
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import tempfile
@@ -150,7 +149,9 @@ class BatchRecord:
 
 
 def _write_json(path: Path, value: Any) -> None:
-    """Write-then-rename, so a crash never leaves half a record behind."""
+    """Write-then-rename, so a crash never leaves half a record behind. A record is given as
+    itself: orjson writes a dataclass as `asdict` would, without its deep copy (about 6% of the
+    emulator's CPU under load, 2026-12-03)."""
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(orjson.dumps(value))
     os.replace(tmp, path)
@@ -211,7 +212,7 @@ class Store:
 
     def save_file(self, record: FileRecord) -> None:
         if self.persistent:
-            _write_json(self.files_dir / f"{record.id}.json", dataclasses.asdict(record))
+            _write_json(self.files_dir / f"{record.id}.json", record)
 
     def live_file(self, file_id: str, now: float) -> FileRecord | None:
         """The file, unless it was deleted or its `expires_after` has passed (then it goes)."""
@@ -255,7 +256,7 @@ class Store:
 
     def save_batch(self, record: BatchRecord) -> None:
         if self.persistent:
-            _write_json(self.batches_dir / f"{record.id}.json", dataclasses.asdict(record))
+            _write_json(self.batches_dir / f"{record.id}.json", record)
 
     def save_clock(self, offset_seconds: float) -> None:
         self.clock_offset = offset_seconds
