@@ -102,9 +102,7 @@ def collect_batch(
     written: dict[str, Any] = {}
     if final_results and not outcome.retry:
         dest = layout.output("results.jsonl")
-        size = runs["results"].close_unkeyed(
-            storage.BlobWriter(storage.blob(settings.storage, dest))
-        )
+        size = runs["results"].close_unkeyed(storage.BlobWriter(ctx.blob(dest)))
         if size is not None:
             written = {"results_written": {"results": dest.to_dict(), "bytes": size}}
     for sorted_runs in runs.values():
