@@ -48,7 +48,6 @@ class SubmitRequest(RunRequest):
     input: JsonObject  # the blob to submit (BlobRef.to_dict())
     endpoint: str
     tokens: int
-    etag: str | None
 
 
 class BatchRequest(RunRequest):

@@ -315,7 +315,6 @@ def _due_work(run: _Run, c: Chunk, key: str, cancel: bool) -> tuple[Chunk, Apply
                 "input": c.input,
                 "endpoint": summary["endpoint"],
                 "tokens": c.tokens,
-                "etag": c.etag,
             },
         )
         return c, lambda c, r, now: machine.submitted(c, r, now, config, run_id), task

@@ -51,7 +51,6 @@ class Chunk:
     state: ChunkState
     bytes: int = 0
     tokens: int = 0
-    etag: str | None = None  # guards the source when the chunk is the input itself
     round: int = 0  # resubmission round
     attempt: int = 0  # quota attempts in this round
     next_at: str | None = None  # ISO time of its next due work
@@ -280,7 +279,6 @@ def collected(c: Chunk, outcome: JsonObject, config: RunConfig) -> Chunk:
             round=c.round + 1,
             attempt=0,
             input=outcome["retry_input"],
-            etag=None,  # a work blob of ours; the source's ETag guards only the source
             state=entry_state(config),
             batch=None,
             next_at=None,

@@ -14,7 +14,6 @@ import posixpath
 from typing import IO, Any, cast
 
 import openai
-from azure.core.exceptions import ResourceNotFoundError
 
 from batching.context import RunContext
 from batching.requests import SubmitRequest
@@ -23,7 +22,7 @@ from batching.service.admission import release
 from batching.service.ledger import Ledger, LedgerExists
 from batching.settings import Settings
 from batching.storage import blobs as storage
-from batching.storage.refs import BlobRef, bare_etag
+from batching.storage.refs import BlobRef
 
 
 def upload_name(key: str) -> str:
@@ -62,11 +61,12 @@ def _submit(ctx: RunContext, request: SubmitRequest, record: Ledger) -> dict[str
         return found
     ref = BlobRef.from_dict(request["input"])
     if folder is not None:
-        target, metadata = _staged_input(settings, ref, folder, request.get("etag")), None
-        if isinstance(target, str):
-            return {"status": "error", "message": target}
+        # The chunk as the run staged it (written once, never again); the service reads it
+        # with its own identity when the batch validates, and fails the batch if it is missing
+        # or changed since the create (`input_modified`), so it is not looked up first.
+        target, metadata = aoai.BatchInput(blob_url=ctx.blob(ref).url, output_folder=folder), None
     else:
-        uploaded = _uploaded(c, settings, record, ref, key, request.get("etag"))
+        uploaded = _uploaded(c, settings, record, ref, key)
         if uploaded["status"] == "refused":
             return {"status": "error", "message": uploaded["message"]}
         if uploaded["status"] == "error":
@@ -105,25 +105,7 @@ def _folder_url(ctx: RunContext, key: str, attempt: int) -> str:
     return ctx.blob(ctx.layout.service_folder(key, attempt)).url
 
 
-def _staged_input(
-    settings: Settings, ref: BlobRef, folder: str, etag: str | None
-) -> aoai.BatchInput | str:
-    """Blob mode: the service reads the chunk where the run staged it (the work container,
-    written once and never again, so `input_modified` cannot happen to it). A message instead
-    when it is missing or changed."""
-    client = storage.blob(settings.storage, ref)
-    try:
-        props = client.get_blob_properties()
-    except ResourceNotFoundError:
-        return f"the staged chunk {ref.path} is missing"
-    if etag and bare_etag(str(props.etag)) != bare_etag(etag):
-        return f"the staged chunk {ref.path} changed after it was prepared"
-    return aoai.BatchInput(blob_url=client.url, output_folder=folder)
-
-
-def _uploaded(
-    c: Any, settings: Settings, record: Ledger, ref: BlobRef, key: str, etag: str | None
-) -> dict[str, Any]:
+def _uploaded(c: Any, settings: Settings, record: Ledger, ref: BlobRef, key: str) -> dict[str, Any]:
     """Files mode: the round's upload, made once and processed (or its status so far)."""
     name = upload_name(key)
     uploaded = _recorded_upload(c, record, name)
@@ -135,7 +117,7 @@ def _uploaded(
             uploaded = aoai.upload(
                 c,
                 name,
-                cast(IO[bytes], storage.BlobReader(client, size, etag)),
+                cast(IO[bytes], storage.BlobReader(client, size)),
                 settings.file_expiry_seconds,
             )
         except openai.BadRequestError as e:

@@ -148,7 +148,6 @@ def one_chunk(ctx: RunContext, summary: dict[str, Any]) -> list[dict[str, Any]] 
         {
             "index": 0,
             "input": ctx.layout.snapshot.to_dict(),
-            "etag": None,  # the run's own snapshot: nobody else writes it
             "requests": summary["requests"],
             "bytes": summary["bytes"],
             "tokens": summary["tokens"]["total"],
@@ -192,7 +191,6 @@ def prepare_chunks(ctx: RunContext, summary: dict[str, Any]) -> list[dict[str, A
             {
                 "index": i,
                 "input": ref.to_dict(),
-                "etag": None,
                 "requests": spec["requests"],
                 "bytes": spec["bytes"],
                 "tokens": int(total_tokens * share),

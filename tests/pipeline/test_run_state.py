@@ -44,17 +44,11 @@ def chunk(state: ChunkState = ChunkState.SUBMITTING, **kw: object) -> Chunk:
 
 
 def test_chunks_enter_admission_only_when_a_limit_is_set() -> None:
-    spec = {"index": 3, "input": INPUT, "etag": "e", "requests": 5, "bytes": 99, "tokens": 40}
+    spec = {"index": 3, "input": INPUT, "requests": 5, "bytes": 99, "tokens": 40}
     assert machine.new_chunk(spec, CONFIG).state == ChunkState.SUBMITTING
     fresh = machine.new_chunk(spec, LIMITED)
     assert fresh.state == ChunkState.ADMISSION
-    assert (fresh.index, fresh.requests, fresh.bytes, fresh.tokens, fresh.etag) == (
-        3,
-        5,
-        99,
-        40,
-        "e",
-    )
+    assert (fresh.index, fresh.requests, fresh.bytes, fresh.tokens) == (3, 5, 99, 40)
     assert (fresh.round, fresh.attempt, fresh.batch, fresh.parts) == (0, 0, None, ())
 
 
@@ -153,18 +147,17 @@ def test_a_batch_that_failed_on_quota_is_kept_in_the_record_and_waits() -> None:
 
 
 def test_collecting_with_retries_starts_the_next_round_on_the_retry_file() -> None:
-    c = chunk(ChunkState.COLLECTING, batch={"id": "b", "status": "completed"}, attempt=1, etag="e")
+    c = chunk(ChunkState.COLLECTING, batch={"id": "b", "status": "completed"}, attempt=1)
     retry_input = {"container": "batch-work", "path": "run/retry/c0000-r1.jsonl"}
     counts = {"succeeded": 7, "failed": 1, "retry": 2}
     after = machine.collected(
         c, {"counts": counts, "parts": {"round": 0}, "retry_input": retry_input}, CONFIG
     )
-    assert (after.state, after.round, after.attempt, after.input, after.etag, after.batch) == (
+    assert (after.state, after.round, after.attempt, after.input, after.batch) == (
         ChunkState.SUBMITTING,
         1,
         0,
         retry_input,
-        None,
         None,
     )
     assert (after.succeeded, after.failed, after.end) == (7, 1, "completed")

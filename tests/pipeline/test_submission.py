@@ -65,7 +65,6 @@ def _submit(settings, ref, key="run-1/c0/r0", attempt=0):
                 "input": ref.to_dict(),
                 "endpoint": "/chat/completions",
                 "tokens": 100,
-                "etag": None,
             },
         )
         if out["status"] != "pending":
@@ -99,7 +98,7 @@ def test_submit_is_idempotent_and_streams_from_blob(env):
 
     batch = _wait_terminal(settings, first["batch"]["id"])
     assert batch["status"] == "completed"
-    chunk = {"index": 0, "round": 0, "input": ref.to_dict(), "etag": None}
+    chunk = {"index": 0, "round": 0, "input": ref.to_dict()}
     out = collection.collect_batch(
         RunContext.of(
             settings, "run-1", {"container": ref.container, "path": "q/quickstart.jsonl"}

@@ -87,7 +87,6 @@ def _submit(settings: Settings, ref: BlobRef, attempt: int = 0) -> dict[str, Any
             "input": ref.to_dict(),
             "endpoint": "/chat/completions",
             "tokens": 100,
-            "etag": None,
         },
     )
 
@@ -160,15 +159,22 @@ def test_a_first_attempt_writes_its_ledger_without_reading_it_and_a_rerun_reads_
     assert sum(_state(em)["batches"].values()) == 1
 
 
-def test_a_missing_staged_chunk_is_an_error_not_a_batch(env):
+def test_a_missing_staged_chunk_is_not_looked_up_first_and_the_service_fails_its_batch(
+    env, monkeypatch
+):
+    """The staged chunk is the run's own, written once: submit does not read it before the
+    create. Should it be gone, the service's validation fails the batch, with its reason."""
     settings, _, em = env
     ref = RunLayout.of(settings, SOURCE, RUN).work("chunks/c0009.jsonl")
+    made = storage_requests(monkeypatch)
     out = _submit(settings, ref)
-    assert out == {
-        "status": "error",
-        "message": "the staged chunk run-1/chunks/c0009.jsonl is missing",
-    }
-    assert sum(_state(em)["batches"].values()) == 0
+    assert out["status"] == "created"
+    assert not [path for _, path in made if path.endswith("c0009.jsonl")]
+    batch = _wait_terminal(settings, out["batch"]["id"])
+    assert batch["status"] == "failed"
+    (problem,) = batch["errors"]
+    assert "does not exist" in problem["message"]
+    assert sum(_state(em)["batches"].values()) == 1
 
 
 def test_outputs_come_from_the_service_folder_and_cleanup_removes_it(env, monkeypatch):
@@ -179,7 +185,7 @@ def test_outputs_come_from_the_service_folder_and_cleanup_removes_it(env, monkey
     batch = _wait_terminal(settings, created["id"])
     assert batch["status"] == "completed"
     assert batch["output_blob"] and batch["output_blob"].startswith(batch["output_folder"] + "/")
-    chunk = {"index": 0, "round": 0, "input": ref.to_dict(), "etag": None}
+    chunk = {"index": 0, "round": 0, "input": ref.to_dict()}
     made = storage_requests(monkeypatch)
     out = collection.collect_batch(_ctx(settings), chunk, batch, resubmit=True)
     assert out["counts"]["succeeded"] == 4 and out["file_ids"] == []
@@ -227,7 +233,7 @@ def test_a_results_blob_missing_while_requests_completed_is_an_error_not_empty_r
     with pytest.raises(collection.OutputMissing, match="reports 3 completed requests"):
         list(collection.service_output(settings, url, expected=3))
     ref = _chunk(settings, blob_service, requests_file(3))
-    chunk = {"index": 0, "round": 0, "input": ref.to_dict(), "etag": None}
+    chunk = {"index": 0, "round": 0, "input": ref.to_dict()}
     batch = {
         "id": "batch_1",
         "status": "completed",
