@@ -66,7 +66,7 @@ def _group(cls: type[Any]) -> Any:
 # --- parsers: each raises ValueError("<what the value must be>, not <the value>") -------------
 
 
-def whole(minimum: int) -> Parser:
+def whole(minimum: int, maximum: int | None = None) -> Parser:
     def parse(raw: str) -> int:
         try:
             value = int(raw)
@@ -74,6 +74,8 @@ def whole(minimum: int) -> Parser:
             raise ValueError(f"a whole number, not {raw!r}") from None
         if value < minimum:
             raise ValueError(f"at least {minimum}, not {value}")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"at most {maximum}, not {value}")
         return value
 
     return parse
@@ -124,6 +126,9 @@ V1_API = "v1"
 BLOB_MIN_API_VERSION = "2025-04-01-preview"
 MODE_MAX_BYTES = limits.MODE_MAX_BYTES
 MIN_BYTES_PER_BATCH = 1024
+# Each attempt of a chunk round is a property of its ledger entity (an entity holds 252
+# properties and 1 MiB), so attempts are bounded well below that.
+QUOTA_RETRY_ATTEMPTS_MAX = 50
 
 
 def api_version(raw: str) -> str:
@@ -185,7 +190,8 @@ class StorageConfig:
         f"{STORAGE_CONNECTION}__dfsServiceUri", "Data Lake endpoint when the account has HNS"
     )
     table_service_uri: str | None = _setting(
-        f"{STORAGE_CONNECTION}__tableServiceUri", "data storage table endpoint (runs index)"
+        f"{STORAGE_CONNECTION}__tableServiceUri",
+        "data storage table endpoint (runs index and ledgers)",
     )
     client_id: str | None = _setting(
         f"{STORAGE_CONNECTION}__clientId",
@@ -231,9 +237,9 @@ class RunConfig:
     )
     quota_retry_attempts: int = _setting(
         "QUOTA_RETRY_ATTEMPTS",
-        "token_limit_exceeded retries before the run fails",
+        f"token_limit_exceeded retries before the run fails (at most {QUOTA_RETRY_ATTEMPTS_MAX})",
         "12",
-        parse=whole(0),
+        parse=whole(0, QUOTA_RETRY_ATTEMPTS_MAX),
     )
     max_active_batches: int = _setting(
         "MAX_ACTIVE_BATCHES",
@@ -333,7 +339,7 @@ class Settings:
     )
     runs_table: str = _setting(
         "RUNS_TABLE",
-        "table of the data account that indexes runs, newest first",
+        "table of the data account that indexes runs (newest first) and keeps their ledgers",
         "runs",
         parse=text,
     )
@@ -397,6 +403,11 @@ class Settings:
             raise SettingsError(
                 f"{STORAGE_CONNECTION} (a connection string) or "
                 f"{STORAGE_CONNECTION}__blobServiceUri (identity-based) must be set"
+            )
+        if not storage.connection_string and not storage.table_service_uri:
+            raise SettingsError(
+                f"{STORAGE_CONNECTION}__tableServiceUri must be set with an identity-based "
+                "account: the runs table holds the runs index and the ledgers"
             )
         if storage.client_id is None and settings.client_id:
             settings = dataclasses.replace(

@@ -9,23 +9,24 @@ so writing twice is harmless. A run is written when it arrives, when its figures
 when it ends: the listing reads a run that has not ended live from its orchestration, so the
 phases in between are not written (each write cost the app's worker as much as a blob copy).
 Status and source-prefix filters are evaluated by the table service within the partition.
+The same table keeps each run's ledger in a partition of the run's own (`batching.service.ledger`),
+which no query here reads.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.core.exceptions import AzureError
+from azure.data.tables import UpdateMode
 
-from batching.settings import Settings, StorageConfig
+from batching.settings import Settings
 from batching.statuses import RUN_ENDED
-from batching.storage.refs import client_options, credential
+from batching.storage.tables import table
 
 PARTITION = "run"
 _MAX_MS = 10**13 - 1
@@ -52,32 +53,6 @@ def row_key(received_at: str, run_id: str) -> str:
 def _bound(at: str | datetime) -> str:
     """The RowKey prefix of runs received at `at` (rows of older runs sort after it)."""
     return f"{_MAX_MS - _ms(at):013d}"
-
-
-@functools.lru_cache(maxsize=8)
-def _service(cfg: StorageConfig) -> TableServiceClient:
-    if cfg.connection_string:
-        return TableServiceClient.from_connection_string(cfg.connection_string, **client_options())
-    if not cfg.table_service_uri:
-        raise RuntimeError("BATCH_STORAGE__tableServiceUri must be set for the runs index")
-    return TableServiceClient(
-        cfg.table_service_uri, credential=credential(cfg.client_id), **client_options()
-    )
-
-
-@functools.lru_cache(maxsize=8)
-def table(cfg: StorageConfig, name: str) -> TableClient:
-    """The index table, created on first use locally. In Azure, Bicep creates it and the app's
-    role is scoped to the table, which does not allow creating tables: a 403 here is expected."""
-    service = _service(cfg)
-    try:
-        service.create_table(name)
-    except ResourceExistsError:
-        pass
-    except HttpResponseError as e:
-        if e.status_code != 403:
-            raise
-    return service.get_table_client(name)
 
 
 def record(

@@ -89,9 +89,10 @@ def _submit(ctx: RunContext, request: SubmitRequest, record: Ledger) -> dict[str
             c, target, request["endpoint"], metadata, settings.file_expiry_seconds
         )
     except aoai.QuotaExceeded as e:
-        record.set_batch(attempt, refused={"status": "quota", "message": str(e)})
+        quota = {"status": "quota", "message": str(e)[: ledger.MESSAGE_CHARS]}
+        record.set_batch(attempt, refused=quota)
         release(settings, key)
-        return {"status": "quota", "message": str(e)}
+        return quota
     except openai.BadRequestError as e:
         refused = {"status": "error", "message": f"batch refused: {_message(e)}"}
         record.set_batch(attempt, refused=refused)
@@ -195,6 +196,8 @@ def _terminal(settings: Settings, batch: dict[str, Any], key: str | None) -> dic
 
 
 def _message(e: openai.APIStatusError) -> str:
+    """The service's message, as long as the ledger records it."""
     body = e.body if isinstance(e.body, dict) else {}
     err = body.get("error", body) if isinstance(body, dict) else {}
-    return str(err.get("message") or e.message) if isinstance(err, dict) else e.message
+    text = str(err.get("message") or e.message) if isinstance(err, dict) else e.message
+    return text[: ledger.MESSAGE_CHARS]

@@ -221,7 +221,7 @@ def cleanup_run(
 ) -> dict[str, Any]:
     """Keep the input (the run's snapshot) in the run or error folder, delete the original
     upload if unchanged, the Azure OpenAI files (files mode) or the service's output folders
-    (blob mode), and the work area with the ledger last. Safe to repeat."""
+    (blob mode), the work area, and the run's ledgers last. Safe to repeat."""
     settings, run_id, source, layout = ctx.settings, ctx.run_id, ctx.source, ctx.layout
     if status == "failed":
         dest = layout.error("input.jsonl")
@@ -251,15 +251,10 @@ def cleanup_run(
         for file_id in (b["input_file_id"], b["output_file_id"], b["error_file_id"])
         if file_id
     }
-    # The run's work area, listed once: the ledgers in it name the uploads, then it all goes.
-    # Uploads are files mode's: a blob-mode run's ledgers are read only if a batch of the run
-    # had files (it began in files mode; an upload of it that never became a batch expires).
-    work = storage.blob_service(settings.storage).get_container_client(settings.work_container)
-    names = list(work.list_blob_names(name_starts_with=layout.work_prefix))
-    recorded: list[str] = []
-    unrecorded: list[tuple[str, str]] = []
-    if file_ids or not settings.blob_mode:
-        recorded, unrecorded = ledger.uploads(ctx, names)
+    # The run's ledgers (one query of its partition) name its uploads, whose ids are deleted
+    # before the ledgers are.
+    ledgers = ledger.of_run(ctx)
+    recorded, unrecorded = ledger.uploads(ledgers)
     file_ids.update(recorded)
     for name, started_at in unrecorded:  # recovery: an upload whose id was never recorded
         found = aoai.find_file_since(c, name, ledger.since(started_at))
@@ -273,5 +268,7 @@ def cleanup_run(
         )
         with contextlib.suppress(ResourceNotFoundError):
             storage.delete_prefix(outputs, layout.service_prefix)
-    storage.delete_prefix(work, layout.work_prefix, names)
+    work = storage.blob_service(settings.storage).get_container_client(settings.work_container)
+    storage.delete_prefix(work, layout.work_prefix)
+    ledger.forget(ledgers)
     return {"input": moved, "deleted_files": deleted}

@@ -236,13 +236,9 @@ def delete_unchanged(client: BlobClient, etag: str | None) -> bool:
     return True
 
 
-def delete_prefix(
-    container: ContainerClient, prefix: str, names: Sequence[str] | None = None
-) -> int:
-    """Delete every blob under `prefix` (a few at a time); returns how many were deleted.
-    `names`: the caller's own listing of the prefix, so it is not listed again."""
-    if names is None:
-        names = list(container.list_blob_names(name_starts_with=prefix))
+def delete_prefix(container: ContainerClient, prefix: str) -> int:
+    """Delete every blob under `prefix` (a few at a time); returns how many were deleted."""
+    names = list(container.list_blob_names(name_starts_with=prefix))
 
     def delete(name: str) -> None:
         with contextlib.suppress(ResourceNotFoundError):

@@ -30,12 +30,16 @@ def test_missing_endpoint_is_named():
 def test_storage_needs_connection_or_identity_uri():
     with pytest.raises(SettingsError, match="BATCH_STORAGE__blobServiceUri"):
         Settings.from_env({"AZURE_OPENAI_ENDPOINT": "https://x"})
+    identity = {
+        "AZURE_OPENAI_ENDPOINT": "https://x",
+        "BATCH_STORAGE__blobServiceUri": "https://a.blob.core.windows.net",
+        "AZURE_CLIENT_ID": "cid",
+    }
+    # the runs table holds the ledgers, without which no batch is created
+    with pytest.raises(SettingsError, match="BATCH_STORAGE__tableServiceUri must be set"):
+        Settings.from_env(identity)
     s = Settings.from_env(
-        {
-            "AZURE_OPENAI_ENDPOINT": "https://x",
-            "BATCH_STORAGE__blobServiceUri": "https://a.blob.core.windows.net",
-            "AZURE_CLIENT_ID": "cid",
-        }
+        {**identity, "BATCH_STORAGE__tableServiceUri": "https://a.table.core.windows.net"}
     )
     assert s.storage.connection_string is None
     assert s.storage.client_id == "cid"
@@ -46,6 +50,7 @@ def test_storage_needs_connection_or_identity_uri():
     [
         ("POLL_INITIAL_SECONDS", "soon", "whole number"),
         ("POLL_MAX_SECONDS", "0", "at least 1"),
+        ("QUOTA_RETRY_ATTEMPTS", "51", "at most 50, not 51"),
         ("INVALID_LINES", "ignore", "reject' or 'skip"),
         ("BATCH_DISCOUNT", "2", "between 0 and 1"),
         ("MODEL_PRICES", "{not json", "MODEL_PRICES must be JSON"),

@@ -117,6 +117,7 @@ def test_dfs_endpoint_is_derived_from_the_blob_endpoint():
         {
             "AZURE_OPENAI_ENDPOINT": "http://x",
             "BATCH_STORAGE__blobServiceUri": "https://acct.blob.core.windows.net",
+            "BATCH_STORAGE__tableServiceUri": "https://acct.table.core.windows.net",
         }
     ).storage
     assert dfs_uri(cfg) == "https://acct.dfs.core.windows.net"

@@ -27,7 +27,8 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 @pytest.fixture
 def env(azurite, blob_service, fresh_emulator):
-    container = f"sub-{os.urandom(4).hex()}"
+    tag = os.urandom(4).hex()
+    container = f"sub-{tag}"
     blob_service.create_container(container)
     settings = Settings.from_env(
         {
@@ -38,13 +39,14 @@ def env(azurite, blob_service, fresh_emulator):
             "INPUT_CONTAINER": container,
             "WORK_CONTAINER": container,
             "OUTPUT_CONTAINER": container,
+            "RUNS_TABLE": f"sub{tag}",  # the ledgers of this test's run-1
         }
     )
     return settings, blob_service.get_container_client(container), fresh_emulator
 
 
 def _ctx(settings):
-    """Where run-1's ledger is: its work area (the input's path does not matter)."""
+    """Run-1's context (the input's path does not matter)."""
     return RunContext.of(settings, "run-1", {"container": "in", "path": "x.jsonl"})
 
 
@@ -247,7 +249,7 @@ def test_recovery_listing_stops_at_the_create_start(env):
 
 
 def finalize_uploads(settings):
-    ids, unrecorded = ledger.uploads(_ctx(settings))
+    ids, unrecorded = ledger.uploads(ledger.of_run(_ctx(settings)))
     c = aoai.client(settings)
     found = [aoai.find_file_since(c, name, ledger.since(at)) for name, at in unrecorded]
     return sorted(ids + [f["id"] for f in found if f])

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import orjson
@@ -27,6 +28,7 @@ from batching.steps.ordering import read_run
 from batching.storage import blobs as storage
 from batching.storage.refs import BlobRef
 from devstack import services
+from devstack.services import AZURITE_ACCOUNT
 from tests.support.stack import containers, requests_file, storage_requests
 
 RUN = "run-1"
@@ -49,6 +51,7 @@ def env(azurite, blob_service, tmp_path: Path) -> Iterator[tuple[Settings, Any, 
                 "AZURE_OPENAI_BATCH_MODE": "blob",
                 "BATCH_STORAGE": azurite.connection_string,
                 **containers(tag),
+                "RUNS_TABLE": tag,  # the ledgers of this test's run-1
             }
         )
         storage.ensure_containers(settings.storage, settings.containers)
@@ -101,6 +104,16 @@ def _wait_terminal(settings: Settings, batch_id: str, timeout: float = 30) -> di
     raise AssertionError("batch did not end")
 
 
+def _ledger_requests(settings: Settings, made: list[tuple[str, str]]) -> list[str]:
+    """The methods of the requests made to the runs table, which holds the ledgers."""
+    table = f"/{AZURITE_ACCOUNT}/{settings.runs_table}"
+    return [
+        method
+        for method, path in made
+        if path in (table, f"{table}()") or path.startswith(f"{table}(")
+    ]
+
+
 def _record(settings: Settings) -> ledger.Ledger:
     return ledger.Ledger.load(_ctx(settings), f"{RUN}/c0/r0")
 
@@ -150,11 +163,10 @@ def test_a_first_attempt_writes_its_ledger_without_reading_it_and_a_rerun_reads_
     ref = _chunk(settings, blob_service, requests_file(3))
     made = storage_requests(monkeypatch)
     first = _submit(settings, ref)
-    ledger_requests = [method for method, path in made if "/ledger/" in path]
-    assert ledger_requests == ["PUT", "PUT"], "started, then the id: no read first"
+    assert _ledger_requests(settings, made) == ["POST", "PUT"], "started, then the id: no read"
     made.clear()
     again = _submit(settings, ref)  # an earlier run left the ledger: its create-only write fails
-    assert [method for method, path in made if "/ledger/" in path] == ["PUT", "GET"]
+    assert _ledger_requests(settings, made) == ["POST", "GET"]
     assert again["batch"]["id"] == first["batch"]["id"]
     assert sum(_state(em)["batches"].values()) == 1
 
@@ -212,9 +224,12 @@ def test_outputs_come_from_the_service_folder_and_cleanup_removes_it(env, monkey
         "completed",
         None,
     )
+    cleanup = list(made)
     assert list(svc.list_blobs()) == [], "the service's output folder was left behind"
-    # blob mode has no uploads to look up: the ledger is deleted unread
-    assert [method for method, path in made if "/ledger/" in path] == ["DELETE"]
+    # the run's ledgers, in one query of its partition, are deleted last
+    assert _ledger_requests(settings, cleanup) == ["GET", "DELETE"]
+    assert cleanup[-1][0] == "DELETE" and "ledger-run-1" in unquote(cleanup[-1][1])
+    assert ledger.of_run(_ctx(settings)) == []
 
 
 def test_an_error_blob_the_service_named_but_never_wrote_reads_as_empty(env):
