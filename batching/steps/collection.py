@@ -85,7 +85,7 @@ def collect_batch(
     input_ref = BlobRef.from_dict(chunk["input"])
 
     def chunk_input() -> Iterator[bytes]:
-        return storage.read_blocks(storage.blob(settings.storage, input_ref), chunk.get("etag"))
+        return storage.read_blocks(storage.blob(settings.storage, input_ref))
 
     outcome = collect(
         outputs,

@@ -67,12 +67,9 @@ def ensure_containers(cfg: StorageConfig, names: Iterable[str]) -> None:
             service.create_container(name)
 
 
-def read_blocks(client: BlobClient, etag: str | None = None) -> Iterator[bytes]:
-    """Stream a blob's content in blocks; with `etag`, fail if the blob changed meanwhile."""
-    kwargs: dict[str, Any] = {"max_concurrency": 1}
-    if etag:
-        kwargs.update(etag=quote_etag(etag), match_condition=MatchConditions.IfNotModified)
-    yield from client.download_blob(**kwargs).chunks()
+def read_blocks(client: BlobClient) -> Iterator[bytes]:
+    """Stream a blob's content in blocks."""
+    yield from client.download_blob(max_concurrency=1).chunks()
 
 
 class BlobReader(io.RawIOBase):
@@ -82,11 +79,10 @@ class BlobReader(io.RawIOBase):
     upload has a Content-Length) and back to the start when it retries a request.
     """
 
-    def __init__(self, client: BlobClient, size: int, etag: str | None = None) -> None:
+    def __init__(self, client: BlobClient, size: int) -> None:
         super().__init__()
         self._client = client
         self._size = size
-        self._etag = etag
         self._pos = 0
         self._chunks: Iterator[bytes] | None = None
         self._buffer = b""
@@ -113,12 +109,8 @@ class BlobReader(io.RawIOBase):
             return 0
         if not self._buffer:
             if self._chunks is None:
-                kwargs: dict[str, Any] = {"offset": self._pos, "max_concurrency": 1}
-                if self._etag:
-                    kwargs.update(
-                        etag=quote_etag(self._etag), match_condition=MatchConditions.IfNotModified
-                    )
-                self._chunks = self._client.download_blob(**kwargs).chunks()
+                download = self._client.download_blob(offset=self._pos, max_concurrency=1)
+                self._chunks = download.chunks()
             self._buffer = next(self._chunks, b"")
             if not self._buffer:
                 return 0

@@ -36,16 +36,6 @@ def test_reader_streams_seeks_and_rereads(container, monkeypatch):
     assert b"".join(iter(lambda: reader.read(65536), b"")) == data
 
 
-def test_reader_refuses_a_replaced_blob(container):
-    from azure.core.exceptions import ResourceModifiedError
-
-    client = container.get_blob_client("v.jsonl")
-    etag = client.upload_blob(b"one\n")["etag"]
-    client.upload_blob(b"two\n", overwrite=True)
-    with pytest.raises(ResourceModifiedError):
-        storage.BlobReader(client, 4, etag).read()
-
-
 def test_writer_commits_blocks_only_at_close(container, monkeypatch):
     monkeypatch.setattr(storage, "BLOCK_SIZE", 1024)
     client = container.get_blob_client("out.jsonl")
