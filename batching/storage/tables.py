@@ -16,8 +16,7 @@ from batching.storage.refs import client_options, credential
 def _service(cfg: StorageConfig) -> TableServiceClient:
     if cfg.connection_string:
         return TableServiceClient.from_connection_string(cfg.connection_string, **client_options())
-    if not cfg.table_service_uri:
-        raise RuntimeError("BATCH_STORAGE__tableServiceUri must be set for the runs table")
+    assert cfg.table_service_uri, "settings guarantee one of the two"
     return TableServiceClient(
         cfg.table_service_uri, credential=credential(cfg.client_id), **client_options()
     )
