@@ -49,7 +49,7 @@ def collect_batch(
         def open_one(i: int) -> storage.BlobWriter:
             ref = layout.work(f"{prefix}/{kind}-{i:03d}.jsonl")
             run_refs[kind].append(ref)
-            return storage.BlobWriter(storage.blob(settings.storage, ref))
+            return storage.BlobWriter(ctx.blob(ref))
 
         return open_one
 
@@ -57,10 +57,8 @@ def collect_batch(
     retry_ref = layout.work(f"{prefix}/retry.jsonl")
     # The next round's input: written once, as a chunk is (the service may be reading it).
     retry = KeyedLines(
-        storage.BlobWriter(storage.blob(settings.storage, retry_ref), create_only=True),
-        storage.BlobWriter(
-            storage.blob(settings.storage, _positions_ref(retry_ref)), create_only=True
-        ),
+        storage.BlobWriter(ctx.blob(retry_ref), create_only=True),
+        storage.BlobWriter(ctx.blob(_positions_ref(retry_ref)), create_only=True),
     )
     files: list[str] = []
     outputs: Iterable[Iterator[bytes]]
@@ -85,7 +83,7 @@ def collect_batch(
     input_ref = BlobRef.from_dict(chunk["input"])
 
     def chunk_input() -> Iterator[bytes]:
-        return storage.read_blocks(storage.blob(settings.storage, input_ref))
+        return storage.read_blocks(ctx.blob(input_ref))
 
     outcome = collect(
         outputs,

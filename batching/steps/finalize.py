@@ -262,13 +262,11 @@ def cleanup_run(
             file_ids.add(found["id"])
     storage.parallel(lambda file_id: aoai.delete_file(c, file_id), sorted(file_ids))
     deleted = len(file_ids)
+    service = storage.blob_service(settings.storage)
     if settings.blob_mode:  # the service's output folders: their lines are in the run folder
-        outputs = storage.blob_service(settings.storage).get_container_client(
-            settings.service_output_container
-        )
+        outputs = service.get_container_client(settings.service_output_container)
         with contextlib.suppress(ResourceNotFoundError):
             storage.delete_prefix(outputs, layout.service_prefix)
-    work = storage.blob_service(settings.storage).get_container_client(settings.work_container)
-    storage.delete_prefix(work, layout.work_prefix)
+    storage.delete_prefix(service.get_container_client(settings.work_container), layout.work_prefix)
     ledger.forget(ledgers)
     return {"input": moved, "deleted_files": deleted}
