@@ -56,12 +56,13 @@ def write_metadata(payload: MetadataRequest) -> dict[str, Any]:
         payload["finished_at"],
     )
     written = finalize.write_metadata(ctx, metadata)
+    # The run's figures, not its phase: cleanup may run alongside and write the run's end first.
     runindex.record(
         settings,
         payload["run_id"],
         payload.get("received_at"),
         payload["source"],
-        "writing",
+        None,
         requests={**metadata["requests"], "pending": 0},
         tokens=metadata["tokens"]["usage"],
         cost=metadata["cost"],

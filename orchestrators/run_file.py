@@ -265,18 +265,20 @@ def _finish(run: _Run) -> Generator[Any, Any, dict[str, Any]]:
         writes.append(
             run.call("write_table", {"chunks": chunks, "columns": summary["table_columns"]})
         )
-    written = yield run.context.task_all(writes)
+    reasons = "; ".join(f"chunk {c.index}: {c.reason}" for c in state.chunks if c.reason)
+    cleanup = {"chunks": chunks, "status": run_status, "reason": reasons or None}
+    if _cleans_up_alongside(len(writes)):
+        *written, cleaned = yield run.context.task_all([*writes, run.call("cleanup_run", cleanup)])
+    else:
+        written = yield run.context.task_all(writes)
+        run.status("cleaning")
+        cleaned = yield run.call("cleanup_run", cleanup)
     finished: dict[str, Any] = {
         "errors": None,
         **(written_early or {}),
         **{k: v for w in written for k, v in w.items()},
+        "input": cleaned["input"],
     }
-    run.status("cleaning")
-    reasons = "; ".join(f"chunk {c.index}: {c.reason}" for c in state.chunks if c.reason)
-    cleaned = yield run.call(
-        "cleanup_run", {"chunks": chunks, "status": run_status, "reason": reasons or None}
-    )
-    finished["input"] = cleaned["input"]
     run.note(
         "run finished",
         logging.INFO if run_status == "completed" else logging.WARNING,
@@ -286,6 +288,16 @@ def _finish(run: _Run) -> Generator[Any, Any, dict[str, Any]]:
     )
     run.status("done", status=run_status, tokens=finished.get("tokens"), cost=finished.get("cost"))
     return {"status": run_status, "run_id": state.run_id, **finished}
+
+
+def _cleans_up_alongside(writes: int) -> bool:
+    """Whether cleanup runs alongside the writes rather than after them: when metadata.json is
+    the only write. Cleanup deletes what the other writes read (the service's outputs, the
+    results part), so it follows them; metadata.json is built from the run's state and reads
+    nothing it deletes. The common run (its results written by the collection, nothing failed)
+    so ends one episode sooner. A history that scheduled cleanup after metadata.json (before
+    this) replays the same: its tasks come in the same order."""
+    return writes == 1
 
 
 Apply = Callable[[Chunk, Any, datetime], Chunk]

@@ -60,11 +60,12 @@ def record(
     run_id: str,
     received_at: str | None,
     source: dict[str, Any],
-    phase: str,
+    phase: str | None,
     status: str = "running",
     **fields: Any,
 ) -> None:
-    """Upsert the run's entity: its phase and status, and any of requests, tokens, cost,
+    """Upsert the run's entity: its phase and status (left as they are when `phase` is None:
+    a write that may land after the run's last one), and any of requests, tokens, cost,
     reason (JSON-encoded) and outputs ({name: blob}, one property per output). Never fails
     the caller: a failed write is logged, and the run's next phase writes the entity again."""
     if not received_at:
@@ -77,9 +78,9 @@ def record(
         "Container": str(source.get("container") or ""),
         "Received": received_at,
         "Updated": datetime.now(UTC).isoformat(),
-        "Phase": phase,
-        "Status": status,
     }
+    if phase is not None:
+        entity.update(Phase=phase, Status=status)
     for key, value in fields.items():
         if key == "outputs":  # one property each, so later writes add to earlier ones
             for name, ref in value.items():

@@ -208,6 +208,50 @@ def test_each_phase_runs_in_an_execution_of_its_own(stack):
     assert get(stack, f"runs/{run_id}").json()["created"] == received != run["createdTime"]
 
 
+def _scheduled_after_completion(stack, run_id, name):
+    """Whether `name` was scheduled in an episode after one that received a task's result (it
+    followed a write), rather than in the same episode as the writes."""
+    kinds = [(e["EventType"], e.get("Name")) for e in stack.host.history(run_id)]
+    at = kinds.index((T.TASK_SCHEDULED, name))
+    return any(kind == T.TASK_COMPLETED for kind, _ in kinds[:at])
+
+
+def test_cleanup_runs_alongside_metadata_when_nothing_else_is_written(stack):
+    """metadata.json reads nothing cleanup deletes: a run with only that to write schedules both
+    at once. A run that writes errors.jsonl cleans up after the writes, which read what it
+    deletes. A history whose cleanup followed metadata.json (the code before) replays."""
+    stack.drop("along/a.jsonl", requests_file(3, prefix="a"))
+    (run,) = stack.wait_all(1)
+    assert _output(run)["status"] == "completed" and _output(run)["errors"] is None
+    assert _in_history(stack, run["instanceId"]) == ["write_metadata", "cleanup_run"]
+    assert not _scheduled_after_completion(stack, run["instanceId"], "cleanup_run")
+
+    with _old_code_until(stack, "write_metadata", _cleans_up_alongside=lambda writes: False):
+        stack.drop("along/b.jsonl", requests_file(3, prefix="b"))
+        runs = stack.wait_all(2)
+    (old,) = [r for r in runs if r["instanceId"] != run["instanceId"]]
+    assert old["runtimeStatus"] == "Completed", old
+    assert _in_history(stack, old["instanceId"]) == ["write_metadata", "cleanup_run"]
+    assert _scheduled_after_completion(stack, old["instanceId"], "cleanup_run")
+
+    stack.scenario(line_failure_rate=0.5, line_failure_status=400, seed=3)  # not resubmitted
+    stack.drop("along/c.jsonl", requests_file(10, prefix="c"))
+    runs = stack.wait_all(3)
+    (failing,) = [r for r in runs if r["instanceId"] not in (run["instanceId"], old["instanceId"])]
+    assert _output(failing)["errors"] is not None
+    assert _in_history(stack, failing["instanceId"]) == [
+        "write_errors",
+        "write_metadata",
+        "cleanup_run",
+    ]
+    assert _scheduled_after_completion(stack, failing["instanceId"], "cleanup_run")
+    for r, prefix in ((run, "a"), (old, "b"), (failing, "c")):
+        folder = stack.run_folder(f"along/{prefix}.jsonl", r["instanceId"])
+        names = [n for n in stack.names("output") if n.startswith(f"{folder}/")]
+        assert f"{folder}/metadata.json" in names and f"{folder}/input.jsonl" in names
+    assert stack.names("input") == [] and stack.names("work") == []
+
+
 def test_a_one_chunk_run_gets_its_results_from_the_collection(stack, monkeypatch):
     """One chunk, one round, no table: the collection writes results.jsonl in input order
     itself (the service's output is shuffled), not a work file that write_results reads back.

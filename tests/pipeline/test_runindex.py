@@ -84,6 +84,21 @@ def test_an_upsert_twice_changes_nothing_and_later_writes_merge(settings):
     assert set(runindex.summary(rows[-1])["outputs"]) == {"input", "metadata"}
 
 
+def test_a_write_without_a_phase_keeps_the_runs_end(settings):
+    """metadata.json's figures may be written after cleanup wrote the run's end (the two run
+    alongside): the figures land, the end stays."""
+    source = {"path": "a/f.jsonl"}
+    runindex.record(settings, "run-x", _at(0), source, "done", "completed")
+    runindex.record(
+        settings, "run-x", _at(0), source, None,
+        requests={"total": 3, "succeeded": 3, "failed": 0, "pending": 0},
+    )  # fmt: skip
+    rows, _ = runindex.query(settings, 10, status="completed")
+    (row,) = [runindex.summary(r) for r in rows]
+    assert (row["phase"], row["status"]) == ("done", "completed")
+    assert row["requests"]["succeeded"] == 3 and row["progress"] == 1.0
+
+
 def test_filters_by_status_prefix_and_time(settings):
     _fill(settings, 12)
     rows, cursor = runindex.query(settings, 50, status="completed")
