@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from azure.durable_functions.models.history import HistoryEventType as T
 from azure.functions import meta
 
@@ -386,11 +387,11 @@ class Engine:
             "instanceId": inst.instance_id,
             "isReplaying": bool(past),
             "parentInstanceId": parent,
-            "input": json.loads(input_text) if input_text is not None else None,
             **_SCHEMA,
         }
         try:
-            result = self.invoker.call(spec, meta.Datum(json.dumps(context), "string"))
+            text = _context_text(context, input_text)
+            result = self.invoker.call(spec, meta.Datum(text, "string"))
         except Exception as exc:
             if exception_kind(exc) == WORKER_EXITED:  # the platform's failure, not the app's
                 raise EpisodeAbandoned(str(exc)) from exc
@@ -591,6 +592,15 @@ def _public_event(ev: h.Event, with_output: bool) -> dict[str, Any]:
             if key in ev:
                 shown[key] = ev[key]
     return shown
+
+
+def _context_text(context: dict[str, Any], input_text: str | None) -> str:
+    """An episode's context as JSON text, with the orchestration's input (JSON text already)
+    as its `input`, as it came. The history is most of the rest: its events hold only what
+    orjson writes as json would (`Store`), several times faster; only the spacing differs,
+    which JSON readers ignore."""
+    head = orjson.dumps(context).decode()
+    return f'{head[:-1]},"input":{"null" if input_text is None else input_text}}}'
 
 
 def _compact(value: Any) -> str:
