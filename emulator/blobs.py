@@ -122,7 +122,11 @@ class Storage:
         with self._lock:
             client = self._clients.get(cs)
             if client is None:
-                client = self._clients[cs] = BlobServiceClient.from_connection_string(cs)
+                # Loopback to Azurite: no proxy or .netrc to read from the environment, which
+                # `requests` otherwise scans on every request.
+                client = self._clients[cs] = BlobServiceClient.from_connection_string(
+                    cs, use_env_settings=False
+                )
         return client
 
     def etag(self, where: BlobUrl) -> str | None:
