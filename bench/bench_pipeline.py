@@ -4,10 +4,10 @@ Measures the time from the first upload to the last run's end (its orchestration
 after metadata.json), and reports it as overhead over the emulator's batch duration D (the part
 the service itself takes). Also reported, per run: the app's storage transactions, durable
 history events (appended; and replayed: read back by the episodes, each of which replays its
-execution's history) and Azure OpenAI calls; and the CPU seconds each process spent meanwhile
-(`host`: the local host, the app's HTTP and Event Grid functions, the Event Grid stand-in and
-this script's polling; `workers`: the app's orchestrators and activities, in a worker process as
-`make run` runs them; `emulator`; `azurite`). Run:
+execution's history), orchestrator episodes and Azure OpenAI calls; and the CPU seconds each
+process spent meanwhile (`host`: the local host, the app's HTTP and Event Grid functions, the
+Event Grid stand-in and this script's polling; `workers`: the app's orchestrators and
+activities, in a worker process as `make run` runs them; `emulator`; `azurite`). Run:
 
     .venv/bin/python -m bench.bench_pipeline [--files 50] [--requests 1000] [--duration 20]
         [--poll 2] [--poll-max 2]  # status checks: every 2 s; `make run`'s grow from 2 s to 10 s
@@ -239,6 +239,7 @@ def run(
             "storage_transactions_per_run": round(storage / files, 1),
             "history_events_per_run": round(counters.history / files, 1),
             "history_events_replayed_per_run": round(counters.replayed / files, 1),
+            "episodes_per_run": round(counters.episodes / files, 1),
             "aoai_calls_per_run": round(calls / files, 1),
             "cpu_s": cpu,
             "blobs_at_end": left,

@@ -61,11 +61,14 @@ class Counters:
         self.storage: Counter[_Key] = Counter()
         self.history = 0
         self.replayed = 0  # events the episodes read back: each replays its execution's history
+        self.episodes = 0  # orchestrator episodes: each appends one OrchestratorStarted
         self._patches: list[tuple[Any, str, Any]] = []
         self._workers = worker_requests
         self._workers_before: Counter[_Key] = Counter()
 
     def install(self) -> None:
+        from azure.durable_functions.models.history import HistoryEventType as T
+
         from devstack.durable.store import Store
 
         counters = self
@@ -81,8 +84,10 @@ class Counters:
         append, history = Store.append_history, Store.history
 
         def counting_append(store: Any, instance_id: str, events: list[Any]) -> None:
+            started = sum(e["EventType"] == T.ORCHESTRATOR_STARTED for e in events)
             with counters.lock:
                 counters.history += len(events)
+                counters.episodes += started
             append(store, instance_id, events)
 
         def counting_history(store: Any, instance_id: str) -> list[Any]:
