@@ -237,7 +237,8 @@ def _scheduled(context: df.DurableOrchestrationContext, activity: str) -> bool:
 
 
 def _finish(run: _Run) -> Generator[Any, Any, dict[str, Any]]:
-    """Write the run folder's files in parallel, then clean up (inputs move, files go)."""
+    """Write the run folder's files in parallel, then clean up (inputs move, files go), or
+    alongside when metadata.json is the only file to write."""
     state = run.state
     run.status("writing")
     chunks = [c.to_json() for c in state.chunks]

@@ -62,9 +62,7 @@ class Owner:
         self.count += 1
         stack = self.stack
         path = f"own/{phase}-{self.count}.jsonl"
-        stack.drop(path, DATA, deliver=False)
-        props = stack.container("input").get_blob_client(path).get_blob_properties()
-        run_id = run_id_for(stack.env["INPUT_CONTAINER"], path, str(props.etag))
+        run_id = stack.stage(path, DATA)
         sequence: list[str] = []
         changed_at: list[int] = []
 
@@ -88,12 +86,7 @@ class Owner:
                     changed_at.append(len(sequence))
                 return False  # never a crash: the hook only marks the moment
 
-        stack.host.crash_hook = hook
-        try:
-            assert stack.watcher.poll_once() == 1
-            status = stack.host.wait_for(run_id, timeout=60)
-        finally:
-            stack.host.crash_hook = None
+        status = stack.run_hooked(run_id, hook)
         assert changed_at, f"the run never reached {phase}: {sequence}"
         return {
             "path": path,

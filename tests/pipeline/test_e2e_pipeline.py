@@ -252,6 +252,35 @@ def test_cleanup_runs_alongside_metadata_when_nothing_else_is_written(stack):
     assert stack.names("input") == [] and stack.names("work") == []
 
 
+@pytest.mark.parametrize("crashed", ["write_metadata", "cleanup_run"])
+def test_a_crash_in_either_of_the_last_two_activities_changes_nothing(stack, crashed):
+    """Run alongside, each is run again alone when its result is lost; the run ends as one
+    that nothing disturbed, with one batch."""
+    path = f"along/crash-{crashed}.jsonl"
+    run_id = stack.stage(path, requests_file(4, prefix="x"))
+    attempts = []
+
+    def hook(instance_id: str, activity: str, attempt: int) -> bool:
+        if instance_id == run_id and activity == crashed:
+            attempts.append(attempt)
+        return instance_id == run_id and activity == crashed and attempt == 1
+
+    run = stack.run_hooked(run_id, hook)
+    assert run["runtimeStatus"] == "Completed" and run["output"]["status"] == "completed", run
+    assert attempts == [1, 2]  # its first result lost, run again by the host
+    assert stack.scheduled(run_id).count(crashed) == 1
+    assert len(stack.batches_of(run_id)) == 1
+    folder = stack.run_folder(path, run_id)
+    assert [n for n in stack.names("output") if n.startswith(f"{folder}/")] == [
+        f"{folder}/{n}" for n in ("input.jsonl", "metadata.json", "results.jsonl")
+    ]
+    assert run["output"]["input"]["path"] == f"{folder}/input.jsonl"
+    meta = orjson.loads(stack.read("output", f"{folder}/metadata.json"))
+    assert meta["status"] == "completed" and meta["requests"]["succeeded"] == 4
+    assert path not in stack.names("input")
+    assert not [n for n in stack.names("work") if n.startswith(run_id)]
+
+
 def test_a_one_chunk_run_gets_its_results_from_the_collection(stack, monkeypatch):
     """One chunk, one round, no table: the collection writes results.jsonl in input order
     itself (the service's output is shuffled), not a work file that write_results reads back.

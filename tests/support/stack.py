@@ -11,7 +11,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ from azure.durable_functions.models.history import HistoryEventType
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from openai import AzureOpenAI
 
+from batching.layout import run_id_for
 from devstack import services
 from devstack.durable.clock import VirtualClock
 from devstack.watcher import Watcher
@@ -117,6 +118,26 @@ class Stack:
         if deliver:
             self.watcher.poll_once()
         return path
+
+    def stage(self, path: str, data: bytes) -> str:
+        """Upload without delivering its event; returns the id its run will have."""
+        self.drop(path, data, deliver=False)
+        props = self.container("input").get_blob_client(path).get_blob_properties()
+        return run_id_for(self.env["INPUT_CONTAINER"], path, str(props.etag))
+
+    def run_hooked(
+        self, run_id: str, hook: Callable[[str, str, int], bool], timeout: float = 60
+    ) -> dict[str, Any]:
+        """Deliver the staged upload's event and wait for its run, the host calling
+        `hook(instance_id, activity, attempt)` after each activity's work (True: its result is
+        lost, as in a crash)."""
+        self.host.crash_hook = hook
+        try:
+            assert self.watcher.poll_once() == 1
+            status: dict[str, Any] = self.host.wait_for(run_id, timeout=timeout)
+            return status
+        finally:
+            self.host.crash_hook = None
 
     def scenario(self, **kwargs: Any) -> None:
         httpx.post(f"{self.emulator.endpoint}/_emulator/scenario", json=kwargs).raise_for_status()
