@@ -7,9 +7,11 @@ hashes, and every decision from the state and activity results. The state is typ
 (orchestrators/state.py) and travels as the same JSON as always.
 
 Every episode replays its execution's whole history (the durable SDK parses each event again),
-so the run keeps its histories short: it continues as new with its state when it moves from
-validating to running and from running to finalizing, and after every `polls_per_history`
-ticks while running. A 500-file drop spent half its worker CPU replaying before it did.
+so the run keeps its histories short: it continues as new with its state after every
+`polls_per_history` ticks while running (a 500-file drop spent half its worker CPU replaying
+before it did). Not between phases: a phase goes on in the execution where the last one ended,
+whose history then holds one tick at most (with the default of 1), and each new execution
+would cost an episode of its own.
 """
 
 from __future__ import annotations
@@ -111,14 +113,10 @@ def run_file(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
             rejected = yield from _prepare(run)
             if rejected is not None:
                 return rejected
-            if _next_phase_anew(run, "submit_batch", "admit_batch"):
-                return _continue(run)
         if run.state.phase == Phase.RUNNING:
             continued = yield from _watch(run)
             if continued is not None:
                 return continued
-            if _next_phase_anew(run, "write_results"):
-                return _continue(run)
         return (yield from _finish(run))
     except Exception as exc:  # an activity failed after its retries: the run ends `error`
         yield from _record_failure(run, exc)
@@ -195,13 +193,6 @@ def _watch(run: _Run) -> Generator[Any, Any, dict[str, Any] | None]:
         state.ticks += 1
         if state.ticks >= run.config.polls_per_history:
             return _continue(run)
-
-
-def _next_phase_anew(run: _Run, *first_activities: str) -> bool:
-    """Whether the next phase starts in an execution of its own. Not when this execution's
-    history shows it went on into that phase (code from before 2026-12-03 did), which must
-    replay as it ran."""
-    return not any(_scheduled(run.context, a) for a in first_activities)
 
 
 def _continue(run: _Run) -> dict[str, Any]:

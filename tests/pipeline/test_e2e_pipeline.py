@@ -192,28 +192,32 @@ def test_a_run_where_nothing_failed_needs_no_write_errors(stack):
     ]
 
 
-def test_each_phase_runs_in_an_execution_of_its_own(stack):
-    """Every episode replays its execution's history: the run continues as new between phases
-    (and after each status check), so the finishing episodes replay none of validation or
-    polling. The run's own start still comes from its input, not the execution's."""
+def test_the_run_continues_as_new_after_each_status_check_and_only_then(stack):
+    """Every episode replays its execution's history: the run continues as new after each
+    status check, so no history holds more than one; a phase goes on in the execution where the
+    last one ended (a new execution costs an episode of its own). The run's own start still
+    comes from its input, not the execution's."""
     stack.drop("phases/a.jsonl", requests_file(3, prefix="a"))
     (run,) = stack.wait_all(1)
     run_id = run["instanceId"]
     assert _output(run)["status"] == "completed"
-    scheduled = stack.scheduled(run_id)
-    assert scheduled[:2] == ["validate_input", "submit_batch"] and "check_batch" in scheduled
+    first, *checks = stack.executions(run_id)
+    assert first == ["validate_input", "submit_batch"]
+    assert checks and all(names.count("check_batch") == 1 for names in checks)
     # results.jsonl came with the collection (one chunk, one round, no table): no write_results
-    assert _in_history(stack, run_id) == ["write_metadata", "cleanup_run"]
+    assert checks[-1] == ["check_batch", "collect_batch", "write_metadata", "cleanup_run"]
+    assert _in_history(stack, run_id) == checks[-1]
     received = run_input(stack.host.get_status(run_id))["received_at"]
     assert get(stack, f"runs/{run_id}").json()["created"] == received != run["createdTime"]
 
 
-def _scheduled_after_completion(stack, run_id, name):
-    """Whether `name` was scheduled in an episode after one that received a task's result (it
-    followed a write), rather than in the same episode as the writes."""
+def _cleanup_followed_the_writes(stack, run_id):
+    """Whether cleanup_run was scheduled after a task's result came in, the writes' (it followed
+    them), rather than in the same episode as metadata.json."""
     kinds = [(e["EventType"], e.get("Name")) for e in stack.host.history(run_id)]
-    at = kinds.index((T.TASK_SCHEDULED, name))
-    return any(kind == T.TASK_COMPLETED for kind, _ in kinds[:at])
+    since = kinds.index((T.TASK_SCHEDULED, "write_metadata"))
+    at = kinds.index((T.TASK_SCHEDULED, "cleanup_run"))
+    return any(kind == T.TASK_COMPLETED for kind, _ in kinds[since:at])
 
 
 def test_cleanup_runs_alongside_metadata_when_nothing_else_is_written(stack):
@@ -223,28 +227,28 @@ def test_cleanup_runs_alongside_metadata_when_nothing_else_is_written(stack):
     stack.drop("along/a.jsonl", requests_file(3, prefix="a"))
     (run,) = stack.wait_all(1)
     assert _output(run)["status"] == "completed" and _output(run)["errors"] is None
-    assert _in_history(stack, run["instanceId"]) == ["write_metadata", "cleanup_run"]
-    assert not _scheduled_after_completion(stack, run["instanceId"], "cleanup_run")
+    assert _in_history(stack, run["instanceId"])[-2:] == ["write_metadata", "cleanup_run"]
+    assert not _cleanup_followed_the_writes(stack, run["instanceId"])
 
     with _old_code_until(stack, "write_metadata", _cleans_up_alongside=lambda writes: False):
         stack.drop("along/b.jsonl", requests_file(3, prefix="b"))
         runs = stack.wait_all(2)
     (old,) = [r for r in runs if r["instanceId"] != run["instanceId"]]
     assert old["runtimeStatus"] == "Completed", old
-    assert _in_history(stack, old["instanceId"]) == ["write_metadata", "cleanup_run"]
-    assert _scheduled_after_completion(stack, old["instanceId"], "cleanup_run")
+    assert _in_history(stack, old["instanceId"])[-2:] == ["write_metadata", "cleanup_run"]
+    assert _cleanup_followed_the_writes(stack, old["instanceId"])
 
     stack.scenario(line_failure_rate=0.5, line_failure_status=400, seed=3)  # not resubmitted
     stack.drop("along/c.jsonl", requests_file(10, prefix="c"))
     runs = stack.wait_all(3)
     (failing,) = [r for r in runs if r["instanceId"] not in (run["instanceId"], old["instanceId"])]
     assert _output(failing)["errors"] is not None
-    assert _in_history(stack, failing["instanceId"]) == [
+    assert _in_history(stack, failing["instanceId"])[-3:] == [
         "write_errors",
         "write_metadata",
         "cleanup_run",
     ]
-    assert _scheduled_after_completion(stack, failing["instanceId"], "cleanup_run")
+    assert _cleanup_followed_the_writes(stack, failing["instanceId"])
     for r, prefix in ((run, "a"), (old, "b"), (failing, "c")):
         folder = stack.run_folder(f"along/{prefix}.jsonl", r["instanceId"])
         names = [n for n in stack.names("output") if n.startswith(f"{folder}/")]
@@ -307,13 +311,12 @@ def test_a_one_chunk_run_gets_its_results_from_the_collection(stack, monkeypatch
     assert _output(run)["results"]["path"] == f"{folder}/results.jsonl"
 
 
-def test_a_history_that_went_on_into_the_next_phase_replays(azurite, tmp_path):
-    """Histories recorded before the run continued as new between phases (one execution from
-    validation to cleanup, when the status checks continued as new only every 20) replay to the
-    end with the new code: it continues as new only where the history did not go on."""
+def test_one_execution_from_validation_to_cleanup_replays(azurite, tmp_path):
+    """With status checks continuing as new only every 20, a short run is one execution from
+    validation to cleanup. Its history, recorded by code that always scheduled write_results,
+    replays to the end with the new code."""
     with local_stack(azurite, tmp_path, extra_env={"POLLS_PER_HISTORY": "20"}) as stack:
-        # the old code went on into writing, and always scheduled write_results
-        old = {"_next_phase_anew": lambda run, *a: False, "results_written": lambda chunks: None}
+        old = {"results_written": lambda chunks: None}
         with _old_code_until(stack, "write_metadata", **old):
             stack.drop("old/a.jsonl", requests_file(3, prefix="o"))
             (run,) = stack.wait_all(1)

@@ -90,8 +90,8 @@ class Stack:
     env: dict[str, str]
     watcher: Watcher
     started: list[str] = field(default_factory=list)
-    # every activity each instance scheduled, over all its executions (a history holds one)
-    schedule_log: dict[str, list[str]] = field(default_factory=dict)
+    # the activities each instance scheduled, by execution (a history holds one)
+    schedule_log: dict[str, list[list[str]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         store = self.host.store
@@ -99,15 +99,22 @@ class Stack:
 
         def recording(instance_id: str, events: list[Any]) -> None:
             append(instance_id, events)
-            self.schedule_log.setdefault(instance_id, []).extend(
-                e["Name"] for e in events if e["EventType"] == HistoryEventType.TASK_SCHEDULED
-            )
+            executions = self.schedule_log.setdefault(instance_id, [])
+            for e in events:
+                if e["EventType"] == HistoryEventType.EXECUTION_STARTED:
+                    executions.append([])
+                elif e["EventType"] == HistoryEventType.TASK_SCHEDULED:
+                    executions[-1].append(e["Name"])
 
         store.append_history = recording
 
     def scheduled(self, run_id: str) -> list[str]:
         """The activities a run scheduled, in order, over all its executions."""
-        return list(self.schedule_log.get(run_id, ()))
+        return [name for execution in self.executions(run_id) for name in execution]
+
+    def executions(self, run_id: str) -> list[list[str]]:
+        """The activities a run scheduled, in order, in each of its executions."""
+        return [list(names) for names in self.schedule_log.get(run_id, ())]
 
     def container(self, kind: str) -> ContainerClient:
         return self.blobs.get_container_client(self.env[f"{kind.upper()}_CONTAINER"])
