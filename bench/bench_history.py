@@ -113,6 +113,7 @@ def measure(
             "storage_transactions_per_run": round(storage / files, 1),
             "history_events_per_run": round(counters.history / files, 1),
             "history_events_replayed_per_run": round(counters.replayed / files, 1),
+            "episodes_per_run": round(counters.episodes / files, 1),
             "aoai_calls": {k: v for k, v in sorted(calls.items()) if v},
         }
 
