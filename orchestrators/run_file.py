@@ -9,8 +9,9 @@ hashes, and every decision from the state and activity results. The state is typ
 Every episode replays its execution's whole history (the durable SDK parses each event again),
 so the run keeps its histories short: it continues as new with its state after every
 `polls_per_history` ticks while running (a 500-file drop spent half its worker CPU replaying
-before it did). Not between phases: a phase goes on in the execution where the last one ended,
-whose history then holds one tick at most (with the default of 1), and each new execution
+before it did), and once validated, so that a cancel raised during validation is read from the
+history before anything is submitted. Not into the finish: it goes on in the execution of the
+last tick, whose history holds one tick at most (with the default of 1), as a new execution
 would cost an episode of its own.
 """
 
@@ -113,6 +114,8 @@ def run_file(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
             rejected = yield from _prepare(run)
             if rejected is not None:
                 return rejected
+            if not _went_on(run, "submit_batch", "admit_batch"):
+                return _continue(run)
         if run.state.phase == Phase.RUNNING:
             continued = yield from _watch(run)
             if continued is not None:
@@ -193,6 +196,14 @@ def _watch(run: _Run) -> Generator[Any, Any, dict[str, Any] | None]:
         state.ticks += 1
         if state.ticks >= run.config.polls_per_history:
             return _continue(run)
+
+
+def _went_on(run: _Run, *first_activities: str) -> bool:
+    """Whether this execution's history shows it went on into the next phase (code from before
+    2026-12-03, and of cfc3892, did), which it must replay as it ran. A new execution is how a
+    cancel raised meanwhile is read replay-safely: `_continue` reads it from the history that
+    ends, whereas a running execution's replay sees events that came after the decision."""
+    return any(_scheduled(run.context, a) for a in first_activities)
 
 
 def _continue(run: _Run) -> dict[str, Any]:

@@ -93,3 +93,27 @@ def test_cancel_raised_with_the_poll_timer(day_stack):
 
     assert output["status"] == "cancelled", output
     assert stack.host.activity_calls["check_batch"] <= 3
+
+
+def test_cancel_raised_while_the_input_is_validated(day_stack):
+    """Before anything is submitted: the run continues as new once validated, and the new
+    execution's first tick sees the cancel, so no batch is ever created."""
+    stack, _ = day_stack
+    stack.drop("race/during-validation.jsonl", requests_file(4), deliver=False)
+    raised: list[str] = []
+
+    def raise_cancel_during_validation(instance_id: str, activity: str, attempt: int) -> bool:
+        if activity == "validate_input" and not raised:
+            raised.append(instance_id)
+            stack.host.raise_event(instance_id, CANCEL_EVENT, {"by": "test"})
+        return False
+
+    stack.host.crash_hook = raise_cancel_during_validation
+    assert stack.watcher.poll_once() == 1
+    (run_id,) = [r["instanceId"] for r in stack.runs()]
+    output = finish(stack, run_id)
+
+    assert raised == [run_id]
+    assert output["status"] == "cancelled", output
+    assert "submit_batch" not in stack.scheduled(run_id)
+    assert stack.batches_of(run_id) == []
