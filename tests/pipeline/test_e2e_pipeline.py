@@ -465,3 +465,25 @@ def test_expired_batch_without_resubmission_ends_expired_with_partial_results(az
         assert all(e["retryable"] for e in errors)  # retryable, but no rounds were allowed
         assert stack.read("output", f"{folder}/input.jsonl")  # kept in the run folder
         assert stack.names("input") == []
+
+
+def test_a_cancel_raised_while_the_last_check_runs_comes_too_late(stack):
+    """The status check that finds every batch ended was under way: the run collects and writes
+    its outputs as it would have, and ends completed (docs/operating.md)."""
+    run_id = stack.stage("late/a.jsonl", requests_file(3, prefix="l"))
+    raised = []
+
+    def hook(instance_id: str, activity: str, attempt: int) -> bool:
+        if instance_id == run_id and activity == "check_batch" and not raised:
+            ended = stack.batches_of(run_id)
+            if ended and all(status == "completed" for _, status in ended):
+                raised.append(attempt)
+                stack.host.raise_event(run_id, run_file.CANCEL_EVENT, {"by": "test"})
+        return False
+
+    run = stack.run_hooked(run_id, hook)
+    assert raised == [1]
+    assert run["runtimeStatus"] == "Completed" and _output(run)["status"] == "completed", run
+    assert "cancel_batch" not in stack.scheduled(run_id)
+    folder = stack.run_folder("late/a.jsonl", run_id)
+    assert len(stack.jsonl("output", f"{folder}/results.jsonl")) == 3
