@@ -30,7 +30,6 @@ from typing import Any
 import orjson
 import pytest
 
-from batching.layout import run_id_for
 from devstack.durable.clock import VirtualClock
 from tests.support.stack import Stack, local_stack, requests_file
 
@@ -104,9 +103,7 @@ class Harness:
 
         stack.scenario(next_batches=["expired"], seed=1)
         before = stack.emulator_state()["requests"]
-        stack.drop(path, DATA, deliver=False)
-        props = stack.container("input").get_blob_client(path).get_blob_properties()
-        run_id = run_id_for(stack.env["INPUT_CONTAINER"], path, str(props.etag))
+        run_id = stack.stage(path, DATA)
         stack.host.crash_hook = hook
         stack.host.episode_crash_hook = episode_hook if crash_episodes else None
         try:

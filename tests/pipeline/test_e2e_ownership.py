@@ -177,9 +177,7 @@ def test_retry_starts_from_the_snapshot_when_the_original_is_gone(azurite, tmp_p
     clock = VirtualClock(datetime.now(UTC))
     with local_stack(azurite, tmp_path, batch_duration=1.0, extra_env=ENV, clock=clock) as stack:
         path = "own/retry.jsonl"
-        stack.drop(path, DATA, deliver=False)
-        props = stack.container("input").get_blob_client(path).get_blob_properties()
-        run_id = run_id_for(stack.env["INPUT_CONTAINER"], path, str(props.etag))
+        run_id = stack.stage(path, DATA)
         reached = threading.Event()
 
         def hook(instance_id: str, activity: str, attempt: int) -> bool:
