@@ -166,3 +166,24 @@ def cpu_by_process() -> dict[str, float]:
 def cpu_since(before: dict[str, float]) -> dict[str, float]:
     after = cpu_by_process()
     return {k: round(v - before.get(k, 0.0), 1) for k, v in after.items()}
+
+
+def machine_cpu() -> dict[str, float]:
+    """CPU seconds of the whole machine so far, all cores (`/proc/stat`): busy, idle (with I/O
+    wait) and steal, the time the hypervisor ran something else while a core of this VM was
+    ready. Empty where there is no /proc/stat."""
+    try:
+        fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return {}
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    return {
+        "busy": (user + nice + system + irq + softirq) / _TICKS,
+        "idle": (idle + iowait) / _TICKS,
+        "steal": steal / _TICKS,
+    }
+
+
+def machine_cpu_since(before: dict[str, float]) -> dict[str, float]:
+    after = machine_cpu()
+    return {k: round(v - before.get(k, 0.0), 2) for k, v in after.items()}
