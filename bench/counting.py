@@ -176,6 +176,8 @@ def machine_cpu() -> dict[str, float]:
         fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
     except (OSError, ValueError):
         return {}
+    if len(fields) < 8:  # kernels before 2.6.11 count no steal
+        return {}
     user, nice, system, idle, iowait, irq, softirq, steal = fields
     return {
         "busy": (user + nice + system + irq + softirq) / _TICKS,
