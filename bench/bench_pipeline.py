@@ -251,7 +251,8 @@ def run(
             "aoai_calls_per_run": round(calls / files, 1),
             "cpu_s": cpu,
             # The work is the same in every run: its total CPU is the best reading of how fast
-            # the VM ran (it moves by up to half within an hour, with no steal).
+            # the VM ran (it moved by up to half within an hour; the swings measured with
+            # `machine_cpu_s` showed no steal).
             "cpu_s_total": round(sum(cpu.values()), 1),
             "machine_cpu_s": machine,
             "blobs_at_end": left,
