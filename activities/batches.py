@@ -12,7 +12,7 @@ from batching.logs import event
 from batching.requests import AdmitRequest, BatchRequest, CollectRequest, SubmitRequest
 from batching.service import admission, submission
 from batching.settings import Settings
-from batching.statuses import BATCH_TERMINAL
+from batching.statuses import BATCH_TERMINAL, collects_now, resubmits
 from batching.steps import collection
 
 bp = df.Blueprint()
@@ -79,9 +79,23 @@ def submit_batch(payload: SubmitRequest) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload", activity="check_batch")
 def check_batch(payload: BatchRequest) -> dict[str, Any]:
+    """The batch's status; with `collect`, a batch that ended is collected in the same step, and
+    the answer is `{"batch", "collected"}` (safe to run twice: collecting is)."""
     batch = submission.check_batch(Settings.from_env(), payload["batch_id"], payload.get("key"))
     _batch_event("batch checked", payload, batch)
-    return batch
+    how = payload.get("collect")
+    if how is None or not collects_now(batch, how["cancelling"]):
+        return batch
+    collect: CollectRequest = {
+        "run_id": payload["run_id"],
+        "source": payload["source"],
+        "received_at": payload.get("received_at"),
+        "chunk": how["chunk"],
+        "batch": batch,
+        "resubmit": resubmits(batch, how["resubmit"]),
+        "final_results": bool(how.get("final_results")),
+    }
+    return {"batch": batch, "collected": _collect(collect)}
 
 
 @bp.activity_trigger(input_name="payload", activity="cancel_batch")
@@ -100,6 +114,12 @@ def cancel_batch(payload: BatchRequest) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload", activity="collect_batch")
 def collect_batch(payload: CollectRequest) -> dict[str, Any]:
+    """A batch that ended, collected after the check that saw it (chunks that never ran,
+    histories of code from before checks collected)."""
+    return _collect(payload)
+
+
+def _collect(payload: CollectRequest) -> dict[str, Any]:
     outcome = collection.collect_batch(
         RunContext.of_request(payload),
         payload["chunk"],

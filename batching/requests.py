@@ -50,18 +50,28 @@ class SubmitRequest(RunRequest):
     tokens: int
 
 
+class Collection(TypedDict):
+    """How a chunk's ended batch is collected (the orchestrator's decisions)."""
+
+    chunk: JsonObject  # its index, round and input (BlobRef.to_dict()) at least
+    resubmit: bool  # a retry input may be written (`statuses.resubmits` for the batch's status)
+    final_results: NotRequired[bool]  # its results may be the run's results.jsonl as they are
+
+
 class BatchRequest(RunRequest):
-    """Check or cancel one batch."""
+    """Check or cancel one batch; a check with `collect` collects the batch if it ended."""
 
     batch_id: str
     key: NotRequired[str | None]
+    collect: NotRequired[CheckCollection]
 
 
-class CollectRequest(RunRequest):
-    chunk: JsonObject
+class CheckCollection(Collection):
+    cancelling: bool  # the run is being cancelled: even a quota refusal is collected
+
+
+class CollectRequest(RunRequest, Collection):
     batch: JsonObject
-    resubmit: bool
-    final_results: NotRequired[bool]  # its results may be the run's results.jsonl as they are
 
 
 class ChunksRequest(RunRequest):

@@ -6,7 +6,9 @@ all take them from here. Pure: no I/O, safe for orchestrator code.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
 
 
 class BatchStatus(StrEnum):
@@ -29,6 +31,20 @@ class BatchStatus(StrEnum):
 BATCH_TERMINAL = frozenset(
     {BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED, BatchStatus.CANCELLED}
 )
+
+
+def collects_now(batch: Mapping[str, Any], cancelling: bool) -> bool:
+    """Whether a checked batch's outputs are collected now: it ended, and not on a quota refusal
+    that the run submits again (a run being cancelled collects even that one). The orchestrator
+    and the status check that collects in the same step (`check_batch`) decide by this alone."""
+    ended = str(batch.get("status")).lower() in BATCH_TERMINAL
+    return ended and (cancelling or not batch.get("quota_message"))
+
+
+def resubmits(batch: Mapping[str, Any], allowed: bool) -> bool:
+    """Whether a collection writes a retry input: when the run allows another round, and the
+    batch did not fail as a whole (a failed batch's requests never ran; they are reported)."""
+    return allowed and batch.get("status") != BatchStatus.FAILED
 
 
 class ChunkState(StrEnum):

@@ -29,7 +29,7 @@ import azure.durable_functions as df
 from azure.durable_functions.models.history import HistoryEventType
 
 from batching.logs import event
-from batching.statuses import ChunkState
+from batching.statuses import ChunkState, resubmits
 from batching.steps.counts import failed_requests, results_written
 from orchestrators import state as machine
 from orchestrators.state import Chunk, Phase, RunState
@@ -334,10 +334,16 @@ def _due_work(run: _Run, c: Chunk, key: str, cancel: bool) -> tuple[Chunk, Apply
         )
         return c, lambda c, r, now: machine.submitted(c, r, now, config, run_id), task
     if c.state == ChunkState.RUNNING:
-        name = "check_batch"
+        request: dict[str, Any] = {"batch_id": c.batch_id, "key": key}
         if cancel and not c.cancel_sent:
             c, name = replace(c, cancel_sent=True), "cancel_batch"
-        task = run.call(name, {"batch_id": c.batch_id, "key": key})
+        else:
+            # A check that sees the batch end collects it in the same step: one activity and
+            # one episode fewer a batch than a collect_batch scheduled after it.
+            name = "check_batch"
+            chunk = {"index": c.index, "round": c.round, "input": c.input}
+            request["collect"] = {"chunk": chunk, "cancelling": cancel, **_collection(run, c)}
+        task = run.call(name, request)
         return c, lambda c, r, now: machine.checked(c, r, now, config, run_id, cancel), task
     return None
 
@@ -364,18 +370,25 @@ def _tick(run: _Run, now: datetime) -> Generator[Any, Any, None]:
 
     collect = [i for i, c in enumerate(state.chunks) if c.state == ChunkState.COLLECTING]
     if collect:
-        rounds = run.config.resubmit_rounds
-        table = bool((state.summary or {}).get("table_columns"))
         tasks = []
         for i in collect:
             c = state.chunks[i]
             batch = c.batch or {}
-            resubmit = c.round < rounds and not cancel and batch.get("status") != "failed"
-            request = {"chunk": c.to_json(), "batch": batch, "resubmit": resubmit}
-            # The run's one chunk, first round, no table: its results may be results.jsonl.
-            if len(state.chunks) == 1 and c.round == 0 and not table:
-                request["final_results"] = True
+            request = {"chunk": c.to_json(), "batch": batch, **_collection(run, c)}
+            request["resubmit"] = resubmits(batch, request["resubmit"])
             tasks.append(run.call("collect_batch", request))
         outcomes = yield run.context.task_all(tasks)
         for i, outcome in zip(collect, outcomes, strict=True):
             state.chunks[i] = machine.collected(state.chunks[i], outcome, run.config)
+
+
+def _collection(run: _Run, c: Chunk) -> dict[str, Any]:
+    """How a chunk's batch is collected: whether the run allows a resubmission round (a failed
+    batch is never resubmitted: `resubmits`), and whether its results may be results.jsonl (the
+    run's one chunk, first round, no table)."""
+    state = run.state
+    allowed = c.round < run.config.resubmit_rounds and not state.cancel_requested
+    table = bool((state.summary or {}).get("table_columns"))
+    if len(state.chunks) == 1 and c.round == 0 and not table:
+        return {"resubmit": allowed, "final_results": True}
+    return {"resubmit": allowed}

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from batching.settings import RunConfig
-from batching.statuses import BATCH_TERMINAL, CHUNK_ENDED, ChunkState
+from batching.statuses import BATCH_TERMINAL, CHUNK_ENDED, ChunkState, collects_now
 from orchestrators import policy
 
 JsonObject = dict[str, Any]
@@ -202,19 +202,23 @@ def submitted(c: Chunk, result: JsonObject, now: datetime, config: RunConfig, ru
 
 
 def checked(
-    c: Chunk, batch: JsonObject, now: datetime, config: RunConfig, run_id: str, cancelling: bool
+    c: Chunk, result: JsonObject, now: datetime, config: RunConfig, run_id: str, cancelling: bool
 ) -> Chunk:
-    """A status check's answer: keep polling, retry after a quota refusal, or collect."""
+    """A status check's answer: keep polling, retry after a quota refusal, or collect. A check
+    that saw the batch end may have collected it in the same step (`"collected"` beside the
+    batch): the chunk then goes on as its collection says."""
+    batch: JsonObject = result["batch"] if "collected" in result else result
+    if collects_now(batch, cancelling):
+        c = replace(c, batch=batch, state=ChunkState.COLLECTING, next_at=None)
+        return collected(c, result["collected"], config) if "collected" in result else c
     if str(batch["status"]).lower() not in BATCH_TERMINAL:
         interval = policy.next_poll_interval(config, c.interval)
         return replace(c, batch=batch, interval=interval, next_at=_at(now, interval))
-    quota = batch.get("quota_message")
-    if quota and not cancelling:
-        # listed in metadata.json like every batch, though none of its requests ran
-        ran_nothing = {**batch, "round": c.round, "outcome": NOTHING_RAN}
-        c = replace(c, batch=batch, batches=(*c.batches, ran_nothing))
-        return quota_wait(c, quota, now, config, run_id)
-    return replace(c, batch=batch, state=ChunkState.COLLECTING, next_at=None)
+    # a quota refusal: listed in metadata.json like every batch, though none of its requests ran
+    quota = str(batch.get("quota_message"))
+    ran_nothing = {**batch, "round": c.round, "outcome": NOTHING_RAN}
+    c = replace(c, batch=batch, batches=(*c.batches, ran_nothing))
+    return quota_wait(c, quota, now, config, run_id)
 
 
 def quota_wait(c: Chunk, message: str, now: datetime, config: RunConfig, run_id: str) -> Chunk:

@@ -48,8 +48,8 @@ SHAPE = Counter(
         "validate_input": 1,
         "prepare_chunks": 1,
         "submit_batch": 4,  # three chunks, then the expired chunk's second round
-        "check_batch": 8,  # per batch: one check that sees it running, one that sees it end
-        "collect_batch": 4,
+        # per batch: one check that sees it running, one that sees it end and collects it
+        "check_batch": 8,
         "write_results": 1,
         "write_errors": 1,
         "write_table": 1,

@@ -8,7 +8,8 @@ lands at a known point of the run without sleeping:
 
 - validating: right after validate_input;
 - running: right after submit_batch created the batch;
-- collecting: after the check_batch that saw the batch end, before collect_batch reads anything;
+- collecting: after a check_batch that saw the batch still running, so before the check that
+  sees it end collects it (in that same step) and reads anything;
 - writing: as write_metadata runs, while the outputs are being written (and the run cleans
   up alongside: its original may be gone already).
 
@@ -72,7 +73,7 @@ class Owner:
             if phase == "running":
                 return activity == "submit_batch"
             if phase == "collecting":
-                return activity == "check_batch" and self.batches_ended(run_id)
+                return activity == "check_batch" and not self.batches_ended(run_id)
             assert phase == "writing"
             return activity == "write_metadata"
 
@@ -119,7 +120,12 @@ def owner(azurite, tmp_path_factory, request) -> Iterator[Owner]:
     clock = VirtualClock(datetime.now(UTC))
     env = {**ENV, "AZURE_OPENAI_BATCH_MODE": request.param}
     with local_stack(
-        azurite, tmp_path_factory.mktemp("own"), batch_duration=1.0, extra_env=env, clock=clock
+        # 3 s (virtual): the first check, 2 s after the create, sees the batch running
+        azurite,
+        tmp_path_factory.mktemp("own"),
+        batch_duration=3.0,
+        extra_env=env,
+        clock=clock,
     ) as stack:
         yield Owner(stack)
 
@@ -135,8 +141,8 @@ def test_overwrite_mid_run_changes_nothing_for_the_run(owner: Owner, phase: str)
         stack.container("input").upload_blob(path, NEW, overwrite=True)
 
     got = owner.run(phase, overwrite)
-    if phase == "collecting":
-        assert "collect_batch" in got["after"] and "collect_batch" not in got["before"]
+    if phase == "collecting":  # the batch was collected by a later check
+        assert "check_batch" in got["after"], got
     owner.check_kept_results(got)
     # The replacement was left where the user put it; its own event starts its own run.
     assert stack.read("input", got["path"]) == NEW
@@ -164,8 +170,8 @@ def test_delete_mid_run_changes_nothing_for_the_run(owner: Owner, phase: str) ->
             stack.container("input").delete_blob(path)
 
     got = owner.run(phase, delete)
-    if phase == "collecting":
-        assert "collect_batch" in got["after"] and "collect_batch" not in got["before"]
+    if phase == "collecting":  # the batch was collected by a later check
+        assert "check_batch" in got["after"], got
     owner.check_kept_results(got)
     assert got["path"] not in stack.names("input")
     assert stack.emulator_state()["files"] == 0  # its Azure OpenAI files were cleaned up

@@ -204,8 +204,9 @@ def test_the_run_continues_as_new_once_validated_and_after_each_status_check(sta
     validated, submitted, *checks = stack.executions(run_id)
     assert (validated, submitted) == (["validate_input"], ["submit_batch"])
     assert checks and all(names.count("check_batch") == 1 for names in checks)
-    # results.jsonl came with the collection (one chunk, one round, no table): no write_results
-    assert checks[-1] == ["check_batch", "collect_batch", "write_metadata", "cleanup_run"]
+    # The check that saw the batch end collected it (no collect_batch), and results.jsonl came
+    # with the collection (one chunk, one round, no table): no write_results
+    assert checks[-1] == ["check_batch", "write_metadata", "cleanup_run"]
     assert _in_history(stack, run_id) == checks[-1]
     received = run_input(stack.host.get_status(run_id))["received_at"]
     assert get(stack, f"runs/{run_id}").json()["created"] == received != run["createdTime"]
@@ -291,13 +292,22 @@ def test_a_one_chunk_run_gets_its_results_from_the_collection(stack, monkeypatch
     A collection that runs again (its first result lost in a crash) writes it again, the same."""
     stack.scenario(line_failure_rate=0.3, line_failure_status=400, seed=3)  # not resubmitted
     made = storage_requests(monkeypatch)
-    stack.host.crash_hook = lambda run_id, activity, attempt: (
-        activity == "collect_batch" and attempt == 1
-    )
+    crashed: list[str] = []
+
+    def crash_after_collecting(run_id: str, activity: str, attempt: int) -> bool:
+        # the status check that saw the batch end, and collected it in the same step
+        results = f"{stack.run_folder('direct/a.jsonl', run_id)}/results.jsonl"
+        if activity != "check_batch" or crashed or results not in stack.names("output"):
+            return False
+        crashed.append(run_id)
+        return True
+
+    stack.host.crash_hook = crash_after_collecting
     stack.drop("direct/a.jsonl", requests_file(40, prefix="d"))
     (run,) = stack.wait_all(1)
     assert _output(run)["status"] == "completed"
-    assert stack.host.activity_calls["collect_batch"] == 2
+    assert crashed == [run["instanceId"]]
+    assert stack.host.activity_calls["collect_batch"] == 0
     assert "write_results" not in stack.scheduled(run["instanceId"])
     folder = stack.run_folder("direct/a.jsonl", run["instanceId"])
     results = [x["custom_id"] for x in stack.jsonl("output", f"{folder}/results.jsonl")]

@@ -10,9 +10,11 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from batching.settings import RunConfig
-from batching.statuses import ChunkState
+from batching.statuses import BatchStatus, ChunkState, collects_now, resubmits
 from orchestrators import state as machine
 from orchestrators.state import Chunk, Phase, RunState
 
@@ -144,6 +146,43 @@ def test_a_batch_that_failed_on_quota_is_kept_in_the_record_and_waits() -> None:
     # ... unless the user cancelled: then it is simply collected.
     collected = machine.checked(chunk(ChunkState.RUNNING), batch, NOW, CONFIG, "r", True)
     assert collected.state == ChunkState.COLLECTING
+
+
+def test_a_check_that_collected_goes_on_as_its_collection_says() -> None:
+    """The check that saw the batch end collected it in the same step: the chunk comes out as
+    the check's answer followed by that collection would leave it, in one transition."""
+    batch = {"id": "b", "status": "completed", "request_counts": {"completed": 10}}
+    outcome = {"counts": {"succeeded": 10, "failed": 0, "retry": 0}, "parts": {"round": 0}}
+    running = chunk(ChunkState.RUNNING)
+    one_step = machine.checked(
+        running, {"batch": batch, "collected": outcome}, NOW, CONFIG, "r", False
+    )
+    two_steps = machine.collected(
+        machine.checked(running, batch, NOW, CONFIG, "r", False), outcome, CONFIG
+    )
+    assert one_step == two_steps
+    assert (one_step.state, one_step.succeeded, one_step.end) == (ChunkState.DONE, 10, "completed")
+    # a batch still running was not collected, whatever the answer's shape
+    polled = machine.checked(running, {"id": "b", "status": "in_progress"}, NOW, CONFIG, "r", False)
+    assert (polled.state, polled.next_at) == (ChunkState.RUNNING, at(60))
+
+
+@given(
+    status=st.sampled_from([*BatchStatus, "COMPLETED", "Failed", "unknown"]),
+    quota=st.one_of(st.none(), st.just(""), st.text(min_size=1, max_size=20)),
+    cancelling=st.booleans(),
+    allowed=st.booleans(),
+)
+def test_the_check_and_the_orchestrator_decide_collection_by_one_rule(
+    status: str, quota: str | None, cancelling: bool, allowed: bool
+) -> None:
+    """`check_batch` collects exactly when the orchestrator would schedule the collection: the
+    batch ended, and not on a quota refusal the run submits again; a failed batch is never
+    resubmitted."""
+    batch = {"id": "b", "status": status, "quota_message": quota}
+    after = machine.checked(chunk(ChunkState.RUNNING), batch, NOW, CONFIG, "r", cancelling)
+    assert collects_now(batch, cancelling) == (after.state == ChunkState.COLLECTING)
+    assert resubmits(batch, allowed) == (allowed and status != "failed")
 
 
 def test_collecting_with_retries_starts_the_next_round_on_the_retry_file() -> None:
