@@ -46,7 +46,23 @@ def write_table(payload: TableRequest) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload", activity="write_metadata")
 def write_metadata(payload: MetadataRequest) -> dict[str, Any]:
     ctx = RunContext.of_request(payload)
-    settings = ctx.settings
+    written, figures = _write_metadata(ctx, payload)
+    # The run's figures, not its phase: cleanup may run alongside and write the run's end first.
+    runindex.record(
+        ctx.settings,
+        payload["run_id"],
+        payload.get("received_at"),
+        payload["source"],
+        None,
+        **figures,
+    )
+    return written
+
+
+def _write_metadata(
+    ctx: RunContext, payload: MetadataRequest
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """metadata.json, and the run's figures for the runs index."""
     metadata = finalize.build_metadata(
         ctx,
         payload["chunks"],
@@ -56,18 +72,6 @@ def write_metadata(payload: MetadataRequest) -> dict[str, Any]:
         payload["finished_at"],
     )
     written = finalize.write_metadata(ctx, metadata)
-    # The run's figures, not its phase: cleanup may run alongside and write the run's end first.
-    runindex.record(
-        settings,
-        payload["run_id"],
-        payload.get("received_at"),
-        payload["source"],
-        None,
-        requests={**metadata["requests"], "pending": 0},
-        tokens=metadata["tokens"]["usage"],
-        cost=metadata["cost"],
-        outputs={"metadata": written["metadata"]},
-    )
     event(
         log,
         "metadata written",
@@ -79,28 +83,53 @@ def write_metadata(payload: MetadataRequest) -> dict[str, Any]:
         cost_usd=metadata["cost"].get("total"),
         folder=metadata["outputs"]["folder"],
     )
-    return written
+    figures = {
+        "requests": {**metadata["requests"], "pending": 0},
+        "tokens": metadata["tokens"]["usage"],
+        "cost": metadata["cost"],
+        "outputs": {"metadata": written["metadata"]},
+    }
+    return written, figures
 
 
 @bp.activity_trigger(input_name="payload", activity="cleanup_run")
 def cleanup_run(payload: CleanupRequest) -> dict[str, Any]:
+    """Clean up; with `metadata` (metadata.json is the run's only write) write it first, in
+    the same step: nothing is deleted before it is written, and the runs index gets the run's
+    figures and its end in one write. Safe to run twice: both steps are."""
     ctx = RunContext.of_request(payload)
-    settings = ctx.settings
+    written: dict[str, Any] | None = None
+    figures: dict[str, Any] = {"outputs": {}}
+    end = payload.get("metadata")
+    if end is not None:
+        written, figures = _write_metadata(
+            ctx,
+            {
+                "run_id": payload["run_id"],
+                "source": payload["source"],
+                "received_at": payload.get("received_at"),
+                "chunks": payload["chunks"],
+                "summary": end["summary"],
+                "status": payload["status"],
+                "finished_at": end["finished_at"],
+            },
+        )
     cleaned = finalize.cleanup_run(
         ctx,
         payload["chunks"],
         payload["status"],
         payload.get("reason"),
     )
+    figures["outputs"] = {**figures["outputs"], "input": cleaned.get("input")}
     runindex.record(
-        settings,
+        ctx.settings,
         payload["run_id"],
         payload.get("received_at"),
         payload["source"],
         "done",
         payload["status"],
         reason=payload.get("reason"),
-        outputs={"input": cleaned.get("input")},
+        **figures,
     )
     event(
         log,
@@ -110,7 +139,7 @@ def cleanup_run(payload: CleanupRequest) -> dict[str, Any]:
         input=(cleaned.get("input") or {}).get("path"),
         deleted_files=cleaned["deleted_files"],
     )
-    return cleaned
+    return cleaned if written is None else {**cleaned, "written": written}
 
 
 @bp.activity_trigger(input_name="payload", activity="record_failure")

@@ -92,9 +92,17 @@ class MetadataRequest(ChunksRequest):
     finished_at: str
 
 
+class RunEnd(TypedDict):
+    """What metadata.json needs besides the chunks and status that cleanup has already."""
+
+    summary: JsonObject
+    finished_at: str
+
+
 class CleanupRequest(ChunksRequest):
     status: str
     reason: str | None
+    metadata: NotRequired[RunEnd]  # metadata.json is the run's only write: written first
 
 
 class FailureRequest(RunRequest):

@@ -239,43 +239,48 @@ def _scheduled(context: df.DurableOrchestrationContext, activity: str) -> bool:
 
 
 def _finish(run: _Run) -> Generator[Any, Any, dict[str, Any]]:
-    """Write the run folder's files in parallel, then clean up (inputs move, files go), or
-    alongside when metadata.json is the only file to write."""
-    state = run.state
+    """Write the run folder's files in parallel, then clean up (inputs move, files go); when
+    metadata.json is the only file to write, cleanup writes it first, in the same step."""
+    state, context = run.state, run.context
     run.status("writing")
     chunks = [c.to_json() for c in state.chunks]
     summary = state.summary or {}
     run_status = machine.final_status(state.chunks, state.cancel_requested)
+    finished_at = context.current_utc_datetime.isoformat()
     metadata = {
         "chunks": chunks,
         "summary": summary,
         "status": run_status,
         "received_at": state.received_at,
-        "finished_at": run.context.current_utc_datetime.isoformat(),
+        "finished_at": finished_at,
     }
     # results.jsonl may be written already, by the collection (`results_written`); histories
     # that scheduled write_results anyway replay with it (it then returns what was written).
     written_early = results_written(chunks)
-    writes = []
-    if written_early is None or _scheduled(run.context, "write_results"):
-        writes.append(run.call("write_results", {"chunks": chunks}))
+    writes: list[tuple[str, dict[str, Any]]] = []
+    if written_early is None or _scheduled(context, "write_results"):
+        writes.append(("write_results", {"chunks": chunks}))
     # errors.jsonl is written only when something failed, so a run where nothing did needs no
     # write_errors activity; histories that scheduled it anyway (before this) replay with it.
-    if failed_requests(chunks, summary) or _scheduled(run.context, "write_errors"):
-        writes.append(run.call("write_errors", {"chunks": chunks, "summary": summary}))
-    writes.append(run.call("write_metadata", metadata))
+    if failed_requests(chunks, summary) or _scheduled(context, "write_errors"):
+        writes.append(("write_errors", {"chunks": chunks, "summary": summary}))
+    writes.append(("write_metadata", metadata))
     if summary.get("table_columns"):
-        writes.append(
-            run.call("write_table", {"chunks": chunks, "columns": summary["table_columns"]})
-        )
+        writes.append(("write_table", {"chunks": chunks, "columns": summary["table_columns"]}))
     reasons = "; ".join(f"chunk {c.index}: {c.reason}" for c in state.chunks if c.reason)
-    cleanup = {"chunks": chunks, "status": run_status, "reason": reasons or None}
-    if _cleans_up_alongside(len(writes)):
-        *written, cleaned = yield run.context.task_all([*writes, run.call("cleanup_run", cleanup)])
-    else:
-        written = yield run.context.task_all(writes)
-        run.status("cleaning")
+    cleanup: dict[str, Any] = {"chunks": chunks, "status": run_status, "reason": reasons or None}
+    if len(writes) == 1 and not _scheduled(context, "write_metadata"):
+        cleanup["metadata"] = {"summary": summary, "finished_at": finished_at}
         cleaned = yield run.call("cleanup_run", cleanup)
+        written = [cleaned["written"]]
+    else:
+        tasks = [run.call(name, payload) for name, payload in writes]
+        if _cleans_up_alongside(len(tasks)):
+            *written, cleaned = yield context.task_all([*tasks, run.call("cleanup_run", cleanup)])
+        else:
+            written = yield context.task_all(tasks)
+            run.status("cleaning")
+            cleaned = yield run.call("cleanup_run", cleanup)
     finished: dict[str, Any] = {
         "errors": None,
         **(written_early or {}),
@@ -294,12 +299,11 @@ def _finish(run: _Run) -> Generator[Any, Any, dict[str, Any]]:
 
 
 def _cleans_up_alongside(writes: int) -> bool:
-    """Whether cleanup runs alongside the writes rather than after them: when metadata.json is
-    the only write. Cleanup deletes what the other writes read (the service's outputs, the
-    results part), so it follows them; metadata.json is built from the run's state and reads
-    nothing it deletes. The common run (its results written by the collection, nothing failed)
-    so ends one episode sooner. A history that scheduled cleanup after metadata.json (before
-    this) replays the same: its tasks come in the same order."""
+    """Whether cleanup runs alongside the writes rather than after them: in histories whose
+    only write, metadata.json, was its own activity (code from before cleanup wrote it first).
+    Cleanup deletes what the other writes read (the service's outputs, the results part), so it
+    follows them. A history that scheduled cleanup after metadata.json (before that) replays
+    the same: its tasks come in the same order."""
     return writes == 1
 
 

@@ -10,8 +10,8 @@ lands at a known point of the run without sleeping:
 - running: right after submit_batch created the batch;
 - collecting: after a check_batch that saw the batch still running, so before the check that
   sees it end collects it (in that same step) and reads anything;
-- writing: as write_metadata runs, while the outputs are being written (and the run cleans
-  up alongside: its original may be gone already).
+- writing: after the check that saw the batch end and collected it, before cleanup writes
+  metadata.json and takes the original away (if it is still the upload the run started for).
 
 The run must still write its results and end `completed`, keep its own input in its run folder,
 delete its Azure OpenAI files, and leave alone the upload that replaced its input (which is a
@@ -20,7 +20,6 @@ new run of its own).
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -29,7 +28,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from azure.core.exceptions import ResourceNotFoundError
 
 from batching.layout import run_id_for
 from devstack.durable.clock import VirtualClock
@@ -75,7 +73,7 @@ class Owner:
             if phase == "collecting":
                 return activity == "check_batch" and not self.batches_ended(run_id)
             assert phase == "writing"
-            return activity == "write_metadata"
+            return activity == "check_batch" and self.batches_ended(run_id)
 
         def hook(instance_id: str, activity: str, attempt: int) -> bool:
             with self._lock:
@@ -165,9 +163,7 @@ def test_delete_mid_run_changes_nothing_for_the_run(owner: Owner, phase: str) ->
     stack = owner.stack
 
     def delete(path: str) -> None:
-        # While metadata.json is written, cleanup runs too: it may have taken the original.
-        with contextlib.suppress(ResourceNotFoundError):
-            stack.container("input").delete_blob(path)
+        stack.container("input").delete_blob(path)  # every phase comes before cleanup's
 
     got = owner.run(phase, delete)
     if phase == "collecting":  # the batch was collected by a later check

@@ -204,9 +204,10 @@ def test_the_run_continues_as_new_once_validated_and_after_each_status_check(sta
     validated, submitted, *checks = stack.executions(run_id)
     assert (validated, submitted) == (["validate_input"], ["submit_batch"])
     assert checks and all(names.count("check_batch") == 1 for names in checks)
-    # The check that saw the batch end collected it (no collect_batch), and results.jsonl came
-    # with the collection (one chunk, one round, no table): no write_results
-    assert checks[-1] == ["check_batch", "write_metadata", "cleanup_run"]
+    # The check that saw the batch end collected it (no collect_batch); results.jsonl came with
+    # the collection (one chunk, one round, no table: no write_results) and cleanup wrote
+    # metadata.json, the only file left to write, first (no write_metadata)
+    assert checks[-1] == ["check_batch", "cleanup_run"]
     assert _in_history(stack, run_id) == checks[-1]
     received = run_input(stack.host.get_status(run_id))["received_at"]
     assert get(stack, f"runs/{run_id}").json()["created"] == received != run["createdTime"]
@@ -221,28 +222,53 @@ def _cleanup_followed_the_writes(stack, run_id):
     return any(kind == T.TASK_COMPLETED for kind, _ in kinds[since:at])
 
 
-def test_cleanup_runs_alongside_metadata_when_nothing_else_is_written(stack):
-    """metadata.json reads nothing cleanup deletes: a run with only that to write schedules both
-    at once. A run that writes errors.jsonl cleans up after the writes, which read what it
-    deletes. A history whose cleanup followed metadata.json (the code before) replays."""
+def _metadata_scheduled(real):
+    """The code before cleanup wrote metadata.json itself: every finish scheduled write_metadata
+    (as `_scheduled` reads it in a history that has it)."""
+    return lambda context, activity: activity == "write_metadata" or real(context, activity)
+
+
+def test_cleanup_writes_metadata_first_when_nothing_else_is_written(stack):
+    """A run with only metadata.json to write has cleanup write it first, in the same step (one
+    activity, and the runs index written once). A run that writes errors.jsonl cleans up after
+    the writes, which read what it deletes. Histories whose write_metadata ran alongside cleanup
+    or before it (the code before) replay."""
     stack.drop("along/a.jsonl", requests_file(3, prefix="a"))
     (run,) = stack.wait_all(1)
     assert _output(run)["status"] == "completed" and _output(run)["errors"] is None
-    assert _in_history(stack, run["instanceId"])[-2:] == ["write_metadata", "cleanup_run"]
-    assert not _cleanup_followed_the_writes(stack, run["instanceId"])
+    assert _in_history(stack, run["instanceId"])[-2:] == ["check_batch", "cleanup_run"]
+    assert "write_metadata" not in stack.host.activity_calls
+    indexed = get(stack, f"runs/{run['instanceId']}").json()
+    assert indexed["status"] == "completed" and indexed["requests"]["succeeded"] == 3
+    assert indexed["tokens"]["total"] > 0 and indexed["cost"]["total"] > 0
 
-    with _old_code_until(stack, "write_metadata", _cleans_up_alongside=lambda writes: False):
-        stack.drop("along/b.jsonl", requests_file(3, prefix="b"))
-        runs = stack.wait_all(2)
-    (old,) = [r for r in runs if r["instanceId"] != run["instanceId"]]
-    assert old["runtimeStatus"] == "Completed", old
-    assert _in_history(stack, old["instanceId"])[-2:] == ["write_metadata", "cleanup_run"]
-    assert _cleanup_followed_the_writes(stack, old["instanceId"])
+    real = run_file._scheduled
+    olds = {}
+    for name, alongside in (("b", True), ("c", False)):
+        old_code = {"_scheduled": _metadata_scheduled(real)}
+        if not alongside:
+            old_code["_cleans_up_alongside"] = lambda writes: False
+        with _old_code_until(stack, "write_metadata", **old_code):
+            stack.drop(f"along/{name}.jsonl", requests_file(3, prefix=name))
+            runs = stack.wait_all(len(olds) + 2)
+        (olds[name],) = [
+            r
+            for r in runs
+            if r["instanceId"] not in {run["instanceId"], *[o["instanceId"] for o in olds.values()]}
+        ]
+        old = olds[name]
+        assert old["runtimeStatus"] == "Completed", old
+        assert _in_history(stack, old["instanceId"])[-2:] == ["write_metadata", "cleanup_run"]
+        assert _cleanup_followed_the_writes(stack, old["instanceId"]) is not alongside
 
     stack.scenario(line_failure_rate=0.5, line_failure_status=400, seed=3)  # not resubmitted
-    stack.drop("along/c.jsonl", requests_file(10, prefix="c"))
-    runs = stack.wait_all(3)
-    (failing,) = [r for r in runs if r["instanceId"] not in (run["instanceId"], old["instanceId"])]
+    stack.drop("along/d.jsonl", requests_file(10, prefix="d"))
+    runs = stack.wait_all(4)
+    (failing,) = [
+        r
+        for r in runs
+        if r["instanceId"] not in {run["instanceId"], *[o["instanceId"] for o in olds.values()]}
+    ]
     assert _output(failing)["errors"] is not None
     assert _in_history(stack, failing["instanceId"])[-3:] == [
         "write_errors",
@@ -250,36 +276,36 @@ def test_cleanup_runs_alongside_metadata_when_nothing_else_is_written(stack):
         "cleanup_run",
     ]
     assert _cleanup_followed_the_writes(stack, failing["instanceId"])
-    for r, prefix in ((run, "a"), (old, "b"), (failing, "c")):
+    for r, prefix in ((run, "a"), (olds["b"], "b"), (olds["c"], "c"), (failing, "d")):
         folder = stack.run_folder(f"along/{prefix}.jsonl", r["instanceId"])
         names = [n for n in stack.names("output") if n.startswith(f"{folder}/")]
         assert f"{folder}/metadata.json" in names and f"{folder}/input.jsonl" in names
     assert stack.names("input") == [] and stack.names("work") == []
 
 
-@pytest.mark.parametrize("crashed", ["write_metadata", "cleanup_run"])
-def test_a_crash_in_either_of_the_last_two_activities_changes_nothing(stack, crashed):
-    """Run alongside, each is run again alone when its result is lost; the run ends as one
-    that nothing disturbed, with one batch."""
-    path = f"along/crash-{crashed}.jsonl"
+def test_a_crash_in_the_last_activity_changes_nothing(stack):
+    """cleanup_run, which wrote metadata.json first, is run again when its result is lost; the
+    run ends as one that nothing disturbed, with one batch."""
+    path = "along/crash-cleanup_run.jsonl"
     run_id = stack.stage(path, requests_file(4, prefix="x"))
     attempts = []
 
     def hook(instance_id: str, activity: str, attempt: int) -> bool:
-        if instance_id == run_id and activity == crashed:
+        if instance_id == run_id and activity == "cleanup_run":
             attempts.append(attempt)
-        return instance_id == run_id and activity == crashed and attempt == 1
+        return instance_id == run_id and activity == "cleanup_run" and attempt == 1
 
     run = stack.run_hooked(run_id, hook)
     assert run["runtimeStatus"] == "Completed" and run["output"]["status"] == "completed", run
     assert attempts == [1, 2]  # its first result lost, run again by the host
-    assert stack.scheduled(run_id).count(crashed) == 1
+    assert stack.scheduled(run_id).count("cleanup_run") == 1
     assert len(stack.batches_of(run_id)) == 1
     folder = stack.run_folder(path, run_id)
     assert [n for n in stack.names("output") if n.startswith(f"{folder}/")] == [
         f"{folder}/{n}" for n in ("input.jsonl", "metadata.json", "results.jsonl")
     ]
     assert run["output"]["input"]["path"] == f"{folder}/input.jsonl"
+    assert run["output"]["metadata"]["path"] == f"{folder}/metadata.json"
     meta = orjson.loads(stack.read("output", f"{folder}/metadata.json"))
     assert meta["status"] == "completed" and meta["requests"]["succeeded"] == 4
     assert path not in stack.names("input")
@@ -344,12 +370,13 @@ def test_a_history_that_went_on_into_the_next_phase_replays(azurite, tmp_path):
 
 
 def test_the_runs_index_is_written_when_a_run_arrives_has_figures_and_ends(stack, monkeypatch):
-    """Not at the phases between: the listing reads a run that has not ended live."""
+    """Not at the phases between: the listing reads a run that has not ended live. A run whose
+    cleanup wrote metadata.json (its only write) writes its figures and its end at once."""
     made = storage_requests(monkeypatch)
     stack.drop("index/a.jsonl", requests_file(3, prefix="a"))
     stack.wait_all(1)
     table = f"/{stack.env['RUNS_TABLE']}("
-    assert sum(method == "PATCH" and table in path for method, path in made) == 3
+    assert sum(method == "PATCH" and table in path for method, path in made) == 2
     listed = get(stack, "runs", prefix="index/").json()["runs"]
     assert [(r["phase"], r["status"]) for r in listed] == [("done", "completed")]
     assert listed[0]["requests"]["succeeded"] == 3 and listed[0]["outputs"]["metadata"]
