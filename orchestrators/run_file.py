@@ -9,10 +9,10 @@ hashes, and every decision from the state and activity results. The state is typ
 Every episode replays its execution's whole history (the durable SDK parses each event again),
 so the run keeps its histories short: it continues as new with its state after every
 `polls_per_history` ticks while running (a 500-file drop spent half its worker CPU replaying
-before it did), and once validated, so that a cancel raised during validation is read from the
-history before anything is submitted. Not into the finish: it goes on in the execution of the
-last tick, whose history holds one tick at most (with the default of 1), as a new execution
-would cost an episode of its own.
+before it did). Not between phases: validation goes on into the first submission, and the last
+tick into the finish, as a new execution would cost an episode of its own. A cancel raised
+while the input is validated is waited for alongside validation, so it is seen before anything
+is submitted.
 """
 
 from __future__ import annotations
@@ -109,15 +109,16 @@ class _Run:
 @bp.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)
 def run_file(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
     run = _Run(context)
+    # One wait for the whole execution: a second wait for the same event would take a cancel
+    # meant for the first, or leave it to one nobody waits on any more.
+    cancel = context.wait_for_external_event(CANCEL_EVENT)
     try:
         if run.state.phase == Phase.VALIDATING:
-            rejected = yield from _prepare(run)
+            rejected = yield from _prepare(run, cancel)
             if rejected is not None:
                 return rejected
-            if not _went_on(run, "submit_batch", "admit_batch"):
-                return _continue(run)
         if run.state.phase == Phase.RUNNING:
-            continued = yield from _watch(run)
+            continued = yield from _watch(run, cancel)
             if continued is not None:
                 return continued
         return (yield from _finish(run))
@@ -146,12 +147,14 @@ def _record_failure(run: _Run, exc: Exception) -> Generator[Any, Any, None]:
         )
 
 
-def _prepare(run: _Run) -> Generator[Any, Any, dict[str, Any] | None]:
-    """Validate; reject an invalid file (the run's end), or cut it into chunks."""
+def _prepare(run: _Run, cancel: Any) -> Generator[Any, Any, dict[str, Any] | None]:
+    """Validate; reject an invalid file (the run's end), or cut it into chunks. A cancel raised
+    while the input is validated comes into the history before validation's result, so it is
+    seen here, before anything is submitted."""
     state = run.state
     run.note("orchestration started", source=state.source["path"])
     run.status("validating")
-    summary = yield run.call("validate_input", {})
+    summary = yield from _heeding(run, run.call("validate_input", {}), cancel)
     # An input that is itself the one chunk comes back with its chunk; other inputs go through
     # prepare_chunks, and so do histories that scheduled it anyway: those of runs validated
     # before validate_input did this, or whose earlier episodes ran older orchestrator code.
@@ -164,19 +167,27 @@ def _prepare(run: _Run) -> Generator[Any, Any, dict[str, Any] | None]:
         return {"status": "invalid", "run_id": state.run_id, **rejected}
     if specs is None or _scheduled(run.context, "prepare_chunks"):
         run.status("preparing")
-        specs = yield run.call("prepare_chunks", {"summary": summary})
+        specs = yield from _heeding(run, run.call("prepare_chunks", {"summary": summary}), cancel)
     state.chunks = [machine.new_chunk(s, run.config) for s in specs]
     state.phase = Phase.RUNNING
     state.ticks = 0
     return None
 
 
-def _watch(run: _Run) -> Generator[Any, Any, dict[str, Any] | None]:
-    """Tick until every chunk has ended; continue as new every `polls_per_history` ticks."""
+def _heeding(run: _Run, task: Any, cancel: Any) -> Generator[Any, Any, Any]:
+    """The task's result; a cancel raised while it runs (before its result, in the history) is
+    noted in the state, so that nothing is submitted after it."""
+    if not run.state.cancel_requested and (yield run.context.task_any([task, cancel])) == cancel:
+        run.state.cancel_requested = True
+        run.note("cancel requested", phase=str(run.state.phase))
+    return (yield task)
+
+
+def _watch(run: _Run, cancel: Any) -> Generator[Any, Any, dict[str, Any] | None]:
+    """Tick until every chunk has ended; continue as new every `polls_per_history` ticks. The
+    execution's one cancel wait: with a fresh wait per tick, a cancel arriving mid-tick goes to
+    the previous tick's wait, still open, and the next tick's wait never sees it."""
     state, context = run.state, run.context
-    # One wait for the whole execution: with a fresh wait per tick, a cancel arriving mid-tick
-    # goes to the previous tick's wait, still open, and the next tick's wait never sees it.
-    cancel = context.wait_for_external_event(CANCEL_EVENT)
     # a new execution's first episode has set no status yet (Azure may show none meanwhile)
     run.status("running", waiting=machine.waiting_reason(state.chunks))
     while True:
@@ -196,14 +207,6 @@ def _watch(run: _Run) -> Generator[Any, Any, dict[str, Any] | None]:
         state.ticks += 1
         if state.ticks >= run.config.polls_per_history:
             return _continue(run)
-
-
-def _went_on(run: _Run, *first_activities: str) -> bool:
-    """Whether this execution's history shows it went on into the next phase (code from before
-    2026-12-03, and of cfc3892, did), which it must replay as it ran. A new execution is how a
-    cancel raised meanwhile is read replay-safely: `_continue` reads it from the history that
-    ends, whereas a running execution's replay sees events that came after the decision."""
-    return any(_scheduled(run.context, a) for a in first_activities)
 
 
 def _continue(run: _Run) -> dict[str, Any]:

@@ -96,8 +96,8 @@ def test_cancel_raised_with_the_poll_timer(day_stack):
 
 
 def test_cancel_raised_while_the_input_is_validated(day_stack):
-    """Before anything is submitted: the run continues as new once validated, and the new
-    execution's first tick sees the cancel, so no batch is ever created."""
+    """Before anything is submitted: the run waits for the cancel alongside validation, whose
+    result comes into the history after it, so no batch is ever created."""
     stack, _ = day_stack
     stack.drop("race/during-validation.jsonl", requests_file(4), deliver=False)
     raised: list[str] = []
@@ -117,3 +117,30 @@ def test_cancel_raised_while_the_input_is_validated(day_stack):
     assert output["status"] == "cancelled", output
     assert "submit_batch" not in stack.scheduled(run_id)
     assert stack.batches_of(run_id) == []
+
+
+def test_cancel_raised_while_the_chunks_are_prepared(azurite, tmp_path):
+    """An input cut into chunks: a cancel raised while `prepare_chunks` runs is seen before
+    any chunk is submitted, as one raised during validation is."""
+    clock = VirtualClock(datetime.now(UTC))
+    env = {"POLL_INITIAL_SECONDS": "60", "POLL_MAX_SECONDS": "600", "MAX_REQUESTS_PER_BATCH": "2"}
+    with local_stack(azurite, tmp_path, extra_env=env, clock=clock) as stack:
+        stack.scenario(batch_duration=DAY)
+        stack.drop("race/during-chunking.jsonl", requests_file(4), deliver=False)
+        raised: list[str] = []
+
+        def raise_cancel_while_chunking(instance_id: str, activity: str, attempt: int) -> bool:
+            if activity == "prepare_chunks" and not raised:
+                raised.append(instance_id)
+                stack.host.raise_event(instance_id, CANCEL_EVENT, {"by": "test"})
+            return False
+
+        stack.host.crash_hook = raise_cancel_while_chunking
+        assert stack.watcher.poll_once() == 1
+        (run_id,) = [r["instanceId"] for r in stack.runs()]
+        output = finish(stack, run_id)
+
+        assert raised == [run_id]
+        assert output["status"] == "cancelled", output
+        assert "submit_batch" not in stack.scheduled(run_id)
+        assert stack.batches_of(run_id) == []

@@ -192,17 +192,17 @@ def test_a_run_where_nothing_failed_needs_no_write_errors(stack):
     ]
 
 
-def test_the_run_continues_as_new_once_validated_and_after_each_status_check(stack):
-    """Every episode replays its execution's history: the run continues as new once validated
-    and after each status check, so no history holds more than one; the finish goes on in the
-    execution of the last check (a new execution costs an episode of its own). The run's own
-    start still comes from its input, not the execution's."""
+def test_the_run_continues_as_new_after_each_status_check(stack):
+    """Every episode replays its execution's history: the run continues as new after each
+    status check, so no history holds more than one; validation goes on into the submission,
+    and the finish in the execution of the last check (a new execution costs an episode of its
+    own). The run's own start still comes from its input, not the execution's."""
     stack.drop("phases/a.jsonl", requests_file(3, prefix="a"))
     (run,) = stack.wait_all(1)
     run_id = run["instanceId"]
     assert _output(run)["status"] == "completed"
-    validated, submitted, *checks = stack.executions(run_id)
-    assert (validated, submitted) == (["validate_input"], ["submit_batch"])
+    submitted, *checks = stack.executions(run_id)
+    assert submitted == ["validate_input", "submit_batch"]
     assert checks and all(names.count("check_batch") == 1 for names in checks)
     # The check that saw the batch end collected it (no collect_batch); results.jsonl came with
     # the collection (one chunk, one round, no table: no write_results) and cleanup wrote
@@ -347,13 +347,13 @@ def test_a_one_chunk_run_gets_its_results_from_the_collection(stack, monkeypatch
     assert _output(run)["results"]["path"] == f"{folder}/results.jsonl"
 
 
-def test_a_history_that_went_on_into_the_next_phase_replays(azurite, tmp_path):
-    """Histories recorded before the run continued as new once validated (one execution from
-    validation to cleanup, when the status checks continued as new only every 20) replay to the
-    end with the new code: it continues as new only where the history did not go on."""
+def test_a_history_from_validation_to_cleanup_replays(azurite, tmp_path):
+    """A history of one execution from validation to cleanup (status checks continuing as new
+    only every 20), recorded by code that always scheduled write_results, replays to the end
+    with the new code."""
     with local_stack(azurite, tmp_path, extra_env={"POLLS_PER_HISTORY": "20"}) as stack:
-        # the old code went on into submitting, and always scheduled write_results
-        old = {"_went_on": lambda run, *a: True, "results_written": lambda chunks: None}
+        # the old code always scheduled write_results
+        old = {"results_written": lambda chunks: None}
         with _old_code_until(stack, "write_metadata", **old):
             stack.drop("old/a.jsonl", requests_file(3, prefix="o"))
             (run,) = stack.wait_all(1)
