@@ -95,28 +95,34 @@ def test_cancel_raised_with_the_poll_timer(day_stack):
     assert stack.host.activity_calls["check_batch"] <= 3
 
 
-def test_cancel_raised_while_the_input_is_validated(day_stack):
-    """Before anything is submitted: the run waits for the cancel alongside validation, whose
-    result comes into the history after it, so no batch is ever created."""
-    stack, _ = day_stack
-    stack.drop("race/during-validation.jsonl", requests_file(4), deliver=False)
+def cancel_while(stack: Stack, activity: str, path: str) -> None:
+    """Raise a cancel while the run's `activity` runs (after its work, before its result is
+    recorded), then run to the end: the run ends cancelled, and no batch was ever created."""
+    stack.drop(path, requests_file(4), deliver=False)
     raised: list[str] = []
 
-    def raise_cancel_during_validation(instance_id: str, activity: str, attempt: int) -> bool:
-        if activity == "validate_input" and not raised:
+    def raise_cancel(instance_id: str, called: str, attempt: int) -> bool:
+        if called == activity and not raised:
             raised.append(instance_id)
             stack.host.raise_event(instance_id, CANCEL_EVENT, {"by": "test"})
         return False
 
-    stack.host.crash_hook = raise_cancel_during_validation
+    stack.host.crash_hook = raise_cancel
     assert stack.watcher.poll_once() == 1
-    (run_id,) = [r["instanceId"] for r in stack.runs()]
+    (run_id,) = [r["instanceId"] for r in stack.runs()]  # each test's stack is its own
     output = finish(stack, run_id)
 
     assert raised == [run_id]
     assert output["status"] == "cancelled", output
     assert "submit_batch" not in stack.scheduled(run_id)
     assert stack.batches_of(run_id) == []
+
+
+def test_cancel_raised_while_the_input_is_validated(day_stack):
+    """Before anything is submitted: the run waits for the cancel alongside validation, whose
+    result comes into the history after it, so no batch is ever created."""
+    stack, _ = day_stack
+    cancel_while(stack, "validate_input", "race/during-validation.jsonl")
 
 
 def test_cancel_raised_while_the_chunks_are_prepared(azurite, tmp_path):
@@ -126,21 +132,4 @@ def test_cancel_raised_while_the_chunks_are_prepared(azurite, tmp_path):
     env = {"POLL_INITIAL_SECONDS": "60", "POLL_MAX_SECONDS": "600", "MAX_REQUESTS_PER_BATCH": "2"}
     with local_stack(azurite, tmp_path, extra_env=env, clock=clock) as stack:
         stack.scenario(batch_duration=DAY)
-        stack.drop("race/during-chunking.jsonl", requests_file(4), deliver=False)
-        raised: list[str] = []
-
-        def raise_cancel_while_chunking(instance_id: str, activity: str, attempt: int) -> bool:
-            if activity == "prepare_chunks" and not raised:
-                raised.append(instance_id)
-                stack.host.raise_event(instance_id, CANCEL_EVENT, {"by": "test"})
-            return False
-
-        stack.host.crash_hook = raise_cancel_while_chunking
-        assert stack.watcher.poll_once() == 1
-        (run_id,) = [r["instanceId"] for r in stack.runs()]
-        output = finish(stack, run_id)
-
-        assert raised == [run_id]
-        assert output["status"] == "cancelled", output
-        assert "submit_batch" not in stack.scheduled(run_id)
-        assert stack.batches_of(run_id) == []
+        cancel_while(stack, "prepare_chunks", "race/during-chunking.jsonl")
