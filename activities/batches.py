@@ -92,7 +92,7 @@ def check_batch(payload: BatchRequest) -> dict[str, Any]:
         "received_at": payload.get("received_at"),
         "chunk": how["chunk"],
         "batch": batch,
-        "resubmit": resubmits(batch, how["resubmit"]),
+        "resubmit": how["resubmit"],
         "final_results": bool(how.get("final_results")),
     }
     return {"batch": batch, "collected": _collect(collect)}
@@ -120,11 +120,12 @@ def collect_batch(payload: CollectRequest) -> dict[str, Any]:
 
 
 def _collect(payload: CollectRequest) -> dict[str, Any]:
+    """Collect; `resubmit` says whether the run allows a round, and a failed batch gets none."""
     outcome = collection.collect_batch(
         RunContext.of_request(payload),
         payload["chunk"],
         payload["batch"],
-        bool(payload["resubmit"]),
+        resubmits(payload["batch"], bool(payload["resubmit"])),
         bool(payload.get("final_results")),
     )
     counts = outcome["counts"]

@@ -54,7 +54,7 @@ class Collection(TypedDict):
     """How a chunk's ended batch is collected (the orchestrator's decisions)."""
 
     chunk: JsonObject  # its index, round and input (BlobRef.to_dict()) at least
-    resubmit: bool  # a retry input may be written (`statuses.resubmits` for the batch's status)
+    resubmit: bool  # the run allows a resubmission round (none for a failed batch: `resubmits`)
     final_results: NotRequired[bool]  # its results may be the run's results.jsonl as they are
 
 

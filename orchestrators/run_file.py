@@ -29,7 +29,7 @@ import azure.durable_functions as df
 from azure.durable_functions.models.history import HistoryEventType
 
 from batching.logs import event
-from batching.statuses import ChunkState, resubmits
+from batching.statuses import ChunkState
 from batching.steps.counts import failed_requests, results_written
 from orchestrators import state as machine
 from orchestrators.state import Chunk, Phase, RunState
@@ -348,8 +348,7 @@ def _due_work(run: _Run, c: Chunk, key: str, cancel: bool) -> tuple[Chunk, Apply
             # A check that sees the batch end collects it in the same step: one activity and
             # one episode fewer a batch than a collect_batch scheduled after it.
             name = "check_batch"
-            chunk = {"index": c.index, "round": c.round, "input": c.input}
-            request["collect"] = {"chunk": chunk, "cancelling": cancel, **_collection(run, c)}
+            request["collect"] = {"cancelling": cancel, **_collection(run, c)}
         task = run.call(name, request)
         return c, lambda c, r, now: machine.checked(c, r, now, config, run_id, cancel), task
     return None
@@ -380,22 +379,21 @@ def _tick(run: _Run, now: datetime) -> Generator[Any, Any, None]:
         tasks = []
         for i in collect:
             c = state.chunks[i]
-            batch = c.batch or {}
-            request = {"chunk": c.to_json(), "batch": batch, **_collection(run, c)}
-            request["resubmit"] = resubmits(batch, request["resubmit"])
-            tasks.append(run.call("collect_batch", request))
+            tasks.append(run.call("collect_batch", {"batch": c.batch or {}, **_collection(run, c)}))
         outcomes = yield run.context.task_all(tasks)
         for i, outcome in zip(collect, outcomes, strict=True):
             state.chunks[i] = machine.collected(state.chunks[i], outcome, run.config)
 
 
 def _collection(run: _Run, c: Chunk) -> dict[str, Any]:
-    """How a chunk's batch is collected: whether the run allows a resubmission round (a failed
-    batch is never resubmitted: `resubmits`), and whether its results may be results.jsonl (the
-    run's one chunk, first round, no table)."""
+    """How a chunk's batch is collected: the chunk (what the collection reads of it), whether
+    the run allows a resubmission round (the collection makes none for a failed batch), and
+    whether its results may be results.jsonl (the run's one chunk, first round, no table)."""
     state = run.state
-    allowed = c.round < run.config.resubmit_rounds and not state.cancel_requested
-    table = bool((state.summary or {}).get("table_columns"))
-    if len(state.chunks) == 1 and c.round == 0 and not table:
-        return {"resubmit": allowed, "final_results": True}
-    return {"resubmit": allowed}
+    how: dict[str, Any] = {
+        "chunk": {"index": c.index, "round": c.round, "input": c.input},
+        "resubmit": c.round < run.config.resubmit_rounds and not state.cancel_requested,
+    }
+    if len(state.chunks) == 1 and c.round == 0 and not (state.summary or {}).get("table_columns"):
+        how["final_results"] = True
+    return how
