@@ -13,6 +13,7 @@ the whole machine's busy, idle and steal seconds (whether the VM got its cores).
     .venv/bin/python -m bench.bench_pipeline [--files 50] [--requests 1000] [--duration 20]
         [--poll 2] [--poll-max 2]  # status checks: every 2 s; `make run`'s grow from 2 s to 10 s
         [--worker-processes 1]   # 0: the whole app in the host's process, as before 2026-12-03
+        [--cpus 1.2]   # everything within 1.2 CPUs' worth of time (bench/cpulimit.py; root)
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from bench.counting import (
     machine_cpu_since,
     record_requests,
 )
+from bench.cpulimit import cpu_quota
 from devstack import services
 from devstack.durable.store import TERMINAL
 from devstack.host.workers import FLEX_WORKER_PROCESSES
@@ -211,8 +213,20 @@ def run(
     poll: int,
     poll_max: int,
     workers: int = FLEX_WORKER_PROCESSES,
+    cpus: float | None = None,
 ) -> dict[str, Any]:
     speed_before = reference_cpu_s()
+    with contextlib.ExitStack() as stack:
+        quota = stack.enter_context(cpu_quota(cpus)) if cpus else None
+        result = _measure(files, requests, duration, poll, poll_max, workers)
+        result["cpu_quota"] = quota and {"cpus": cpus, **quota.throttled()}
+    result["reference_cpu_s_before_after"] = [speed_before, reference_cpu_s()]
+    return result
+
+
+def _measure(
+    files: int, requests: int, duration: float, poll: int, poll_max: int, workers: int
+) -> dict[str, Any]:
     with pipeline(duration, poll, poll_max=poll_max, worker_processes=workers) as p:
         counters = Counters(p.worker_requests)
         payloads = [make_file(i, requests) for i in range(files)]
@@ -256,7 +270,6 @@ def run(
             "cpu_s_total": round(sum(cpu.values()), 1),
             "machine_cpu_s": machine,
             "blobs_at_end": left,
-            "reference_cpu_s_before_after": [speed_before, reference_cpu_s()],
         }
 
 
@@ -273,6 +286,12 @@ def main() -> None:
         default=FLEX_WORKER_PROCESSES,
         help="the app's worker processes, as make run has them (0: in the host's process)",
     )
+    parser.add_argument(
+        "--cpus",
+        type=float,
+        default=None,
+        help="run everything within this many CPUs' worth of time (a cgroup quota; root)",
+    )
     args = parser.parse_args()
     print(
         orjson.dumps(
@@ -283,6 +302,7 @@ def main() -> None:
                 args.poll,
                 args.poll_max,
                 args.worker_processes,
+                args.cpus,
             ),
             option=orjson.OPT_INDENT_2,
         ).decode()
