@@ -81,15 +81,19 @@ def cpu_quota(cpus: float) -> Iterator[Quota]:
         (group / "cgroup.procs").write_text(str(os.getpid()))
         yield Quota(cpus, group, v2)
     finally:
-        (root / "cgroup.procs").write_text(str(os.getpid()))
-        _remove(group)
+        _remove(group, root)
 
 
-def _remove(group: Path, timeout_s: float = 10.0) -> None:
-    """Remove the group once the last child in it has exited (a stopped server's process can
-    take a moment); one still there after `timeout_s` keeps it, empty and harmless, till reboot."""
+def _remove(group: Path, root: Path, timeout_s: float = 5.0) -> None:
+    """Move what is left in the group back to the root, then remove it. Besides this process,
+    a helper a child started can outlive the benchmark's body (multiprocessing's resource
+    tracker lives as long as this process); a process exiting meanwhile can hold the group a
+    moment, so the removal is retried for `timeout_s` (after that it is left, empty, harmless)."""
     deadline = time.monotonic() + timeout_s
     while True:
+        for pid in (group / "cgroup.procs").read_text().split():
+            with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+                (root / "cgroup.procs").write_text(pid)
         try:
             group.rmdir()
             return
