@@ -9,7 +9,13 @@ import azure.durable_functions as df
 
 from batching.context import RunContext
 from batching.logs import event
-from batching.requests import AdmitRequest, BatchRequest, CollectRequest, SubmitRequest
+from batching.requests import (
+    AdmitRequest,
+    BatchRequest,
+    CollectRequest,
+    SubmitRequest,
+    run_part,
+)
 from batching.service import admission, submission
 from batching.settings import Settings
 from batching.statuses import BATCH_TERMINAL, collects_now, resubmits
@@ -87,9 +93,7 @@ def check_batch(payload: BatchRequest) -> dict[str, Any]:
     if how is None or not collects_now(batch, how["cancelling"]):
         return batch
     collect: CollectRequest = {
-        "run_id": payload["run_id"],
-        "source": payload["source"],
-        "received_at": payload.get("received_at"),
+        **run_part(payload),
         "chunk": how["chunk"],
         "batch": batch,
         "resubmit": how["resubmit"],

@@ -17,6 +17,7 @@ from batching.requests import (
     FailureRequest,
     MetadataRequest,
     TableRequest,
+    run_part,
 )
 from batching.steps import failures, finalize
 
@@ -105,9 +106,7 @@ def cleanup_run(payload: CleanupRequest) -> dict[str, Any]:
         written, figures = _write_metadata(
             ctx,
             {
-                "run_id": payload["run_id"],
-                "source": payload["source"],
-                "received_at": payload.get("received_at"),
+                **run_part(payload),
                 "chunks": payload["chunks"],
                 "summary": end["summary"],
                 "status": payload["status"],

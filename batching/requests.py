@@ -22,6 +22,16 @@ class RunRequest(TypedDict):
     received_at: NotRequired[str | None]  # when the upload arrived: the runs index's order
 
 
+def run_part(request: RunRequest) -> RunRequest:
+    """The part every request of a run shares: to build one activity's request in another
+    (the check that collects, the cleanup that writes metadata.json)."""
+    return {
+        "run_id": request["run_id"],
+        "source": request["source"],
+        "received_at": request.get("received_at"),
+    }
+
+
 class ValidateRequest(RunRequest):
     pass
 

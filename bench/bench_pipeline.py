@@ -216,8 +216,7 @@ def run(
     cpus: float | None = None,
 ) -> dict[str, Any]:
     speed_before = reference_cpu_s()
-    with contextlib.ExitStack() as stack:
-        quota = stack.enter_context(cpu_quota(cpus)) if cpus else None
+    with cpu_quota(cpus) if cpus else contextlib.nullcontext() as quota:
         result = _measure(files, requests, duration, poll, poll_max, workers)
         result["cpu_quota"] = quota and {"cpus": cpus, **quota.throttled()}
     result["reference_cpu_s_before_after"] = [speed_before, reference_cpu_s()]

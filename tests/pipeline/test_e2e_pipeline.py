@@ -228,6 +228,13 @@ def _metadata_scheduled(real):
     return lambda context, activity: activity == "write_metadata" or real(context, activity)
 
 
+def _the_new_run(runs, *known):
+    """The one run of `runs` that is none of the `known` ones."""
+    seen = {r["instanceId"] for r in known}
+    (new,) = [r for r in runs if r["instanceId"] not in seen]
+    return new
+
+
 def test_cleanup_writes_metadata_first_when_nothing_else_is_written(stack):
     """A run with only metadata.json to write has cleanup write it first, in the same step (one
     activity, and the runs index written once). A run that writes errors.jsonl cleans up after
@@ -251,12 +258,7 @@ def test_cleanup_writes_metadata_first_when_nothing_else_is_written(stack):
         with _old_code_until(stack, "write_metadata", **old_code):
             stack.drop(f"along/{name}.jsonl", requests_file(3, prefix=name))
             runs = stack.wait_all(len(olds) + 2)
-        (olds[name],) = [
-            r
-            for r in runs
-            if r["instanceId"] not in {run["instanceId"], *[o["instanceId"] for o in olds.values()]}
-        ]
-        old = olds[name]
+        olds[name] = old = _the_new_run(runs, run, *olds.values())
         assert old["runtimeStatus"] == "Completed", old
         assert _in_history(stack, old["instanceId"])[-2:] == ["write_metadata", "cleanup_run"]
         assert _cleanup_followed_the_writes(stack, old["instanceId"]) is not alongside
@@ -264,11 +266,7 @@ def test_cleanup_writes_metadata_first_when_nothing_else_is_written(stack):
     stack.scenario(line_failure_rate=0.5, line_failure_status=400, seed=3)  # not resubmitted
     stack.drop("along/d.jsonl", requests_file(10, prefix="d"))
     runs = stack.wait_all(4)
-    (failing,) = [
-        r
-        for r in runs
-        if r["instanceId"] not in {run["instanceId"], *[o["instanceId"] for o in olds.values()]}
-    ]
+    failing = _the_new_run(runs, run, *olds.values())
     assert _output(failing)["errors"] is not None
     assert _in_history(stack, failing["instanceId"])[-3:] == [
         "write_errors",
